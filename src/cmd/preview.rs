@@ -1,0 +1,73 @@
+//! `feedpost preview`: the message one recipient would get, written to files for a look.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use crate::cli::PreviewArgs;
+use crate::config::Config;
+use crate::issue;
+use crate::ledger::Ledger;
+use crate::mail::{IssueMail, Recipient};
+use crate::subscribers;
+
+/// Writes `<slug>.eml` (the whole RFC 5322 message), `<slug>.html` and `<slug>.txt` into
+/// `args.out` for the sample recipient. Only the named issue is loaded; nothing is sent and the
+/// ledger is only read (its unsubscribe secret), never created.
+///
+/// # Errors
+/// The issue is bad, the sample recipient's address is invalid, or the files cannot be written.
+pub fn run(config: &Config, args: &PreviewArgs) -> Result<ExitCode> {
+    let issue = issue::load_file(&args.issue, config)?;
+    let now = crate::now()?;
+    let secret = if config.mail.ledger.exists() {
+        Ledger::open(&config.mail.ledger)?.secret()?
+    } else {
+        b"feedpost-preview".to_vec()
+    };
+    let mail = IssueMail::compose(&issue, config, &secret, now)?;
+    let (address, name) = match &args.to {
+        Some(to) => (to.clone(), None),
+        None => first_subscriber(config).unwrap_or_else(|| ("reader@example.org".into(), None)),
+    };
+    let message_id = IssueMail::message_id_for(
+        issue.permalink.as_str(),
+        &address.to_lowercase(),
+        &config.from_mailbox(),
+    );
+    let recipient = Recipient {
+        address: &address,
+        name: name.as_deref(),
+        message_id: &message_id,
+    };
+    let (_, eml) = mail.personalise(&recipient)?;
+    let (html, text) = mail.bodies(&recipient);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("failed to create `{}`", args.out.display()))?;
+    for (ext, bytes) in [
+        ("eml", eml.as_slice()),
+        ("html", html.as_bytes()),
+        ("txt", text.as_bytes()),
+    ] {
+        let path = args.out.join(format!("{}.{ext}", issue.slug));
+        std::fs::write(&path, bytes)
+            .with_context(|| format!("failed to write `{}`", path.display()))?;
+        println!("{}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn first_subscriber(config: &Config) -> Option<(String, Option<String>)> {
+    let mut first = None;
+    subscribers::read(
+        &config.site.subscribers,
+        |s| {
+            if first.is_none() {
+                first = Some((s.email, s.name));
+            }
+        },
+        |_| {},
+    )
+    .ok()?;
+    first
+}

@@ -1,0 +1,284 @@
+//! `feedpost publish` and `feedpost retry`: build, queue the issue for its subscribers in the
+//! ledger, and run the delivery engine until every recipient is sent, failed, or deferred.
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::deliver::transport::SmtpSettings;
+use crate::deliver::{self, Settings, Transport};
+use crate::feed;
+use crate::issue::Issue;
+use crate::ledger::{Ledger, NewDelivery};
+use crate::mail::IssueMail;
+use crate::subscribers::{self, Subscriber};
+
+/// How many recipients go into the ledger per transaction while queueing.
+const ENQUEUE_CHUNK: usize = 5_000;
+
+/// Publishes (or, with `enqueue = false`, retries) an issue. See the module docs.
+///
+/// # Errors
+/// A bad issue file anywhere in the site (nothing is sent), an issue that cannot be published, a
+/// held ledger lock, an unreachable SMTP server at the start, or a ledger error.
+pub fn run(
+    config: &Config,
+    issue_path: Option<&Path>,
+    dry_run: bool,
+    enqueue: bool,
+) -> Result<ExitCode> {
+    let loaded = super::load_issues(config)?;
+    if !loaded.errors.is_empty() {
+        bail!(
+            "{} issue file(s) have errors (listed above); fix them and run again. Nothing was sent.",
+            loaded.errors.len()
+        );
+    }
+    let now = crate::now()?;
+    let issue = match issue_path {
+        Some(path) => super::find_by_path(&loaded.issues, path)?,
+        None => loaded
+            .issues
+            .iter()
+            .find(|i| i.is_published_at(now.fixed_offset()))
+            .context(
+                "there is no issue to publish: every issue is a draft or dated in the future",
+            )?,
+    };
+    if issue.draft {
+        bail!(
+            "`{}` is a draft: set `draft: false` in its front matter to publish it",
+            issue.path.display()
+        );
+    }
+    if dry_run {
+        return dry_run_report(config, issue);
+    }
+    feed::write_all(&loaded.issues, config, now.fixed_offset())?;
+
+    let _lock = Ledger::lock(&config.mail.ledger)?;
+    let mut ledger = Ledger::open(&config.mail.ledger)?;
+    let secret = ledger.secret()?;
+    let mail = Arc::new(IssueMail::compose(issue, config, &secret, now)?);
+    let issue_id = issue.permalink.as_str();
+    let before = ledger.counts(issue_id)?;
+    let mut skipped = 0u64;
+    if enqueue {
+        skipped += queue_subscribers(config, issue, &mut ledger)?;
+    }
+    let pending = {
+        let c = ledger.counts(issue_id)?;
+        c.queued + c.sending + c.deferred
+    };
+    info!(issue = %issue.title, pending, "publishing");
+
+    let transport = transport(config, issue)?;
+    let settings = settings(config);
+    let progress = progress_bar(pending);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    let report = runtime.block_on(deliver::run(
+        &mut ledger,
+        issue_id,
+        mail,
+        transport,
+        settings,
+        &progress,
+    ));
+    progress.finish_and_clear();
+    let report = report.with_context(|| {
+        format!("sending `{}` stopped; nothing unsent was marked sent. Run `feedpost publish` again when fixed", issue.path.display())
+    })?;
+    let after = ledger.counts(issue_id)?;
+    let left = after.queued + after.sending + after.deferred;
+    println!(
+        "sent {}, already sent {}, skipped {}, failed {}, deferred {}",
+        report.sent, before.sent, skipped, report.failed, left
+    );
+    if left > 0 {
+        warn!(
+            deferred = left,
+            "some recipients could not be reached yet; `feedpost retry {}` (or the next publish) tries them again",
+            issue.path.display()
+        );
+    }
+    Ok(if report.failed > 0 || left > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Reads the subscriber list and queues every subscriber who wants `issue`. Returns how many were
+/// skipped (bad entries, duplicates, topic filter, suppression list).
+fn queue_subscribers(config: &Config, issue: &Issue, ledger: &mut Ledger) -> Result<u64> {
+    let issue_id = issue.permalink.as_str();
+    let from = config.from_mailbox();
+    let mut seen = HashSet::new();
+    let mut chunk: Vec<Subscriber> = Vec::with_capacity(ENQUEUE_CHUNK);
+    let skipped = Cell::new(0u64);
+    let mut failure = None;
+    let flush = |chunk: &mut Vec<Subscriber>, ledger: &mut Ledger| -> Result<()> {
+        let deliveries = chunk.iter().map(|s| NewDelivery {
+            key: &s.key,
+            address: &s.email,
+            name: s.name.as_deref(),
+            message_id: IssueMail::message_id_for(issue_id, &s.key, &from),
+        });
+        let counts = ledger.enqueue(issue_id, deliveries)?;
+        skipped.set(skipped.get() + counts.suppressed);
+        chunk.clear();
+        Ok(())
+    };
+    subscribers::read(
+        &config.site.subscribers,
+        |s| {
+            if failure.is_some() {
+                return;
+            }
+            if !seen.insert(s.key.clone()) {
+                warn!(
+                    "{}:{}: `{}` is listed more than once; it gets one message",
+                    config.site.subscribers.display(),
+                    s.line,
+                    s.email
+                );
+                skipped.set(skipped.get() + 1);
+            } else if !s.wants(issue) {
+                skipped.set(skipped.get() + 1);
+            } else {
+                chunk.push(s);
+                if chunk.len() >= ENQUEUE_CHUNK {
+                    if let Err(e) = flush(&mut chunk, ledger) {
+                        failure = Some(e);
+                    }
+                }
+            }
+        },
+        |bad| {
+            eprintln!("warning: {bad} (skipped)");
+            skipped.set(skipped.get() + 1);
+        },
+    )?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    flush(&mut chunk, ledger)?;
+    Ok(skipped.get())
+}
+
+fn dry_run_report(config: &Config, issue: &Issue) -> Result<ExitCode> {
+    let issue_id = issue.permalink.as_str();
+    let ledger = if config.mail.ledger.exists() {
+        Some(Ledger::open(&config.mail.ledger)?)
+    } else {
+        None
+    };
+    let (mut would_send, mut already, skipped) = (0u64, 0u64, Cell::new(0u64));
+    let mut seen = HashSet::new();
+    let mut failure = None;
+    subscribers::read(
+        &config.site.subscribers,
+        |s| {
+            if !seen.insert(s.key.clone()) || !s.wants(issue) {
+                skipped.set(skipped.get() + 1);
+                return;
+            }
+            match ledger.as_ref().map(|l| l.state_of(issue_id, &s.key)) {
+                Some(Ok(Some(crate::ledger::State::Sent))) => already += 1,
+                Some(Err(e)) => failure = Some(e),
+                _ => would_send += 1,
+            }
+        },
+        |bad| {
+            eprintln!("warning: {bad} (skipped)");
+            skipped.set(skipped.get() + 1);
+        },
+    )?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    println!(
+        "dry run: `{}` ({}) would go to {} recipients via {}; already sent {}, skipped {}",
+        issue.title,
+        issue.permalink,
+        would_send,
+        transport(config, issue)?.describe(),
+        already,
+        skipped.get()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The transport the config asks for: SMTP with `[smtp]`, else the outbox folder
+/// (`mail.outbox/<slug>/`).
+fn transport(config: &Config, issue: &Issue) -> Result<Transport> {
+    Ok(match &config.smtp {
+        Some(smtp) => {
+            let credentials = match &smtp.username {
+                Some(user) => {
+                    let password = std::env::var("FEEDPOST_SMTP_PASSWORD").with_context(|| {
+                        format!("`smtp.username` is set, so the password must be in the environment variable FEEDPOST_SMTP_PASSWORD (for user `{user}`)")
+                    })?;
+                    Some(lettre::transport::smtp::authentication::Credentials::new(
+                        user.clone(),
+                        password,
+                    ))
+                }
+                None => None,
+            };
+            Transport::Smtp(Box::new(SmtpSettings {
+                smtp: smtp.clone(),
+                credentials,
+            }))
+        }
+        None => Transport::Outbox(config.mail.outbox.join(&issue.slug)),
+    })
+}
+
+fn settings(config: &Config) -> Settings {
+    match &config.smtp {
+        Some(s) => Settings {
+            concurrency: s.concurrency,
+            max_attempts: s.max_attempts,
+            retry_base: Duration::from_millis(s.retry_base_ms),
+            retry_max: Duration::from_millis(s.retry_max_ms.max(s.retry_base_ms)),
+            rate_per_second: s.rate_per_second,
+            hourly_cap: s.hourly_cap,
+        },
+        None => Settings {
+            concurrency: 2,
+            max_attempts: 3,
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_secs(2),
+            rate_per_second: 0.0,
+            hourly_cap: 0,
+        },
+    }
+}
+
+/// A progress bar with rate and ETA on a terminal; hidden otherwise.
+fn progress_bar(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() || len == 0 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {pos}/{len} messages  {per_sec}  ETA {eta}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}

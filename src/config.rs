@@ -1,0 +1,370 @@
+//! `feedpost.toml` → [`Config`]: the first stage of every command.
+//!
+//! Parsing (`Config::parse`) is kept apart from reading the file (`Config::from_file`) so tests can
+//! skip the disk. Unknown keys are rejected, and validation after parsing names the offending key.
+//! Relative paths are resolved against the folder holding the config file.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use url::Url;
+
+/// The whole configuration of one site, with every path made absolute.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The `[site]` table: what the feeds and the archive describe.
+    pub site: Site,
+    /// The `[mail]` table: how every message is addressed.
+    pub mail: Mail,
+    /// The `[smtp]` table; `None` delivers into the outbox folder instead.
+    pub smtp: Option<Smtp>,
+    /// The folder holding the config file; relative paths were resolved against it.
+    pub root: PathBuf,
+}
+
+/// `[site]`: the newsletter as feeds and readers see it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    /// The newsletter's name: the feed title.
+    pub title: String,
+    /// Absolute `http(s)` URL the site is served from; always ends in `/` after loading.
+    pub base_url: Url,
+    /// One-line description for the feeds.
+    #[serde(default)]
+    pub description: String,
+    /// Language tag (BCP 47, e.g. `zh-CN`) for RSS `<language>` and `xml:lang`.
+    #[serde(default = "default_language")]
+    pub language: String,
+    /// Folder of issues (`*.md`), relative to the config file.
+    #[serde(default = "default_issues")]
+    pub issues: PathBuf,
+    /// Folder the feeds are written to.
+    #[serde(default = "default_feeds")]
+    pub feeds: PathBuf,
+    /// The subscriber list (TOML, see `subscribers.example.toml`).
+    #[serde(default = "default_subscribers")]
+    pub subscribers: PathBuf,
+    /// How many of the newest issues each feed carries.
+    #[serde(default = "default_feed_entries")]
+    pub feed_entries: usize,
+    /// Path under `base_url` where issue permalinks live, e.g. `issues/` gives
+    /// `https://example.org/issues/<slug>/`.
+    #[serde(default = "default_permalink_prefix")]
+    pub permalink_prefix: String,
+}
+
+/// `[mail]`: addressing shared by every message of an issue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mail {
+    /// RFC 5322 mailbox of the sender, e.g. `SOFA Weekly <weekly@example.org>`; also the envelope sender.
+    pub from: String,
+    /// Optional `Reply-To` mailbox.
+    pub reply_to: Option<String>,
+    /// `List-Id` (RFC 2919) identifier, e.g. `weekly.example.org`; default: the sender's domain.
+    pub list_id: Option<String>,
+    /// `mailto:` address for `List-Unsubscribe` (RFC 2369).
+    pub unsubscribe_mailto: Option<String>,
+    /// `https` URL for `List-Unsubscribe` and one-click unsubscribe (RFC 8058). `{token}` and `{email}`
+    /// are replaced per recipient; without either, `?token=...` is appended.
+    pub unsubscribe_url: Option<String>,
+    /// Folder for `.eml` files when there is no `[smtp]` table.
+    #[serde(default = "default_outbox")]
+    pub outbox: PathBuf,
+    /// The SQLite ledger of deliveries.
+    #[serde(default = "default_ledger")]
+    pub ledger: PathBuf,
+}
+
+/// How the connection to the SMTP server is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Plain TCP (loopback or a trusted relay only).
+    None,
+    /// Plain TCP upgraded with `STARTTLS` (RFC 3207) before any mail is sent.
+    Starttls,
+    /// TLS from the first byte ("SMTPS", RFC 8314).
+    Tls,
+}
+
+/// `[smtp]`: the relay every message goes through, and the limits it asks us to keep.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smtp {
+    /// Host name or IP address of the SMTP server.
+    pub host: String,
+    /// TCP port (25, 465, 587 or a test port).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Transport security; default `starttls`.
+    #[serde(default = "default_security")]
+    pub security: Security,
+    /// User name for `AUTH`; the password comes only from `FEEDPOST_SMTP_PASSWORD`.
+    pub username: Option<String>,
+    /// Concurrent SMTP connections.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// At most this many messages per second in total (0 = no limit).
+    #[serde(default)]
+    pub rate_per_second: f64,
+    /// At most this many messages in any sliding hour (0 = no limit).
+    #[serde(default)]
+    pub hourly_cap: u64,
+    /// Seconds to wait for any one server reply before the attempt counts as a transient failure.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// Attempts per recipient within one run before the recipient is left deferred for the next run.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds; doubles per attempt, with jitter.
+    #[serde(default = "default_retry_base_ms")]
+    pub retry_base_ms: u64,
+    /// Ceiling of the retry delay, in milliseconds.
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+    /// Name sent in `EHLO`; default: this machine's host name.
+    pub hello_name: Option<String>,
+}
+
+fn default_language() -> String {
+    "en".into()
+}
+fn default_issues() -> PathBuf {
+    "issues".into()
+}
+fn default_feeds() -> PathBuf {
+    "feeds".into()
+}
+fn default_subscribers() -> PathBuf {
+    "subscribers.toml".into()
+}
+fn default_feed_entries() -> usize {
+    20
+}
+fn default_permalink_prefix() -> String {
+    "issues/".into()
+}
+fn default_outbox() -> PathBuf {
+    "outbox".into()
+}
+fn default_ledger() -> PathBuf {
+    "feedpost.sqlite".into()
+}
+fn default_port() -> u16 {
+    587
+}
+fn default_security() -> Security {
+    Security::Starttls
+}
+fn default_concurrency() -> usize {
+    8
+}
+fn default_timeout() -> u64 {
+    60
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_retry_base_ms() -> u64 {
+    1_000
+}
+fn default_retry_max_ms() -> u64 {
+    60_000
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    site: Site,
+    mail: Mail,
+    smtp: Option<Smtp>,
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not valid TOML, has unknown or missing keys, or fails
+    /// validation; the message names the file and the key.
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "failed to read the config file `{}` (pass another with --config)",
+                path.display()
+            )
+        })?;
+        let root = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        Config::parse(&text, &root)
+            .with_context(|| format!("invalid config file `{}`", path.display()))
+    }
+
+    /// Parses config text; relative paths are resolved against `root`.
+    ///
+    /// # Errors
+    /// Invalid TOML (with line and column), unknown keys, or a value that fails validation.
+    pub fn parse(text: &str, root: &Path) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut config = Config {
+            site: raw.site,
+            mail: raw.mail,
+            smtp: raw.smtp,
+            root: root.to_path_buf(),
+        };
+        config.validate()?;
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = root.join(&*p);
+            }
+        };
+        resolve(&mut config.site.issues);
+        resolve(&mut config.site.feeds);
+        resolve(&mut config.site.subscribers);
+        resolve(&mut config.mail.outbox);
+        resolve(&mut config.mail.ledger);
+        Ok(config)
+    }
+
+    fn validate(&mut self) -> Result<()> {
+        let base = &mut self.site.base_url;
+        if !matches!(base.scheme(), "http" | "https") || base.host().is_none() {
+            bail!("`site.base_url` must be an absolute http(s) URL, got `{base}`");
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let prefix = self.site.permalink_prefix.trim_matches('/');
+        self.site.permalink_prefix = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        if self.site.feed_entries == 0 {
+            bail!("`site.feed_entries` must be at least 1");
+        }
+        self.mail
+            .from
+            .parse::<lettre::message::Mailbox>()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "`mail.from` is not a valid mailbox (`Name <user@example.org>`): {e}"
+                )
+            })?;
+        if let Some(reply_to) = &self.mail.reply_to {
+            reply_to
+                .parse::<lettre::message::Mailbox>()
+                .map_err(|e| anyhow::anyhow!("`mail.reply_to` is not a valid mailbox: {e}"))?;
+        }
+        if let Some(url) = &self.mail.unsubscribe_url {
+            let probe = url.replace("{token}", "t").replace("{email}", "e");
+            let parsed = Url::parse(&probe)
+                .map_err(|e| anyhow::anyhow!("`mail.unsubscribe_url` is not a URL: {e}"))?;
+            if parsed.scheme() != "https" {
+                bail!("`mail.unsubscribe_url` must be https (RFC 8058 one-click unsubscribe), got `{url}`");
+            }
+        }
+        if let Some(mailto) = &self.mail.unsubscribe_mailto {
+            let addr = mailto.trim_start_matches("mailto:");
+            addr.parse::<lettre::Address>()
+                .map_err(|e| anyhow::anyhow!("`mail.unsubscribe_mailto` is not an address: {e}"))?;
+        }
+        if let Some(smtp) = &self.smtp {
+            if smtp.host.trim().is_empty() {
+                bail!("`smtp.host` is empty");
+            }
+            if smtp.concurrency == 0 || smtp.concurrency > 256 {
+                bail!(
+                    "`smtp.concurrency` must be between 1 and 256, got {}",
+                    smtp.concurrency
+                );
+            }
+            if smtp.max_attempts == 0 {
+                bail!("`smtp.max_attempts` must be at least 1");
+            }
+            if smtp.rate_per_second < 0.0 || !smtp.rate_per_second.is_finite() {
+                bail!("`smtp.rate_per_second` must be a positive number or 0 for no limit");
+            }
+            if smtp.timeout_secs == 0 {
+                bail!("`smtp.timeout_secs` must be at least 1");
+            }
+        }
+        Ok(())
+    }
+
+    /// The sender's mailbox, parsed (validated at load time).
+    pub fn from_mailbox(&self) -> lettre::message::Mailbox {
+        self.mail
+            .from
+            .parse()
+            .expect("validated in Config::validate")
+    }
+
+    /// The `List-Id` identifier: `mail.list_id`, else derived from the sender's domain.
+    pub fn list_id(&self) -> String {
+        match &self.mail.list_id {
+            Some(id) => id.clone(),
+            None => {
+                let from = self.from_mailbox();
+                format!("newsletter.{}", from.email.domain())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[site]
+title = "SOFA Weekly"
+base_url = "https://www.sofastack.tech"
+[mail]
+from = "SOFA Weekly <weekly@example.org>"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults_and_absolute_paths() {
+        let c = Config::parse(MINIMAL, Path::new("/site")).unwrap();
+        assert_eq!(c.site.base_url.as_str(), "https://www.sofastack.tech/");
+        assert_eq!(c.site.issues, Path::new("/site/issues"));
+        assert_eq!(c.mail.ledger, Path::new("/site/feedpost.sqlite"));
+        assert_eq!(c.site.feed_entries, 20);
+        assert!(c.smtp.is_none());
+        assert_eq!(c.list_id(), "newsletter.example.org");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = MINIMAL.replace("[mail]", "colour = \"red\"\n[mail]");
+        let err = format!("{:#}", Config::parse(&text, Path::new("/")).unwrap_err());
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn bad_from_is_named() {
+        let text = MINIMAL.replace("SOFA Weekly <weekly@example.org>", "not an address");
+        let err = format!("{:#}", Config::parse(&text, Path::new("/")).unwrap_err());
+        assert!(err.contains("mail.from"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_unsubscribe_url_is_refused() {
+        let text = format!("{MINIMAL}unsubscribe_url = \"http://x.org/u?t={{token}}\"\n");
+        let err = format!("{:#}", Config::parse(&text, Path::new("/")).unwrap_err());
+        assert!(err.contains("https"), "{err}");
+    }
+}

@@ -1,0 +1,234 @@
+//! Pacing for the delivery engine: the server's throttling, and the configured rate limits.
+//!
+//! [`Throttle`] reacts to the server (421/454/"too many"): every worker pauses, the pause doubling
+//! with each further throttle reply and shrinking again as messages get through. [`Limiter`] keeps
+//! the configured messages-per-second and per-sliding-hour caps: a limit reached makes a worker
+//! wait, never fail.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use tracing::warn;
+
+/// A shared pause that grows while the server throttles us.
+#[derive(Debug)]
+pub struct Throttle {
+    state: Mutex<ThrottleState>,
+    max: Duration,
+    hits: AtomicU64,
+}
+
+#[derive(Debug)]
+struct ThrottleState {
+    until: Option<Instant>,
+    delay: Duration,
+}
+
+impl Throttle {
+    /// A throttle whose pause never exceeds `max`.
+    pub fn new(max: Duration) -> Throttle {
+        Throttle {
+            state: Mutex::new(ThrottleState {
+                until: None,
+                delay: Duration::ZERO,
+            }),
+            max: max.max(Duration::from_millis(10)),
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    /// Records a throttle reply: pause everyone for twice the last pause (starting at 100 ms).
+    pub fn hit(&self, reply: &str) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut s) = self.state.lock() {
+            s.delay = (s.delay * 2).clamp(Duration::from_millis(100), self.max);
+            s.until = Some(Instant::now() + s.delay);
+            warn!(
+                pause_ms = s.delay.as_millis() as u64,
+                reply, "server is throttling; slowing down"
+            );
+        }
+    }
+
+    /// Records a message that got through: the next pause starts smaller.
+    pub fn success(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            if !s.delay.is_zero() {
+                s.delay /= 2;
+                if s.delay < Duration::from_millis(50) {
+                    s.delay = Duration::ZERO;
+                }
+            }
+        }
+    }
+
+    /// Waits out the current pause, if any.
+    pub async fn wait(&self) {
+        let until = self.state.lock().ok().and_then(|s| s.until);
+        if let Some(until) = until {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
+    /// How many throttle replies were seen.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+}
+
+/// Messages-per-second and per-sliding-hour caps shared by all workers.
+#[derive(Debug)]
+pub struct Limiter {
+    interval: Option<Duration>,
+    hourly_cap: u64,
+    state: Mutex<LimiterState>,
+}
+
+#[derive(Debug)]
+struct LimiterState {
+    next_slot: Instant,
+    window: VecDeque<Instant>,
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+impl Limiter {
+    /// A limiter for `rate_per_second` (0 = none) and `hourly_cap` (0 = none), counting the
+    /// messages already sent at `sent_times` (Unix seconds) against the hour.
+    pub fn new(rate_per_second: f64, hourly_cap: u64, sent_times: &[i64]) -> Limiter {
+        let now = Instant::now();
+        let now_unix = chrono::Utc::now().timestamp();
+        let window = if hourly_cap > 0 {
+            sent_times
+                .iter()
+                .filter_map(|&t| {
+                    let age = Duration::from_secs(now_unix.saturating_sub(t).max(0) as u64);
+                    now.checked_sub(age)
+                })
+                .collect()
+        } else {
+            VecDeque::new()
+        };
+        Limiter {
+            interval: (rate_per_second > 0.0)
+                .then(|| Duration::from_secs_f64(1.0 / rate_per_second)),
+            hourly_cap,
+            state: Mutex::new(LimiterState {
+                next_slot: now,
+                window,
+            }),
+        }
+    }
+
+    /// Waits until one more message may go out, and takes its slot.
+    pub async fn acquire(&self) {
+        if self.interval.is_none() && self.hourly_cap == 0 {
+            return;
+        }
+        loop {
+            let wait = match self.reserve() {
+                Reservation::Go => return,
+                Reservation::At(wait) => {
+                    tokio::time::sleep(wait).await;
+                    return;
+                }
+                Reservation::Retry(wait) => wait,
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn reserve(&self) -> Reservation {
+        let Ok(mut s) = self.state.lock() else {
+            return Reservation::Go;
+        };
+        let now = Instant::now();
+        while s
+            .window
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= HOUR)
+        {
+            s.window.pop_front();
+        }
+        if self.hourly_cap > 0 && s.window.len() as u64 >= self.hourly_cap {
+            let oldest = s.window.front().copied().unwrap_or(now);
+            return Reservation::Retry(
+                (oldest + HOUR)
+                    .saturating_duration_since(now)
+                    .max(Duration::from_millis(1)),
+            );
+        }
+        let slot = s.next_slot.max(now);
+        if let Some(interval) = self.interval {
+            s.next_slot = slot + interval;
+        }
+        if self.hourly_cap > 0 {
+            s.window.push_back(slot);
+        }
+        let wait = slot.saturating_duration_since(now);
+        if wait.is_zero() {
+            Reservation::Go
+        } else {
+            Reservation::At(wait)
+        }
+    }
+}
+
+enum Reservation {
+    /// Send now.
+    Go,
+    /// A slot is reserved after this wait.
+    At(Duration),
+    /// The hourly cap is reached: try again after this wait.
+    Retry(Duration),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limit_spaces_messages() {
+        let l = Limiter::new(10.0, 0, &[]);
+        let start = tokio::time::Instant::now();
+        for _ in 0..11 {
+            l.acquire().await;
+        }
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(999), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hourly_cap_waits_for_the_window() {
+        let now = chrono::Utc::now().timestamp();
+        // Two of three already used 59 minutes ago: the third goes at once, the fourth waits ~1 min.
+        let l = Limiter::new(0.0, 3, &[now - 3540, now - 3540]);
+        let start = tokio::time::Instant::now();
+        l.acquire().await;
+        assert!(start.elapsed() < Duration::from_secs(1));
+        l.acquire().await;
+        assert!(
+            start.elapsed() >= Duration::from_secs(55),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn throttle_pause_grows_and_shrinks() {
+        let t = Throttle::new(Duration::from_secs(1));
+        t.hit("454");
+        t.hit("454");
+        assert_eq!(t.state.lock().unwrap().delay, Duration::from_millis(200));
+        t.success();
+        t.success();
+        assert_eq!(t.state.lock().unwrap().delay, Duration::from_millis(50));
+        t.success();
+        assert_eq!(t.state.lock().unwrap().delay, Duration::ZERO);
+        assert_eq!(t.hits(), 2);
+    }
+}

@@ -1,0 +1,350 @@
+//! Splitting an issue file into front matter and Markdown body, and reading the front matter.
+//!
+//! The first stage of loading an issue. Hugo-style: YAML between `---` lines or TOML between
+//! `+++` lines, at the top of the file (a byte-order mark and blank lines before it are allowed).
+//! This is the only module that knows about `serde_yaml`, so the YAML parser can be swapped here.
+
+use serde::Deserialize;
+
+/// Which syntax a front matter block uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `---` delimiters, YAML inside.
+    Yaml,
+    /// `+++` delimiters, TOML inside.
+    Toml,
+}
+
+/// A file cut in two: the front matter text and the Markdown body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split<'a> {
+    /// The syntax of the front matter.
+    pub format: Format,
+    /// The text between the delimiter lines.
+    pub front_matter: &'a str,
+    /// 1-based line of the first front matter line (the one after the opening delimiter).
+    pub front_matter_line: usize,
+    /// The Markdown after the closing delimiter.
+    pub body: &'a str,
+    /// 1-based line where the body starts.
+    pub body_line: usize,
+}
+
+/// Why a file could not be split or its front matter read. `line` is 1-based, in the whole file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{line}: {message}")]
+pub struct FrontMatterError {
+    /// 1-based line in the file the problem is at.
+    pub line: usize,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+fn err(line: usize, message: impl Into<String>) -> FrontMatterError {
+    FrontMatterError {
+        line,
+        message: message.into(),
+    }
+}
+
+/// Cuts `text` into front matter and body.
+///
+/// # Errors
+/// No opening `---`/`+++` line at the top, or no matching closing line.
+pub fn split(text: &str) -> Result<Split<'_>, FrontMatterError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut offset = 0;
+    let mut line_no = 1;
+    // Skip blank lines before the opening delimiter.
+    let (format, delimiter) = loop {
+        let Some(line) = next_line(text, offset) else {
+            return Err(err(line_no, "the file is empty: an issue needs front matter, e.g.\n---\ntitle: \"...\"\ndate: 2024-01-05T15:00:00+08:00\n---"));
+        };
+        let trimmed = line.trim_end();
+        offset += line.len();
+        match trimmed {
+            "" => line_no += 1,
+            "---" => break (Format::Yaml, "---"),
+            "+++" => break (Format::Toml, "+++"),
+            _ => {
+                return Err(err(
+                    line_no,
+                    "couldn't find front matter: the file must start with a `---` (YAML) or `+++` (TOML) line",
+                ))
+            }
+        }
+    };
+    let open_line = line_no;
+    let fm_start = offset;
+    line_no += 1;
+    let front_matter_line = line_no;
+    while let Some(line) = next_line(text, offset) {
+        if line.trim_end() == delimiter {
+            let front_matter = &text[fm_start..offset];
+            offset += line.len();
+            return Ok(Split {
+                format,
+                front_matter,
+                front_matter_line,
+                body: &text[offset..],
+                body_line: line_no + 1,
+            });
+        }
+        offset += line.len();
+        line_no += 1;
+    }
+    Err(err(
+        open_line,
+        format!("the front matter opened here is never closed: add a `{delimiter}` line after it"),
+    ))
+}
+
+/// The line starting at `offset`, with its line ending, or `None` at the end of `text`.
+fn next_line(text: &str, offset: usize) -> Option<&str> {
+    if offset >= text.len() {
+        return None;
+    }
+    let rest = &text[offset..];
+    Some(match rest.find('\n') {
+        Some(i) => &rest[..=i],
+        None => rest,
+    })
+}
+
+/// A string or a list of strings (`categories: "SOFA Weekly"` or `tags: [a, b]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// Absent or null.
+    #[default]
+    None,
+    /// A plain string.
+    One(String),
+    /// A list.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values, trimmed, empty ones dropped.
+    pub fn into_vec(self) -> Vec<String> {
+        let v = match self {
+            OneOrMany::None => vec![],
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        };
+        v.into_iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
+/// The front matter keys feedpost reads (Hugo's names); other keys are ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RawFrontMatter {
+    /// `title`: required.
+    pub title: Option<String>,
+    /// `date`: required, RFC 3339 with offset (TOML datetimes are turned into that text).
+    pub date: Option<String>,
+    /// `description`.
+    pub description: Option<String>,
+    /// `author`.
+    pub author: Option<String>,
+    /// `authorlink`: URL of the author.
+    pub authorlink: Option<String>,
+    /// `categories`: a string or a list.
+    pub categories: OneOrMany,
+    /// `tags`: a string or a list.
+    pub tags: OneOrMany,
+    /// `cover`: image URL, absolute or relative to the site.
+    pub cover: Option<String>,
+    /// `draft`.
+    pub draft: bool,
+    /// `slug`: the last segment of the permalink.
+    pub slug: Option<String>,
+    /// `summary`: the feed entry's description.
+    pub summary: Option<String>,
+}
+
+/// Reads the front matter of a [`Split`] into [`RawFrontMatter`].
+///
+/// # Errors
+/// The YAML or TOML is invalid, or a key has the wrong type; the error's line is in the file.
+pub fn parse(split: &Split<'_>) -> Result<RawFrontMatter, FrontMatterError> {
+    match split.format {
+        Format::Yaml => {
+            if split.front_matter.trim().is_empty() {
+                return Ok(RawFrontMatter::default());
+            }
+            let value: serde_yaml::Value =
+                serde_yaml::from_str(split.front_matter).map_err(|e| {
+                    let line = e.location().map_or(0, |l| l.line() - 1);
+                    err(
+                        split.front_matter_line + line,
+                        format!(
+                            "invalid YAML front matter: {}",
+                            strip_location(&e.to_string())
+                        ),
+                    )
+                })?;
+            let value = yaml_dates_to_strings(value);
+            serde_yaml::from_value(value).map_err(|e| {
+                err(
+                    split.front_matter_line,
+                    format!("unexpected front matter value: {e}"),
+                )
+            })
+        }
+        Format::Toml => {
+            let table: toml::Table = toml::from_str(split.front_matter).map_err(|e| {
+                let line = e
+                    .span()
+                    .map_or(0, |s| split.front_matter[..s.start].matches('\n').count());
+                err(
+                    split.front_matter_line + line,
+                    format!("invalid TOML front matter: {}", e.message()),
+                )
+            })?;
+            let table = toml_dates_to_strings(toml::Value::Table(table));
+            table.try_into().map_err(|e: toml::de::Error| {
+                err(
+                    split.front_matter_line,
+                    format!("unexpected front matter value: {}", e.message()),
+                )
+            })
+        }
+    }
+}
+
+/// 1-based line in the file of the first line of the front matter that sets `key`, if any.
+pub fn key_line(split: &Split<'_>, key: &str) -> Option<usize> {
+    split
+        .front_matter
+        .lines()
+        .enumerate()
+        .find_map(|(i, line)| {
+            let rest = line.trim_start().strip_prefix(key)?;
+            let rest = rest.trim_start();
+            (rest.starts_with(':') || rest.starts_with('=')).then_some(split.front_matter_line + i)
+        })
+}
+
+fn strip_location(message: &str) -> &str {
+    message.split(" at line ").next().unwrap_or(message)
+}
+
+/// Dates, numbers and booleans where a string is expected become their text, so
+/// `date: 2020-05-15` or `title: 2020` still load.
+fn yaml_dates_to_strings(value: serde_yaml::Value) -> serde_yaml::Value {
+    use serde_yaml::Value;
+    match value {
+        Value::Mapping(map) => Value::Mapping(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let stringly = matches!(
+                        k.as_str(),
+                        Some("title" | "date" | "slug" | "description" | "summary" | "author")
+                    );
+                    let v = match v {
+                        Value::Number(n) if stringly => Value::String(n.to_string()),
+                        Value::Bool(b) if stringly => Value::String(b.to_string()),
+                        Value::Tagged(t) => Value::String(
+                            serde_yaml::to_string(&t.value)
+                                .unwrap_or_default()
+                                .trim()
+                                .to_string(),
+                        ),
+                        other => other,
+                    };
+                    (k, v)
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn toml_dates_to_strings(value: toml::Value) -> toml::Value {
+    match value {
+        toml::Value::Datetime(d) => toml::Value::String(d.to_string()),
+        toml::Value::Table(t) => toml::Value::Table(
+            t.into_iter()
+                .map(|(k, v)| (k, toml_dates_to_strings(v)))
+                .collect(),
+        ),
+        toml::Value::Array(a) => {
+            toml::Value::Array(a.into_iter().map(toml_dates_to_strings).collect())
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_yaml_and_counts_lines() {
+        let s = split("---\ntitle: x\n---\nbody\n").unwrap();
+        assert_eq!(s.format, Format::Yaml);
+        assert_eq!(s.front_matter, "title: x\n");
+        assert_eq!(s.front_matter_line, 2);
+        assert_eq!(s.body, "body\n");
+        assert_eq!(s.body_line, 4);
+    }
+
+    #[test]
+    fn allows_bom_blank_lines_and_crlf() {
+        let s = split("\u{feff}\n\r\n+++\r\ntitle = 'x'\r\n+++\r\nbody").unwrap();
+        assert_eq!(s.format, Format::Toml);
+        assert_eq!(s.front_matter_line, 4);
+        assert_eq!(s.body, "body");
+    }
+
+    #[test]
+    fn unterminated_points_at_the_opening_line() {
+        let e = split("\n---\ntitle: x\nbody\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("never closed"));
+    }
+
+    #[test]
+    fn missing_front_matter_is_explained() {
+        let e = split("# Hello\n").unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.message.contains("`---`"));
+    }
+
+    #[test]
+    fn categories_as_string_or_list() {
+        let s = split("---\ncategories: \"SOFA Weekly\"\ntags: [\"a\", \"b\"]\ndraft: true\n---\n")
+            .unwrap();
+        let fm = parse(&s).unwrap();
+        assert_eq!(fm.categories.into_vec(), ["SOFA Weekly"]);
+        assert_eq!(fm.tags.into_vec(), ["a", "b"]);
+        assert!(fm.draft);
+    }
+
+    #[test]
+    fn toml_datetime_becomes_text() {
+        let s = split("+++\ntitle = \"t\"\ndate = 2020-05-15T17:00:00+08:00\n+++\n").unwrap();
+        let fm = parse(&s).unwrap();
+        assert_eq!(fm.date.as_deref(), Some("2020-05-15T17:00:00+08:00"));
+    }
+
+    #[test]
+    fn yaml_syntax_error_has_file_line() {
+        let s = split("---\ntitle: ok\ntags: [unclosed\n---\n").unwrap();
+        let e = parse(&s).unwrap_err();
+        assert!(e.line >= 3, "{e:?}");
+        assert!(e.message.contains("invalid YAML"));
+    }
+
+    #[test]
+    fn key_line_finds_the_key() {
+        let s = split("---\ntitle: x\ndate: nope\n---\n").unwrap();
+        assert_eq!(key_line(&s, "date"), Some(3));
+        assert_eq!(key_line(&s, "slug"), None);
+    }
+}

@@ -1,0 +1,445 @@
+//! Issues: the newsletter's source files, loaded and rendered once per run.
+//!
+//! First stage of the pipeline: `*.md` files under the issues folder → [`Issue`] values with
+//! parsed front matter, a permalink, and the body rendered to HTML with absolute links. Every
+//! later stage (feeds, archive, email) reads these values and never the files.
+
+pub mod front_matter;
+pub mod markdown;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, FixedOffset, NaiveDate};
+use rayon::prelude::*;
+use url::Url;
+
+use crate::config::Config;
+
+/// One newsletter issue, loaded and rendered.
+#[derive(Debug, Clone)]
+pub struct Issue {
+    /// The source file.
+    pub path: PathBuf,
+    /// `title`, plain text (no HTML).
+    pub title: String,
+    /// `date`, with the offset it was written in.
+    pub date: DateTime<FixedOffset>,
+    /// `description`.
+    pub description: Option<String>,
+    /// `author` (a display name).
+    pub author: Option<String>,
+    /// `authorlink`, when it is an absolute URL.
+    pub author_link: Option<Url>,
+    /// `categories`, in file order.
+    pub categories: Vec<String>,
+    /// `tags`, in file order.
+    pub tags: Vec<String>,
+    /// `cover`, made absolute against the site.
+    pub cover: Option<Url>,
+    /// `draft`: drafts get no feed entry and are never published by default.
+    pub draft: bool,
+    /// The last path segment of the permalink: `slug`, else the file stem.
+    pub slug: String,
+    /// `summary`, else `description`, else the start of the first paragraph; plain text.
+    pub summary: String,
+    /// The absolute URL of the issue's page; also its feed guid/id.
+    pub permalink: Url,
+    /// The Markdown body.
+    pub markdown: String,
+    /// 1-based line of the file where the body starts.
+    pub body_line: usize,
+    /// The body rendered to HTML, links absolute.
+    pub content_html: String,
+}
+
+impl Issue {
+    /// Every category and tag, without repeats, categories first.
+    pub fn terms(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for t in self.categories.iter().chain(&self.tags) {
+            if !out.iter().any(|o| o.eq_ignore_ascii_case(t)) {
+                out.push(t);
+            }
+        }
+        out
+    }
+
+    /// Whether the issue is listed in feeds and may be published at `now`: not a draft, not dated
+    /// after `now`.
+    pub fn is_published_at(&self, now: DateTime<FixedOffset>) -> bool {
+        !self.draft && self.date <= now
+    }
+}
+
+/// A problem with one issue file: `path:line: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueError {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line, 0 when the problem is not on a line (e.g. unreadable file).
+    pub line: usize,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for IssueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
+        } else {
+            write!(f, "{}: {}", self.path.display(), self.message)
+        }
+    }
+}
+
+impl std::error::Error for IssueError {}
+
+/// The outcome of loading a folder: good issues, newest first, and per-file errors.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Issues sorted newest first (ties broken by slug).
+    pub issues: Vec<Issue>,
+    /// One entry per file that could not be loaded, sorted by path.
+    pub errors: Vec<IssueError>,
+}
+
+/// Every `*.md` file below `dir`, sorted, hidden files and folders skipped.
+///
+/// # Errors
+/// `dir` cannot be read.
+pub fn find_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    use anyhow::Context;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).with_context(|| {
+            format!(
+                "failed to read the issues folder `{}` (set `site.issues` in the config)",
+                d.display()
+            )
+        })?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("failed to read `{}`", d.display()))?;
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let kind = entry
+                .file_type()
+                .with_context(|| format!("failed to read `{}`", path.display()))?;
+            if kind.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Loads and renders every issue under the configured issues folder, in parallel.
+///
+/// Duplicate slugs are reported as errors on the later file (by path).
+///
+/// # Errors
+/// Only when the folder itself cannot be read; bad files are listed in [`Loaded::errors`].
+pub fn load_all(config: &Config) -> anyhow::Result<Loaded> {
+    let files = find_files(&config.site.issues)?;
+    load_files(&files, config)
+}
+
+/// Loads and renders the given files; see [`load_all`].
+///
+/// # Errors
+/// None at present; kept fallible for callers' `?`.
+pub fn load_files(files: &[PathBuf], config: &Config) -> anyhow::Result<Loaded> {
+    let results: Vec<Result<Issue, IssueError>> = files
+        .par_iter()
+        .map(|path| load_file(path, config))
+        .collect();
+    let mut loaded = Loaded::default();
+    let mut slugs: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
+    for result in results {
+        match result {
+            Ok(issue) => match slugs.get(&issue.slug) {
+                Some(first) => loaded.errors.push(IssueError {
+                    path: issue.path.clone(),
+                    line: 1,
+                    message: format!(
+                        "duplicate slug `{}` (also used by `{}`): set a different `slug` in the front matter",
+                        issue.slug,
+                        first.display()
+                    ),
+                }),
+                None => {
+                    slugs.insert(issue.slug.clone(), issue.path.clone());
+                    loaded.issues.push(issue);
+                }
+            },
+            Err(e) => loaded.errors.push(e),
+        }
+    }
+    loaded
+        .issues
+        .sort_by(|a, b| b.date.cmp(&a.date).then_with(|| a.slug.cmp(&b.slug)));
+    Ok(loaded)
+}
+
+/// Reads, parses and renders one issue file.
+///
+/// # Errors
+/// The file is unreadable or not UTF-8, its front matter is missing, unterminated or invalid, or
+/// `title`/`date` is missing or unparsable.
+pub fn load_file(path: &Path, config: &Config) -> Result<Issue, IssueError> {
+    let bytes = std::fs::read(path).map_err(|e| IssueError {
+        path: path.to_path_buf(),
+        line: 0,
+        message: format!("failed to read the file: {e}"),
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        IssueError {
+            path: path.to_path_buf(),
+            line: valid.iter().filter(|&&b| b == b'\n').count() + 1,
+            message: "the file is not valid UTF-8: save it as UTF-8".into(),
+        }
+    })?;
+    parse(&text, path, config).map_err(|e| IssueError {
+        path: path.to_path_buf(),
+        line: e.line,
+        message: e.message,
+    })
+}
+
+/// Parses an issue from its text; `path` names it (slug fallback) and is not read.
+///
+/// # Errors
+/// See [`load_file`]; the error's line is 1-based in `text`.
+pub fn parse(
+    text: &str,
+    path: &Path,
+    config: &Config,
+) -> Result<Issue, front_matter::FrontMatterError> {
+    use front_matter::FrontMatterError as E;
+    let split = front_matter::split(text)?;
+    let fm = front_matter::parse(&split)?;
+    let title = match fm.title.as_deref().map(str::trim) {
+        Some(t) if !t.is_empty() => t.to_string(),
+        _ => {
+            return Err(E {
+                line: front_matter::key_line(&split, "title")
+                    .unwrap_or(split.front_matter_line - 1),
+                message: "missing `title` in the front matter: add `title: \"...\"`".into(),
+            })
+        }
+    };
+    let date_line = front_matter::key_line(&split, "date").unwrap_or(split.front_matter_line - 1);
+    let date = match fm.date.as_deref().map(str::trim) {
+        Some(d) if !d.is_empty() => parse_date(d).ok_or_else(|| E {
+            line: date_line,
+            message: format!(
+                "cannot read the date `{d}`: write it as RFC 3339 with an offset, e.g. `2020-05-15T17:00:00+08:00`"
+            ),
+        })?,
+        _ => {
+            return Err(E {
+                line: date_line,
+                message: "missing `date` in the front matter: add e.g. `date: 2020-05-15T17:00:00+08:00`".into(),
+            })
+        }
+    };
+    let base = &config.site.base_url;
+    let slug = match fm.slug.as_deref().map(str::trim) {
+        Some(s) if !s.is_empty() => s.trim_matches('/').to_string(),
+        _ => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    if slug.is_empty() || slug.contains('/') || slug == "." || slug == ".." {
+        return Err(E {
+            line: front_matter::key_line(&split, "slug").unwrap_or(1),
+            message: format!("`{slug}` cannot be used as a slug: use letters, digits and `-`"),
+        });
+    }
+    let permalink = base
+        .join(&format!(
+            "{}{}/",
+            config.site.permalink_prefix,
+            percent_encode_segment(&slug)
+        ))
+        .map_err(|e| E {
+            line: 1,
+            message: format!("cannot build a permalink from slug `{slug}`: {e}"),
+        })?;
+    let cover = fm
+        .cover
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            base.join(c).map_err(|e| E {
+                line: front_matter::key_line(&split, "cover").unwrap_or(1),
+                message: format!("`cover` is not a URL: {e}"),
+            })
+        })
+        .transpose()?;
+    let author_link = fm
+        .authorlink
+        .as_deref()
+        .and_then(|l| Url::parse(l.trim()).ok())
+        .filter(|u| matches!(u.scheme(), "http" | "https"));
+    let markdown = split.body.to_string();
+    let content_html = markdown::render(&markdown, base);
+    let description = fm
+        .description
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty());
+    let summary = fm
+        .summary
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| description.clone())
+        .unwrap_or_else(|| markdown::first_paragraph_text(&markdown, 200));
+    Ok(Issue {
+        path: path.to_path_buf(),
+        title,
+        date,
+        description,
+        author: fm
+            .author
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty()),
+        author_link,
+        categories: fm.categories.into_vec(),
+        tags: fm.tags.into_vec(),
+        cover,
+        draft: fm.draft,
+        slug,
+        summary,
+        permalink,
+        body_line: split.body_line,
+        markdown,
+        content_html,
+    })
+}
+
+/// Parses an issue date: RFC 3339 (`2020-05-15T17:00:00+08:00`, fractional seconds, `Z`, or a
+/// space for `T`), or a bare `YYYY-MM-DD` taken as midnight UTC.
+pub fn parse_date(text: &str) -> Option<DateTime<FixedOffset>> {
+    if let Ok(d) = DateTime::parse_from_rfc3339(text) {
+        return Some(d);
+    }
+    if let Ok(d) = DateTime::parse_from_rfc3339(&text.replacen(' ', "T", 1)) {
+        return Some(d);
+    }
+    let day = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    Some(day.and_hms_opt(0, 0, 0)?.and_utc().fixed_offset())
+}
+
+/// Percent-encodes one URL path segment (RFC 3986 `pchar`), leaving unreserved ASCII as is; CJK
+/// and other non-ASCII characters become UTF-8 percent escapes.
+pub fn percent_encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::parse(
+            "[site]\ntitle='t'\nbase_url='https://www.sofastack.tech/'\n[mail]\nfrom='a@b.org'\n",
+            Path::new("/site"),
+        )
+        .unwrap()
+    }
+
+    const SEED_LIKE: &str = "---\ntitle: \"SOFA Weekly | QA 整理\"\nauthor: \"SOFA 团队\"\nauthorlink: \"https://github.com/sofastack\"\ndescription: \"每周精选\"\ncategories: \"SOFA Weekly\"\ntags: [\"SOFA Weekly\", \"MOSN\"]\ndate: 2021-07-16T15:00:00+08:00\ncover: \"/img/cover.png\"\n---\nHello [x](/blog/x/)\n";
+
+    #[test]
+    fn seed_shaped_issue_loads() {
+        let i = parse(
+            SEED_LIKE,
+            Path::new("/site/issues/2021-07-16-sofa-weekly.md"),
+            &config(),
+        )
+        .unwrap();
+        assert_eq!(i.slug, "2021-07-16-sofa-weekly");
+        assert_eq!(
+            i.permalink.as_str(),
+            "https://www.sofastack.tech/issues/2021-07-16-sofa-weekly/"
+        );
+        assert_eq!(
+            i.cover.as_ref().unwrap().as_str(),
+            "https://www.sofastack.tech/img/cover.png"
+        );
+        assert_eq!(i.terms(), ["SOFA Weekly", "MOSN"]);
+        assert_eq!(i.summary, "每周精选");
+        assert_eq!(i.date.to_rfc3339(), "2021-07-16T15:00:00+08:00");
+        assert!(i
+            .content_html
+            .contains("https://www.sofastack.tech/blog/x/"));
+        assert_eq!(i.body_line, 11);
+    }
+
+    #[test]
+    fn missing_title_names_the_line() {
+        let e = parse(
+            "---\ndate: 2020-01-01T00:00:00Z\n---\n",
+            Path::new("a.md"),
+            &config(),
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.message.contains("missing `title`"));
+    }
+
+    #[test]
+    fn bad_date_names_its_line() {
+        let e = parse(
+            "---\ntitle: x\ndate: last tuesday\n---\n",
+            Path::new("a.md"),
+            &config(),
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("RFC 3339"), "{}", e.message);
+    }
+
+    #[test]
+    fn dates_in_several_shapes() {
+        assert!(parse_date("2020-05-15T17:00:00.123+08:00").is_some());
+        assert!(parse_date("2020-05-15T09:00:00Z").is_some());
+        assert!(parse_date("2020-05-15 09:00:00+08:00").is_some());
+        assert_eq!(
+            parse_date("2020-05-15").unwrap().to_rfc3339(),
+            "2020-05-15T00:00:00+00:00"
+        );
+        assert!(parse_date("15/05/2020").is_none());
+    }
+
+    #[test]
+    fn cjk_slug_is_percent_encoded() {
+        let i = parse(
+            "---\ntitle: x\ndate: 2020-01-01\nslug: 周报\n---\n",
+            Path::new("a.md"),
+            &config(),
+        )
+        .unwrap();
+        assert_eq!(
+            i.permalink.as_str(),
+            "https://www.sofastack.tech/issues/%E5%91%A8%E6%8A%A5/"
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! The subscriber list: who receives an issue.
+//!
+//! Read by `publish` between rendering and delivery. The file is TOML, one `[[subscribers]]` table
+//! per subscriber (see `subscribers.example.toml`). It is read one table at a time, so a bad entry
+//! is reported with its `file:line` and skipped while the rest go on, and memory stays small for
+//! lists of hundreds of thousands of subscribers. Suppressions (addresses that must not be mailed)
+//! live in the ledger, see [`crate::ledger`].
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use crate::issue::Issue;
+
+/// One subscriber as written in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscriber {
+    /// The address as written (RFC 5321 `Mailbox`), used in the envelope and the `To` header.
+    pub email: String,
+    /// The address lowercased: how the ledger and the suppression list compare recipients.
+    pub key: String,
+    /// Display name for the greeting and the `To` header; any Unicode.
+    pub name: Option<String>,
+    /// Topics the subscriber wants; empty means every issue.
+    pub topics: Vec<String>,
+    /// 1-based line of the entry's `[[subscribers]]` header.
+    pub line: usize,
+}
+
+impl Subscriber {
+    /// Whether this subscriber receives `issue`: no topics, or a topic equal (ignoring case) to one
+    /// of the issue's categories or tags.
+    pub fn wants(&self, issue: &Issue) -> bool {
+        self.topics.is_empty()
+            || issue.terms().iter().any(|term| {
+                self.topics
+                    .iter()
+                    .any(|t| t.to_lowercase() == term.to_lowercase())
+            })
+    }
+}
+
+/// A bad entry: reported and skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryError {
+    /// The subscriber file.
+    pub path: PathBuf,
+    /// 1-based line of the entry.
+    pub line: usize,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for EntryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
+    }
+}
+
+#[derive(Deserialize)]
+struct RawEntry {
+    email: Option<String>,
+    name: Option<String>,
+    #[serde(default)]
+    topics: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct RawChunk {
+    #[serde(default)]
+    subscribers: Vec<toml::Table>,
+}
+
+/// Reads the subscriber file at `path` and calls `each` for every valid entry, in file order, and
+/// `bad` for every invalid one.
+///
+/// # Errors
+/// The file cannot be read. Entry problems go to `bad` and are not errors.
+pub fn read(path: &Path, each: impl FnMut(Subscriber), bad: impl FnMut(EntryError)) -> Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "failed to read the subscriber list `{}` (set `site.subscribers` in the config)",
+            path.display()
+        )
+    })?;
+    parse(&text, path, each, bad);
+    Ok(())
+}
+
+/// Parses subscriber TOML `text`; `path` only names the file in errors. See [`read`].
+pub fn parse(
+    text: &str,
+    path: &Path,
+    mut each: impl FnMut(Subscriber),
+    mut bad: impl FnMut(EntryError),
+) {
+    let mut report = |line: usize, message: String| {
+        bad(EntryError {
+            path: path.to_path_buf(),
+            line,
+            message,
+        })
+    };
+    for (line, chunk) in chunks(text) {
+        let parsed: RawChunk = match toml::from_str(chunk) {
+            Ok(c) => c,
+            Err(e) => {
+                let at = e.span().map_or(0, |s| {
+                    chunk[..s.start.min(chunk.len())].matches('\n').count()
+                });
+                report(line + at, format!("invalid TOML: {}", e.message()));
+                continue;
+            }
+        };
+        let count = parsed.subscribers.len();
+        for table in parsed.subscribers {
+            match entry(table) {
+                Ok((email, name, topics)) => each(Subscriber {
+                    key: email.to_lowercase(),
+                    email,
+                    name,
+                    topics,
+                    line,
+                }),
+                Err(message) => report(line, message),
+            }
+        }
+        if count == 0
+            && !chunk.trim().is_empty()
+            && chunk
+                .lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        {
+            report(
+                line,
+                "expected `[[subscribers]]` tables; nothing here was read".into(),
+            );
+        }
+    }
+}
+
+fn entry(table: toml::Table) -> Result<(String, Option<String>, Vec<String>), String> {
+    let unknown: Vec<&str> = table
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !matches!(*k, "email" | "name" | "topics"))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(format!(
+            "unknown key `{}`: an entry has `email`, and optionally `name` and `topics`",
+            unknown.join("`, `")
+        ));
+    }
+    let raw: RawEntry = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| {
+            format!(
+                "bad entry: {} (`email` and `name` are strings, `topics` a list of strings)",
+                e.message()
+            )
+        })?;
+    let email = raw.email.map(|e| e.trim().to_string()).unwrap_or_default();
+    if email.is_empty() {
+        return Err("missing `email`: add `email = \"reader@example.org\"`".into());
+    }
+    if let Err(e) = email.parse::<lettre::Address>() {
+        return Err(format!(
+            "`{email}` is not a valid e-mail address ({e}); fix or remove the entry"
+        ));
+    }
+    let name = raw
+        .name
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty());
+    if name
+        .as_deref()
+        .is_some_and(|n| n.chars().any(char::is_control))
+    {
+        return Err("`name` contains control characters".into());
+    }
+    Ok((
+        email,
+        name,
+        raw.topics
+            .into_iter()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect(),
+    ))
+}
+
+/// Cuts the file at each `[[subscribers]]` header line: (1-based line of the chunk, chunk text).
+/// Text before the first header is its own chunk.
+fn chunks(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let mut starts = vec![(1usize, 0usize)];
+    let mut offset = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim() == "[[subscribers]]" && offset > 0 {
+            starts.push((i + 1, offset));
+        } else if line.trim() == "[[subscribers]]" {
+            starts[0] = (i + 1, 0);
+        }
+        offset += line.len();
+    }
+    let ends: Vec<usize> = starts
+        .iter()
+        .skip(1)
+        .map(|s| s.1)
+        .chain([text.len()])
+        .collect();
+    starts
+        .into_iter()
+        .zip(ends)
+        .map(move |((line, start), end)| (line, &text[start..end]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(text: &str) -> (Vec<Subscriber>, Vec<EntryError>) {
+        let (mut good, mut bad) = (vec![], vec![]);
+        parse(
+            text,
+            Path::new("subs.toml"),
+            |s| good.push(s),
+            |e| bad.push(e),
+        );
+        (good, bad)
+    }
+
+    #[test]
+    fn reads_entries_with_lines() {
+        let (good, bad) = collect(
+            "# list\n[[subscribers]]\nemail = \"Reader@Example.org\"\nname = \"读者\"\ntopics = [\"MOSN\"]\n\n[[subscribers]]\nemail = \"b@example.org\"\n",
+        );
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(good.len(), 2);
+        assert_eq!(good[0].key, "reader@example.org");
+        assert_eq!(good[0].email, "Reader@Example.org");
+        assert_eq!(good[0].name.as_deref(), Some("读者"));
+        assert_eq!(good[0].line, 2);
+        assert_eq!(good[1].line, 7);
+    }
+
+    #[test]
+    fn bad_entries_are_reported_and_skipped() {
+        let (good, bad) = collect(
+            "[[subscribers]]\nemail = \"not-an-address\"\n[[subscribers]]\nname = \"x\"\n[[subscribers]]\nemail = \"ok@example.org\"\n[[subscribers]]\nemail = \"c@example.org\"\ncolour = 1\n[[subscribers]]\nemail = 'unterminated\n",
+        );
+        assert_eq!(good.len(), 1);
+        let lines: Vec<usize> = bad.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [1, 3, 7, 11]);
+        assert!(bad[0]
+            .to_string()
+            .starts_with("subs.toml:1: `not-an-address` is not a valid e-mail address"));
+        assert!(bad[1].message.contains("missing `email`"));
+        assert!(bad[2].message.contains("colour"));
+    }
+}
