@@ -1,0 +1,219 @@
+//! Helpers shared by the integration tests: a site in a temporary folder, the real `feedpost`
+//! binary run against it, and (in `smtp_server`) a real SMTP server on loopback.
+
+#![allow(dead_code)]
+
+pub mod smtp_server;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A site on disk: `feedpost.toml`, `issues/`, `subscribers.toml`, in a temporary folder that is
+/// removed when the value drops.
+pub struct Site {
+    dir: tempfile::TempDir,
+    site: String,
+    mail: String,
+    smtp: Option<String>,
+    env: Vec<(String, String)>,
+}
+
+/// What a run of the binary printed and returned.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Output {
+    /// Asserts exit code 0 and returns self.
+    #[track_caller]
+    pub fn success(self) -> Output {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Asserts a non-zero exit code and returns self.
+    #[track_caller]
+    pub fn failure(self) -> Output {
+        assert_ne!(
+            self.code, 0,
+            "expected failure\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// A seed-shaped issue with the given title, date, tags and body.
+pub fn issue(title: &str, date: &str, tags: &[&str], body: &str) -> String {
+    let tags: Vec<String> = tags.iter().map(|t| format!("\"{t}\"")).collect();
+    format!(
+        "---\ntitle: \"{title}\"\nauthor: \"SOFA 团队\"\nauthorlink: \"https://github.com/sofastack\"\ndescription: \"每周精选 {title}\"\ncategories: \"SOFA Weekly\"\ntags: [{}]\ndate: {date}\ncover: \"https://cdn.example.org/cover.png\"\n---\n{body}",
+        tags.join(", ")
+    )
+}
+
+impl Site {
+    /// An empty site with a Chinese-language config, no issues and no subscribers.
+    pub fn new() -> Site {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("issues")).expect("issues dir");
+        std::fs::write(dir.path().join("subscribers.toml"), "").expect("subscribers");
+        Site {
+            dir,
+            site: "title = \"SOFA Weekly\"\nbase_url = \"https://www.sofastack.tech/\"\ndescription = \"每周精选\"\nlanguage = \"zh-CN\"\n".into(),
+            mail: "from = \"SOFA Weekly <weekly@example.org>\"\nunsubscribe_url = \"https://www.sofastack.tech/unsubscribe?token={token}\"\nunsubscribe_mailto = \"unsubscribe@example.org\"\n".into(),
+            smtp: None,
+            env: vec![],
+        }
+    }
+
+    /// The site's folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Adds lines to the `[site]` table.
+    pub fn site_config(mut self, lines: &str) -> Site {
+        self.site.push_str(lines);
+        self.site.push('\n');
+        self
+    }
+
+    /// Adds lines to the `[mail]` table.
+    pub fn mail_config(mut self, lines: &str) -> Site {
+        self.mail.push_str(lines);
+        self.mail.push('\n');
+        self
+    }
+
+    /// Sends through SMTP on `127.0.0.1:port` (no TLS), with `extra` lines in `[smtp]`.
+    pub fn smtp(mut self, port: u16, extra: &str) -> Site {
+        self.smtp = Some(format!("host = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nhello_name = \"feedpost.test\"\nretry_base_ms = 20\nretry_max_ms = 200\ntimeout_secs = 10\n{extra}\n"));
+        self
+    }
+
+    /// Writes `issues/<name>` with `text`.
+    pub fn issue(self, name: &str, text: &str) -> Site {
+        self.write(&format!("issues/{name}"), text);
+        self
+    }
+
+    /// Replaces the subscriber list.
+    pub fn subscribers(self, text: &str) -> Site {
+        self.write("subscribers.toml", text);
+        self
+    }
+
+    /// Sets an environment variable for every run.
+    pub fn env(mut self, key: &str, value: &str) -> Site {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Writes a file relative to the site folder.
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.dir.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("parent dir");
+        }
+        std::fs::write(path, text).expect("write file");
+    }
+
+    /// Reads a file relative to the site folder.
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(rel))
+            .unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    /// The config file's text as it will be written.
+    pub fn config_text(&self) -> String {
+        let mut text = format!("[site]\n{}\n[mail]\n{}", self.site, self.mail);
+        if let Some(smtp) = &self.smtp {
+            text.push_str(&format!("\n[smtp]\n{smtp}"));
+        }
+        text
+    }
+
+    /// A `Command` for the real binary with `--config` pointing at this site (config written now).
+    pub fn command(&self, args: &[&str]) -> Command {
+        std::fs::write(self.dir.path().join("feedpost.toml"), self.config_text()).expect("config");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_feedpost"));
+        cmd.arg("--config")
+            .arg(self.dir.path().join("feedpost.toml"))
+            .args(args);
+        cmd.env_remove("FEEDPOST_NOW")
+            .env("FEEDPOST_LOG", "info")
+            .env_remove("FEEDPOST_SMTP_PASSWORD");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs the binary with `args` and waits for it.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = self.command(args).output().expect("run feedpost");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The path of the site's ledger.
+    pub fn ledger(&self) -> PathBuf {
+        self.dir.path().join("feedpost.sqlite")
+    }
+}
+
+/// `n` subscribers `reader0000@example.test` … with names, as subscriber TOML.
+pub fn many_subscribers(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "[[subscribers]]\nemail = \"reader{i:04}@example.test\"\nname = \"读者 {i}\"\n\n"
+            )
+        })
+        .collect()
+}
+
+/// Compares `actual` with the golden file `tests/fixtures/<name>`; with `UPDATE_GOLDEN=1` rewrites
+/// it instead (on purpose, after reviewing the diff).
+#[track_caller]
+pub fn assert_golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "missing golden file {} ({e}); run with UPDATE_GOLDEN=1",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let diff_at = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b);
+        panic!(
+            "{} differs from the output (first differing line: {:?}); rerun with UPDATE_GOLDEN=1 if the change is intended\n--- actual ---\n{actual}",
+            path.display(),
+            diff_at.map(|i| i + 1)
+        );
+    }
+}
