@@ -390,23 +390,41 @@ impl Ledger {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let jobs = {
-            let mut select = tx.prepare_cached(
+            let to_job = |r: &rusqlite::Row<'_>| {
+                Ok(Job {
+                    key: r.get(0)?,
+                    address: r.get(1)?,
+                    name: r.get(2)?,
+                    message_id: r.get(3)?,
+                    attempts: r.get(4)?,
+                })
+            };
+            // Queued rows first, then due deferred ones. Each query walks `deliveries_pending`
+            // (issue, state, next_attempt_at, then the key) in order, so a claim reads only the
+            // rows it returns, however many are already sent.
+            let mut queued = tx.prepare_cached(
                 "SELECT recipient, address, name, message_id, attempts FROM deliveries
-                 WHERE issue = ?1 AND (state = 'queued'
-                    OR (state = 'deferred' AND next_attempt_at <= ?2 AND run_attempts < ?3))
-                 ORDER BY state DESC, recipient LIMIT ?4",
+                 WHERE issue = ?1 AND state = 'queued'
+                 ORDER BY next_attempt_at, recipient LIMIT ?2",
             )?;
-            let jobs = select
-                .query_map(params![issue, now, max_run_attempts, limit as i64], |r| {
-                    Ok(Job {
-                        key: r.get(0)?,
-                        address: r.get(1)?,
-                        name: r.get(2)?,
-                        message_id: r.get(3)?,
-                        attempts: r.get(4)?,
-                    })
-                })?
+            let mut jobs = queued
+                .query_map(params![issue, limit as i64], to_job)?
                 .collect::<rusqlite::Result<Vec<Job>>>()?;
+            if jobs.len() < limit {
+                let mut due = tx.prepare_cached(
+                    "SELECT recipient, address, name, message_id, attempts FROM deliveries
+                     WHERE issue = ?1 AND state = 'deferred' AND next_attempt_at <= ?2
+                        AND run_attempts < ?3
+                     ORDER BY next_attempt_at, recipient LIMIT ?4",
+                )?;
+                let more = due.query_map(
+                    params![issue, now, max_run_attempts, (limit - jobs.len()) as i64],
+                    to_job,
+                )?;
+                for job in more {
+                    jobs.push(job?);
+                }
+            }
             let mut mark = tx.prepare_cached(
                 "UPDATE deliveries SET state = 'sending', updated_at = ?3 WHERE issue = ?1 AND recipient = ?2",
             )?;
