@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use indicatif::ProgressBar;
+use lettre::address::Envelope;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
@@ -135,11 +136,15 @@ pub async fn run(
     });
 
     let max_attempts = settings.max_attempts;
+    // Claim in batches of at least half the workers: a claim is a transaction, and at thousands
+    // of messages a second one per outcome would cost as much as the outcomes themselves. The
+    // queue still holds at least half a batch per worker between claims.
+    let refill = (settings.concurrency / 2).max(1);
     let mut in_flight = 0usize;
     loop {
         let stopping = shared.stopping.load(Ordering::SeqCst)
             || shared.fatal.lock().map(|f| f.is_some()).unwrap_or(true);
-        if !stopping && in_flight < capacity {
+        if !stopping && capacity - in_flight >= refill {
             let jobs = ledger.claim(issue_id, now_ms(), capacity - in_flight, max_attempts)?;
             in_flight += jobs.len();
             for job in jobs {
@@ -240,68 +245,77 @@ async fn worker(
     shared: Arc<Shared>,
     mut conn: Option<Connection>,
 ) {
-    let settings = &shared.settings;
     let mut connect_failures = 0u32;
+    // The commit of this worker's previous outcome, still under way.
+    let mut committing: Option<oneshot::Receiver<()>> = None;
     loop {
         let job = { jobs.lock().await.recv().await };
         let Some(job) = job else { break };
+        // Personalising puts nothing on the wire, so it overlaps the previous commit.
+        let message = personalise(&mail, &job);
+        // Group commit: the previous outcome is on disk before this message goes out.
+        if let Some(ack) = committing.take() {
+            if ack.await.is_err() {
+                break;
+            }
+        }
         let stop = shared.stopping.load(Ordering::SeqCst)
             || shared.fatal.lock().map(|f| f.is_some()).unwrap_or(true);
-        let outcome = if stop {
-            Outcome::Requeue { key: job.key }
-        } else {
-            attempt(
-                &transport,
-                &mail,
-                &shared,
-                &mut conn,
-                &mut connect_failures,
-                job,
-                settings,
-            )
-            .await
+        let outcome = match message {
+            _ if stop => Outcome::Requeue { key: job.key },
+            Err(reply) => Outcome::Failed {
+                key: job.key,
+                reply,
+            },
+            Ok((envelope, message)) => {
+                attempt(
+                    &transport,
+                    &shared,
+                    &mut conn,
+                    &mut connect_failures,
+                    job,
+                    &envelope,
+                    &message,
+                )
+                .await
+            }
         };
         let (ack_tx, ack_rx) = oneshot::channel();
         if done.send((outcome, ack_tx)).is_err() {
             break;
         }
-        // Group commit: the outcome is on disk before this worker takes another message.
-        if ack_rx.await.is_err() {
-            break;
-        }
+        committing = Some(ack_rx);
     }
     if let Some(c) = conn {
         c.close().await;
     }
 }
 
+/// The job's message and envelope, or why it cannot be built (a permanent failure).
+fn personalise(mail: &IssueMail, job: &Job) -> Result<(Envelope, Vec<u8>), String> {
+    mail.personalise(&Recipient {
+        address: &job.address,
+        name: job.name.as_deref(),
+        message_id: &job.message_id,
+    })
+    .map_err(|e| format!("{e:#}"))
+}
+
 async fn attempt(
     transport: &Transport,
-    mail: &IssueMail,
     shared: &Shared,
     conn: &mut Option<Connection>,
     connect_failures: &mut u32,
     job: Job,
-    settings: &Settings,
+    envelope: &Envelope,
+    message: &[u8],
 ) -> Outcome {
+    let settings = &shared.settings;
     let deferred = |key: String, reply: String, attempts: u32| Outcome::Deferred {
         key,
         reply,
         next_attempt_at: now_ms()
             + backoff(attempts, settings.retry_base, settings.retry_max).as_millis() as i64,
-    };
-    let (envelope, message) = match mail.personalise(&Recipient {
-        address: &job.address,
-        name: job.name.as_deref(),
-        message_id: &job.message_id,
-    }) {
-        Ok(m) => m,
-        Err(e) => {
-            return Outcome::Failed {
-                key: job.key,
-                reply: format!("{e:#}"),
-            }
-        }
     };
     shared.throttle.wait().await;
     if conn.as_ref().is_none_or(|c| !c.is_usable()) {
@@ -338,7 +352,7 @@ async fn attempt(
         "{}.eml",
         job.message_id.trim_matches(|ch| ch == '<' || ch == '>')
     );
-    match c.send(&envelope, &message, &file_name).await {
+    match c.send(envelope, message, &file_name).await {
         Ok(sent) => {
             shared.throttle.success();
             Outcome::Sent {
