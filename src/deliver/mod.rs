@@ -251,17 +251,12 @@ async fn worker(
     loop {
         let job = { jobs.lock().await.recv().await };
         let Some(job) = job else { break };
-        // Personalising puts nothing on the wire, so it overlaps the previous commit.
-        let message = personalise(&mail, &job);
-        // Group commit: the previous outcome is on disk before this message goes out.
-        if let Some(ack) = committing.take() {
-            if ack.await.is_err() {
-                break;
-            }
-        }
         let stop = shared.stopping.load(Ordering::SeqCst)
             || shared.fatal.lock().map(|f| f.is_some()).unwrap_or(true);
-        let outcome = match message {
+        // Building the message and opening its mail transaction deliver nothing, so they overlap
+        // the commit of the previous outcome; `attempt` waits for that commit before the
+        // end-of-data that makes the server accept this message.
+        let outcome = match personalise(&mail, &job) {
             _ if stop => Outcome::Requeue { key: job.key },
             Err(reply) => Outcome::Failed {
                 key: job.key,
@@ -273,13 +268,16 @@ async fn worker(
                     &shared,
                     &mut conn,
                     &mut connect_failures,
+                    &mut committing,
                     job,
-                    &envelope,
-                    &message,
+                    (&envelope, &message),
                 )
                 .await
             }
         };
+        if !committed(&mut committing).await {
+            break;
+        }
         let (ack_tx, ack_rx) = oneshot::channel();
         if done.send((outcome, ack_tx)).is_err() {
             break;
@@ -288,6 +286,15 @@ async fn worker(
     }
     if let Some(c) = conn {
         c.close().await;
+    }
+}
+
+/// Waits for the group commit of the worker's previous outcome, if one is under way. False when
+/// the coordinator is gone (the run is ending with an error).
+async fn committed(committing: &mut Option<oneshot::Receiver<()>>) -> bool {
+    match committing.take() {
+        Some(ack) => ack.await.is_ok(),
+        None => true,
     }
 }
 
@@ -306,9 +313,9 @@ async fn attempt(
     shared: &Shared,
     conn: &mut Option<Connection>,
     connect_failures: &mut u32,
+    committing: &mut Option<oneshot::Receiver<()>>,
     job: Job,
-    envelope: &Envelope,
-    message: &[u8],
+    (envelope, message): (&Envelope, &[u8]),
 ) -> Outcome {
     let settings = &shared.settings;
     let deferred = |key: String, reply: String, attempts: u32| Outcome::Deferred {
@@ -352,7 +359,16 @@ async fn attempt(
         "{}.eml",
         job.message_id.trim_matches(|ch| ch == '<' || ch == '>')
     );
-    match c.send(envelope, message, &file_name).await {
+    let sent = match c.start(envelope, message).await {
+        Ok(()) if committed(committing).await => c.finish(message, &file_name).await,
+        Ok(()) => {
+            // The run is ending with an error: leave without delivering.
+            c.abort().await;
+            return Outcome::Requeue { key: job.key };
+        }
+        Err(failure) => Err(failure),
+    };
+    match sent {
         Ok(sent) => {
             shared.throttle.success();
             Outcome::Sent {

@@ -223,20 +223,38 @@ pub struct Sent {
 }
 
 impl Connection {
-    /// Sends one message. `file_name` names the outbox file (a Message-ID based name).
+    /// Opens a mail transaction for `message`: `MAIL FROM` (with `BODY=8BITMIME` / `SMTPUTF8`
+    /// where the message or an address needs it), `RCPT TO` for each envelope recipient, `DATA`.
+    /// Nothing is delivered until [`Connection::finish`] sends the content and its end, so the
+    /// engine may do this while it still waits for the previous outcome to be recorded. The
+    /// outbox has nothing to open.
     ///
-    /// On a refused recipient or message the session is reset with `RSET` and stays usable; on a
-    /// lost connection, a timeout or a 421, `broken` returns true afterwards and the caller opens a
-    /// new connection.
+    /// On a refused sender or recipient the session is reset with `RSET` and stays usable; on a
+    /// lost connection, a timeout or a 421 it is closed and [`Connection::is_usable`] turns false.
     ///
     /// # Errors
     /// The classified [`Failure`].
-    pub async fn send(
-        &mut self,
-        envelope: &Envelope,
-        message: &[u8],
-        file_name: &str,
-    ) -> Result<Sent, Failure> {
+    pub async fn start(&mut self, envelope: &Envelope, message: &[u8]) -> Result<(), Failure> {
+        match self {
+            Connection::Outbox(_) => Ok(()),
+            Connection::Smtp { conn, timeout } => {
+                let timeout = *timeout;
+                let result =
+                    tokio::time::timeout(timeout, smtp_start(conn, envelope, message)).await;
+                settle(conn, timeout, result).await.map(|_| ())
+            }
+        }
+    }
+
+    /// Sends the message content and the end-of-data after [`Connection::start`]; the reply to
+    /// this is what accepts the message (RFC 5321 §4.1.1.4). `file_name` names the outbox file (a
+    /// Message-ID based name), written atomically.
+    ///
+    /// Failures leave the connection as [`Connection::start`] describes.
+    ///
+    /// # Errors
+    /// The classified [`Failure`].
+    pub async fn finish(&mut self, message: &[u8], file_name: &str) -> Result<Sent, Failure> {
         match self {
             Connection::Outbox(dir) => {
                 let path = dir.join(file_name);
@@ -253,27 +271,8 @@ impl Connection {
             }
             Connection::Smtp { conn, timeout } => {
                 let timeout = *timeout;
-                match tokio::time::timeout(timeout, smtp_send(conn, envelope, message)).await {
-                    Ok(Ok(reply)) => Ok(Sent { reply }),
-                    Ok(Err(e)) => {
-                        let failure = Failure::from_smtp(&e);
-                        let reset = !failure.breaks_connection(&e)
-                            && tokio::time::timeout(timeout, conn.command(Rset))
-                                .await
-                                .is_ok_and(|r| r.is_ok());
-                        if !reset {
-                            conn.abort().await;
-                        }
-                        Err(failure)
-                    }
-                    Err(_) => {
-                        conn.abort().await;
-                        Err(Failure::Transient(format!(
-                            "no reply within {} s",
-                            timeout.as_secs()
-                        )))
-                    }
-                }
+                let result = tokio::time::timeout(timeout, smtp_finish(conn, message)).await;
+                settle(conn, timeout, result).await.map(|reply| Sent { reply })
             }
         }
     }
@@ -294,15 +293,54 @@ impl Connection {
             }
         }
     }
+
+    /// Drops the session without finishing an open transaction (no end-of-data is sent, so
+    /// nothing is delivered): for a worker that must stop between [`Connection::start`] and
+    /// [`Connection::finish`].
+    pub async fn abort(&mut self) {
+        if let Connection::Smtp { conn, .. } = self {
+            conn.abort().await;
+        }
+    }
 }
 
-/// MAIL, RCPT, DATA and the message, without lettre's abort-on-any-error, so a refused recipient
-/// does not cost a reconnect.
-async fn smtp_send(
+/// Classifies the result of one SMTP step and leaves the connection usable (after `RSET`) or
+/// closed, as [`Connection::start`] describes.
+async fn settle<T>(
+    conn: &mut AsyncSmtpConnection,
+    timeout: Duration,
+    result: Result<Result<T, lettre::transport::smtp::Error>, tokio::time::error::Elapsed>,
+) -> Result<T, Failure> {
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            let failure = Failure::from_smtp(&e);
+            let reset = !failure.breaks_connection(&e)
+                && tokio::time::timeout(timeout, conn.command(Rset))
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+            if !reset {
+                conn.abort().await;
+            }
+            Err(failure)
+        }
+        Err(_) => {
+            conn.abort().await;
+            Err(Failure::Transient(format!(
+                "no reply within {} s",
+                timeout.as_secs()
+            )))
+        }
+    }
+}
+
+/// MAIL, RCPT and DATA, without lettre's abort-on-any-error, so a refused recipient does not
+/// cost a reconnect.
+async fn smtp_start(
     conn: &mut AsyncSmtpConnection,
     envelope: &Envelope,
     message: &[u8],
-) -> Result<String, lettre::transport::smtp::Error> {
+) -> Result<(), lettre::transport::smtp::Error> {
     let mut params = Vec::new();
     if !message.is_ascii() {
         params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
@@ -321,6 +359,14 @@ async fn smtp_send(
         conn.command(Rcpt::new(to.clone(), vec![])).await?;
     }
     conn.command(Data).await?;
+    Ok(())
+}
+
+/// The content (dot-stuffed by lettre) and the end-of-data; returns the server's reply.
+async fn smtp_finish(
+    conn: &mut AsyncSmtpConnection,
+    message: &[u8],
+) -> Result<String, lettre::transport::smtp::Error> {
     let response = conn.message(message).await?;
     Ok(format!(
         "{} {}",
