@@ -362,15 +362,68 @@ async fn smtp_start(
     Ok(())
 }
 
-/// The content (dot-stuffed by lettre) and the end-of-data; returns the server's reply.
+/// The content and the end-of-data; returns the server's reply.
+///
+/// lettre's `message` dot-stuffs one byte at a time (a fifth of the CPU time of a send), so the
+/// content is stuffed here with a substring search and written through `command`, which writes
+/// the bytes as they are and reads one reply. A message that is not UTF-8 (never one that
+/// `IssueMail` builds) goes through `message` instead.
 async fn smtp_finish(
     conn: &mut AsyncSmtpConnection,
     message: &[u8],
 ) -> Result<String, lettre::transport::smtp::Error> {
-    let response = conn.message(message).await?;
+    let content = data_content(message);
+    let response = match std::str::from_utf8(&content) {
+        Ok(text) => conn.command(Content(text)).await?,
+        Err(_) => conn.message(message).await?,
+    };
     Ok(format!(
         "{} {}",
         response.code(),
         response.message().collect::<Vec<_>>().join(" ")
     ))
+}
+
+/// DATA content written as it is.
+struct Content<'a>(&'a str);
+
+impl std::fmt::Display for Content<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// `message` as DATA content (RFC 5321 §4.5.2): every line starting with `.` gets another `.`,
+/// then `CRLF . CRLF` ends the data. Lines start after CRLF; the bytes sent are the same as
+/// lettre's `message` sends.
+fn data_content(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 64);
+    if message.first() == Some(&b'.') {
+        out.push(b'.');
+    }
+    let mut copied = 0;
+    for at in memchr::memmem::find_iter(message, b"\r\n.") {
+        out.extend_from_slice(&message[copied..at + 2]);
+        out.push(b'.');
+        copied = at + 2;
+    }
+    out.extend_from_slice(&message[copied..]);
+    out.extend_from_slice(b"\r\n.\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_content_stuffs_dots_at_line_starts_only() {
+        assert_eq!(data_content(b""), b"\r\n.\r\n");
+        assert_eq!(
+            data_content(b".a\r\n.\r\n..b\r\nc.d\r\n"),
+            b"..a\r\n..\r\n...b\r\nc.d\r\n\r\n.\r\n"
+        );
+        // A bare LF does not start a line; CR CR LF does.
+        assert_eq!(data_content(b"a\n.b\r\r\n.c"), b"a\n.b\r\r\n..c\r\n.\r\n");
+    }
 }
