@@ -386,56 +386,7 @@ impl Ledger {
         limit: usize,
         max_run_attempts: u32,
     ) -> Result<Vec<Job>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let jobs = {
-            let to_job = |r: &rusqlite::Row<'_>| {
-                Ok(Job {
-                    key: r.get(0)?,
-                    address: r.get(1)?,
-                    name: r.get(2)?,
-                    message_id: r.get(3)?,
-                    attempts: r.get(4)?,
-                })
-            };
-            // Queued rows first, then due deferred ones. Each query walks `deliveries_pending`
-            // (issue, state, next_attempt_at, then the key) in order, so a claim reads only the
-            // rows it returns, however many are already sent.
-            let mut queued = tx.prepare_cached(
-                "SELECT recipient, address, name, message_id, attempts FROM deliveries
-                 WHERE issue = ?1 AND state = 'queued'
-                 ORDER BY next_attempt_at, recipient LIMIT ?2",
-            )?;
-            let mut jobs = queued
-                .query_map(params![issue, limit as i64], to_job)?
-                .collect::<rusqlite::Result<Vec<Job>>>()?;
-            if jobs.len() < limit {
-                let mut due = tx.prepare_cached(
-                    "SELECT recipient, address, name, message_id, attempts FROM deliveries
-                     WHERE issue = ?1 AND state = 'deferred' AND next_attempt_at <= ?2
-                        AND run_attempts < ?3
-                     ORDER BY next_attempt_at, recipient LIMIT ?4",
-                )?;
-                let more = due.query_map(
-                    params![issue, now, max_run_attempts, (limit - jobs.len()) as i64],
-                    to_job,
-                )?;
-                for job in more {
-                    jobs.push(job?);
-                }
-            }
-            let mut mark = tx.prepare_cached(
-                "UPDATE deliveries SET state = 'sending', updated_at = ?3 WHERE issue = ?1 AND recipient = ?2",
-            )?;
-            let now = now_unix();
-            for job in &jobs {
-                mark.execute(params![issue, job.key, now])?;
-            }
-            jobs
-        };
-        tx.commit()?;
-        Ok(jobs)
+        self.record_and_claim(issue, &[], now, limit, max_run_attempts)
     }
 
     /// When the next `deferred` delivery that may still be tried this run becomes due, in Unix
@@ -457,53 +408,34 @@ impl Ledger {
     /// # Errors
     /// A database error; nothing is recorded then.
     pub fn record(&mut self, issue: &str, outcomes: &[Outcome]) -> Result<()> {
+        self.record_and_claim(issue, outcomes, 0, 0, 0).map(|_| ())
+    }
+
+    /// [`Ledger::record`] then [`Ledger::claim`] in one transaction: what the delivery engine does
+    /// after each batch of outcomes, for the price of one commit. With `limit` 0 nothing is
+    /// claimed.
+    ///
+    /// # Errors
+    /// A database error; nothing is recorded or claimed then.
+    pub fn record_and_claim(
+        &mut self,
+        issue: &str,
+        outcomes: &[Outcome],
+        now: i64,
+        limit: usize,
+        max_run_attempts: u32,
+    ) -> Result<Vec<Job>> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let now = now_unix();
-            let mut sent = tx.prepare_cached(
-                "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, run_attempts = run_attempts + 1,
-                 last_reply = ?3, next_attempt_at = NULL, updated_at = ?4 WHERE issue = ?1 AND recipient = ?2",
-            )?;
-            let mut deferred = tx.prepare_cached(
-                "UPDATE deliveries SET state = 'deferred', attempts = attempts + 1, run_attempts = run_attempts + 1,
-                 last_reply = ?3, next_attempt_at = ?4, updated_at = ?5 WHERE issue = ?1 AND recipient = ?2",
-            )?;
-            let mut failed = tx.prepare_cached(
-                "UPDATE deliveries SET state = 'failed', attempts = attempts + 1, run_attempts = run_attempts + 1,
-                 last_reply = ?3, next_attempt_at = NULL, updated_at = ?4 WHERE issue = ?1 AND recipient = ?2",
-            )?;
-            let mut suppress = tx.prepare_cached(
-                "INSERT OR REPLACE INTO suppressions (address, reason, issue, suppressed_at) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            let mut requeue = tx.prepare_cached(
-                "UPDATE deliveries SET state = 'queued', updated_at = ?3 WHERE issue = ?1 AND recipient = ?2",
-            )?;
-            for outcome in outcomes {
-                match outcome {
-                    Outcome::Sent { key, reply } => {
-                        sent.execute(params![issue, key, reply, now])?;
-                    }
-                    Outcome::Deferred {
-                        key,
-                        reply,
-                        next_attempt_at,
-                    } => {
-                        deferred.execute(params![issue, key, reply, next_attempt_at, now])?;
-                    }
-                    Outcome::Failed { key, reply } => {
-                        failed.execute(params![issue, key, reply, now])?;
-                        suppress.execute(params![key, reply, issue, now])?;
-                    }
-                    Outcome::Requeue { key } => {
-                        requeue.execute(params![issue, key, now])?;
-                    }
-                }
-            }
-        }
+        record_in(&tx, issue, outcomes)?;
+        let jobs = if limit > 0 {
+            claim_in(&tx, issue, now, limit, max_run_attempts)?
+        } else {
+            Vec::new()
+        };
         tx.commit()?;
-        Ok(())
+        Ok(jobs)
     }
 
     /// The state of `key`'s delivery of `issue`, if it has one.
@@ -670,6 +602,107 @@ impl Ledger {
     }
 }
 
+/// The claim of [`Ledger::claim`], inside the caller's transaction.
+fn claim_in(
+    tx: &rusqlite::Transaction<'_>,
+    issue: &str,
+    now: i64,
+    limit: usize,
+    max_run_attempts: u32,
+) -> Result<Vec<Job>> {
+    let to_job = |r: &rusqlite::Row<'_>| {
+        Ok(Job {
+            key: r.get(0)?,
+            address: r.get(1)?,
+            name: r.get(2)?,
+            message_id: r.get(3)?,
+            attempts: r.get(4)?,
+        })
+    };
+    // Queued rows first, then due deferred ones. Each query walks `deliveries_pending`
+    // (issue, state, next_attempt_at, then the key) in order, so a claim reads only the
+    // rows it returns, however many are already sent.
+    let mut queued = tx.prepare_cached(
+        "SELECT recipient, address, name, message_id, attempts FROM deliveries
+         WHERE issue = ?1 AND state = 'queued'
+         ORDER BY next_attempt_at, recipient LIMIT ?2",
+    )?;
+    let mut jobs = queued
+        .query_map(params![issue, limit as i64], to_job)?
+        .collect::<rusqlite::Result<Vec<Job>>>()?;
+    if jobs.len() < limit {
+        let mut due = tx.prepare_cached(
+            "SELECT recipient, address, name, message_id, attempts FROM deliveries
+             WHERE issue = ?1 AND state = 'deferred' AND next_attempt_at <= ?2
+                AND run_attempts < ?3
+             ORDER BY next_attempt_at, recipient LIMIT ?4",
+        )?;
+        let more = due.query_map(
+            params![issue, now, max_run_attempts, (limit - jobs.len()) as i64],
+            to_job,
+        )?;
+        for job in more {
+            jobs.push(job?);
+        }
+    }
+    let mut mark = tx.prepare_cached(
+        "UPDATE deliveries SET state = 'sending', updated_at = ?3 WHERE issue = ?1 AND recipient = ?2",
+    )?;
+    let now = now_unix();
+    for job in &jobs {
+        mark.execute(params![issue, job.key, now])?;
+    }
+    Ok(jobs)
+}
+
+/// The recording of [`Ledger::record`], inside the caller's transaction.
+fn record_in(tx: &rusqlite::Transaction<'_>, issue: &str, outcomes: &[Outcome]) -> Result<()> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let now = now_unix();
+    let mut sent = tx.prepare_cached(
+        "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, run_attempts = run_attempts + 1,
+         last_reply = ?3, next_attempt_at = NULL, updated_at = ?4 WHERE issue = ?1 AND recipient = ?2",
+    )?;
+    let mut deferred = tx.prepare_cached(
+        "UPDATE deliveries SET state = 'deferred', attempts = attempts + 1, run_attempts = run_attempts + 1,
+         last_reply = ?3, next_attempt_at = ?4, updated_at = ?5 WHERE issue = ?1 AND recipient = ?2",
+    )?;
+    let mut failed = tx.prepare_cached(
+        "UPDATE deliveries SET state = 'failed', attempts = attempts + 1, run_attempts = run_attempts + 1,
+         last_reply = ?3, next_attempt_at = NULL, updated_at = ?4 WHERE issue = ?1 AND recipient = ?2",
+    )?;
+    let mut suppress = tx.prepare_cached(
+        "INSERT OR REPLACE INTO suppressions (address, reason, issue, suppressed_at) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let mut requeue = tx.prepare_cached(
+        "UPDATE deliveries SET state = 'queued', updated_at = ?3 WHERE issue = ?1 AND recipient = ?2",
+    )?;
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Sent { key, reply } => {
+                sent.execute(params![issue, key, reply, now])?;
+            }
+            Outcome::Deferred {
+                key,
+                reply,
+                next_attempt_at,
+            } => {
+                deferred.execute(params![issue, key, reply, next_attempt_at, now])?;
+            }
+            Outcome::Failed { key, reply } => {
+                failed.execute(params![issue, key, reply, now])?;
+                suppress.execute(params![key, reply, issue, now])?;
+            }
+            Outcome::Requeue { key } => {
+                requeue.execute(params![issue, key, now])?;
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -766,6 +799,52 @@ mod tests {
         assert_eq!(l.next_retry_at("i", 3).unwrap(), Some(100));
         assert_eq!(l.next_retry_at("i", 1).unwrap(), None);
         assert_eq!(l.claim("i", 100, 10, 3).unwrap()[0].key, "b@x.org");
+    }
+
+    #[test]
+    fn record_and_claim_settles_a_batch_and_refills() {
+        let (_d, mut l) = ledger();
+        add(&mut l, &["a@x.org", "b@x.org", "c@x.org"]);
+        let first: Vec<String> = l
+            .claim("i", 0, 2, 3)
+            .unwrap()
+            .into_iter()
+            .map(|j| j.key)
+            .collect();
+        assert_eq!(first, ["a@x.org", "b@x.org"]);
+        let outcomes = [
+            Outcome::Sent {
+                key: "a@x.org".into(),
+                reply: "250 ok".into(),
+            },
+            Outcome::Requeue {
+                key: "b@x.org".into(),
+            },
+        ];
+        // The requeued row is claimed again in the same transaction, before the next one.
+        let next: Vec<String> = l
+            .record_and_claim("i", &outcomes, 0, 5, 3)
+            .unwrap()
+            .into_iter()
+            .map(|j| j.key)
+            .collect();
+        assert_eq!(next, ["b@x.org", "c@x.org"]);
+        let c = l.counts("i").unwrap();
+        assert_eq!((c.sent, c.sending, c.queued), (1, 2, 0));
+        // With limit 0 it only records.
+        let none = l
+            .record_and_claim(
+                "i",
+                &[Outcome::Requeue {
+                    key: "c@x.org".into(),
+                }],
+                0,
+                0,
+                3,
+            )
+            .unwrap();
+        assert!(none.is_empty());
+        assert_eq!(l.counts("i").unwrap().queued, 1);
     }
 
     #[test]
