@@ -2,8 +2,10 @@
 //!
 //! The last stage of `publish`. [`run`] claims due deliveries from the [`Ledger`] in small
 //! batches, hands them to `concurrency` workers — each holding one long-lived [`Connection`] —
-//! and records every outcome before the worker may take its next message (group commit: all
-//! outcomes that arrived together share one transaction). So at any instant at most one accepted
+//! and records every outcome before the worker's next message can be accepted (group commit: the
+//! outcomes that arrived together are recorded, and their replacements claimed, in one
+//! transaction). A worker builds its next message and opens its mail transaction while the commit
+//! runs, and waits for it only before the end-of-data. So at any instant at most one accepted
 //! message per worker is unrecorded, which bounds the duplicates a `kill -9` can cause by the
 //! concurrency. Transient failures are retried with exponential backoff and jitter; throttling
 //! slows every worker down without spending attempts; permanent failures suppress the address.
@@ -110,7 +112,9 @@ pub async fn run(
         fatal: Mutex::new(None),
         settings: settings.clone(),
     });
-    let capacity = settings.concurrency * 2;
+    // Jobs claimed and not yet recorded: per worker, the message it sends, the outcome of the
+    // one before (being committed), and two waiting in the queue.
+    let capacity = settings.concurrency * 4;
     let (job_tx, job_rx) = mpsc::channel::<Job>(capacity);
     let job_rx = Arc::new(tokio::sync::Mutex::new(job_rx));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
@@ -136,16 +140,27 @@ pub async fn run(
     });
 
     let max_attempts = settings.max_attempts;
-    // Claim in batches of at least half the workers: a claim is a transaction, and at thousands
-    // of messages a second one per outcome would cost as much as the outcomes themselves. The
-    // queue still holds at least half a batch per worker between claims.
+    // Claim in batches of at least half the workers, so the queue still holds half a batch per
+    // worker between claims and a claim seldom needs a transaction of its own.
     let refill = (settings.concurrency / 2).max(1);
     let mut in_flight = 0usize;
+    let mut batch: Vec<Done> = Vec::new();
     loop {
         let stopping = shared.stopping.load(Ordering::SeqCst)
             || shared.fatal.lock().map(|f| f.is_some()).unwrap_or(true);
-        if !stopping && capacity - in_flight >= refill {
-            let jobs = ledger.claim(issue_id, now_ms(), capacity - in_flight, max_attempts)?;
+        let free = capacity - (in_flight - batch.len());
+        let limit = if !stopping && free >= refill { free } else { 0 };
+        if !batch.is_empty() || limit > 0 {
+            // One transaction records the outcomes that arrived together and claims their
+            // replacements.
+            let outcomes: Vec<Outcome> = batch.iter().map(|(o, _)| o.clone()).collect();
+            let jobs =
+                ledger.record_and_claim(issue_id, &outcomes, now_ms(), limit, max_attempts)?;
+            in_flight -= batch.len();
+            for (outcome, ack) in batch.drain(..) {
+                tally(&mut report, progress, &outcome);
+                let _ = ack.send(());
+            }
             in_flight += jobs.len();
             for job in jobs {
                 if job_tx.send(job).await.is_err() {
@@ -164,36 +179,15 @@ pub async fn run(
         } else {
             Duration::from_millis(200)
         };
-        let first = tokio::select! {
-            d = done_rx.recv() => d,
-            _ = tokio::time::sleep(wait) => None,
-        };
-        let Some(first) = first else { continue };
-        let mut batch = vec![first];
+        tokio::select! {
+            done = done_rx.recv() => match done {
+                Some(done) => batch.push(done),
+                None => return Err(anyhow!("every sending worker stopped")),
+            },
+            _ = tokio::time::sleep(wait) => {}
+        }
         while let Ok(more) = done_rx.try_recv() {
             batch.push(more);
-        }
-        let outcomes: Vec<Outcome> = batch.iter().map(|(o, _)| o.clone()).collect();
-        ledger.record(issue_id, &outcomes)?;
-        in_flight -= batch.len();
-        for (outcome, ack) in batch {
-            match &outcome {
-                Outcome::Sent { .. } => {
-                    report.sent += 1;
-                    progress.inc(1);
-                }
-                Outcome::Failed { key, reply } => {
-                    report.failed += 1;
-                    progress.inc(1);
-                    warn!(recipient = %key, reply = %reply, "permanent failure; address suppressed");
-                }
-                Outcome::Deferred { key, reply, .. } => {
-                    report.transient += 1;
-                    info!(recipient = %key, reply = %reply, "transient failure; will retry");
-                }
-                Outcome::Requeue { .. } => {}
-            }
-            let _ = ack.send(());
         }
     }
     drop(job_tx);
@@ -204,6 +198,26 @@ pub async fn run(
         return Err(anyhow!("{fatal}"));
     }
     Ok(report)
+}
+
+/// Counts a recorded outcome in the report and the progress bar, and logs failures.
+fn tally(report: &mut Report, progress: &ProgressBar, outcome: &Outcome) {
+    match outcome {
+        Outcome::Sent { .. } => {
+            report.sent += 1;
+            progress.inc(1);
+        }
+        Outcome::Failed { key, reply } => {
+            report.failed += 1;
+            progress.inc(1);
+            warn!(recipient = %key, reply = %reply, "permanent failure; address suppressed");
+        }
+        Outcome::Deferred { key, reply, .. } => {
+            report.transient += 1;
+            info!(recipient = %key, reply = %reply, "transient failure; will retry");
+        }
+        Outcome::Requeue { .. } => {}
+    }
 }
 
 async fn wait_for_stop_signal() {
