@@ -104,6 +104,9 @@ pub struct Smtp {
     pub security: Security,
     /// User name for `AUTH`; the password comes only from `FEEDPOST_SMTP_PASSWORD`.
     pub username: Option<String>,
+    /// PEM file of certificates to trust besides the public roots, for a relay whose certificate
+    /// a private CA signed (or a self-signed one); relative to the config file.
+    pub ca_file: Option<PathBuf>,
     /// Concurrent SMTP connections.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
@@ -234,6 +237,9 @@ impl Config {
         resolve(&mut config.site.subscribers);
         resolve(&mut config.mail.outbox);
         resolve(&mut config.mail.ledger);
+        if let Some(ca_file) = config.smtp.as_mut().and_then(|s| s.ca_file.as_mut()) {
+            resolve(ca_file);
+        }
         Ok(config)
     }
 

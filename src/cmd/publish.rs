@@ -14,6 +14,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::deliver::tls::TrustedRoots;
 use crate::deliver::transport::SmtpSettings;
 use crate::deliver::{self, Settings, Transport};
 use crate::feed;
@@ -239,9 +240,14 @@ fn transport(config: &Config, issue: &Issue) -> Result<Transport> {
                 }
                 None => None,
             };
+            let roots = match &smtp.ca_file {
+                Some(path) => TrustedRoots::from_pem_file(path)?,
+                None => TrustedRoots::default(),
+            };
             Transport::Smtp(Box::new(SmtpSettings {
                 smtp: smtp.clone(),
                 credentials,
+                roots,
             }))
         }
         None => Transport::Outbox(config.mail.outbox.join(&issue.slug)),

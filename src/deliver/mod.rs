@@ -11,6 +11,7 @@
 //! slows every worker down without spending attempts; permanent failures suppress the address.
 
 pub mod limits;
+pub mod tls;
 pub mod transport;
 
 use std::sync::atomic::{AtomicBool, Ordering};

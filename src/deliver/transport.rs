@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, MailBodyParameter, MailParameter};
 use tokio::net::TcpStream;
 
+use super::tls::{self, TrustedRoots};
 use crate::config::{Security, Smtp};
 
 /// Why an attempt did not deliver, as the engine must treat it.
@@ -80,6 +81,8 @@ pub struct SmtpSettings {
     pub smtp: Smtp,
     /// `AUTH` credentials: `smtp.username` and `FEEDPOST_SMTP_PASSWORD`.
     pub credentials: Option<Credentials>,
+    /// Certificates trusted besides the public roots (`smtp.ca_file`).
+    pub roots: TrustedRoots,
 }
 
 /// One open way out: an SMTP session or the outbox.
@@ -162,31 +165,39 @@ async fn connect_smtp(s: &SmtpSettings) -> Result<(AsyncSmtpConnection, bool), F
             smtp.host, smtp.port
         )),
     };
-    let tls = || {
-        TlsParameters::new(smtp.host.clone())
-            .map_err(|e| Failure::Permanent(format!("cannot set up TLS for {}: {e}", smtp.host)))
-    };
-    let mut conn = match smtp.security {
-        Security::Tls => AsyncSmtpConnection::connect_tokio1(
-            (smtp.host.as_str(), smtp.port),
-            Some(Duration::from_secs(smtp.timeout_secs)),
-            &hello,
-            Some(tls()?),
-            None,
-        )
+    let tls_failed =
+        |step: &str, e: &(dyn std::error::Error + 'static)| match tls::certificate_problem(e) {
+            Some(problem) => Failure::Permanent(format!(
+                "{step} with {}:{} failed: {problem}",
+                smtp.host, smtp.port
+            )),
+            None => Failure::Transient(format!(
+                "{step} with {}:{} failed: {e}",
+                smtp.host, smtp.port
+            )),
+        };
+    let tcp = TcpStream::connect((smtp.host.as_str(), smtp.port))
         .await
-        .map_err(classify)?,
-        Security::None | Security::Starttls => {
-            let tcp = TcpStream::connect((smtp.host.as_str(), smtp.port))
+        .map_err(|e| {
+            Failure::Transient(format!(
+                "cannot connect to {}:{}: {e}",
+                smtp.host, smtp.port
+            ))
+        })?;
+    tcp.set_nodelay(true)
+        .map_err(|e| Failure::Transient(format!("cannot set TCP_NODELAY: {e}")))?;
+    let mut conn = match smtp.security {
+        Security::Tls => {
+            let tls = s
+                .roots
+                .connect(&smtp.host, tcp)
                 .await
-                .map_err(|e| {
-                    Failure::Transient(format!(
-                        "cannot connect to {}:{}: {e}",
-                        smtp.host, smtp.port
-                    ))
-                })?;
-            tcp.set_nodelay(true)
-                .map_err(|e| Failure::Transient(format!("cannot set TCP_NODELAY: {e}")))?;
+                .map_err(|e| tls_failed("TLS", &e))?;
+            AsyncSmtpConnection::connect_with_transport(Box::new(tls), &hello)
+                .await
+                .map_err(classify)?
+        }
+        Security::None | Security::Starttls => {
             let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
                 .await
                 .map_err(classify)?;
@@ -197,12 +208,12 @@ async fn connect_smtp(s: &SmtpSettings) -> Result<(AsyncSmtpConnection, bool), F
                         smtp.host, smtp.port
                     )));
                 }
-                conn.starttls(tls()?, &hello).await.map_err(|e| {
-                    Failure::Transient(format!(
-                        "STARTTLS with {}:{} failed: {e}",
-                        smtp.host, smtp.port
-                    ))
+                let parameters = s.roots.starttls_parameters(&smtp.host).map_err(|e| {
+                    Failure::Permanent(format!("cannot set up TLS for {}: {e}", smtp.host))
                 })?;
+                conn.starttls(parameters, &hello)
+                    .await
+                    .map_err(|e| tls_failed("STARTTLS", &e))?;
             }
             conn
         }

@@ -7,3 +7,4 @@ mod support;
 mod feeds;
 mod preview;
 mod publish;
+mod tls;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod smtp_server;
+pub mod tls_front;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -97,8 +98,13 @@ impl Site {
     }
 
     /// Sends through SMTP on `127.0.0.1:port` (no TLS), with `extra` lines in `[smtp]`.
-    pub fn smtp(mut self, port: u16, extra: &str) -> Site {
-        self.smtp = Some(format!("host = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nhello_name = \"feedpost.test\"\nretry_base_ms = 20\nretry_max_ms = 200\ntimeout_secs = 10\n{extra}\n"));
+    pub fn smtp(self, port: u16, extra: &str) -> Site {
+        self.smtp_secured(port, "none", extra)
+    }
+
+    /// Like [`Site::smtp`], with `smtp.security` = `security` (`none`, `starttls` or `tls`).
+    pub fn smtp_secured(mut self, port: u16, security: &str, extra: &str) -> Site {
+        self.smtp = Some(format!("host = \"127.0.0.1\"\nport = {port}\nsecurity = \"{security}\"\nhello_name = \"feedpost.test\"\nretry_base_ms = 20\nretry_max_ms = 200\ntimeout_secs = 10\n{extra}\n"));
         self
     }
 
