@@ -56,6 +56,7 @@ pub struct Faults {
     drop_after_data: HashSet<usize>,
     greeting_code: Option<u16>,
     delay_reply: Option<Duration>,
+    pipelining: bool,
 }
 
 impl Faults {
@@ -119,6 +120,14 @@ impl Faults {
         self
     }
 
+    /// Advertise `PIPELINING` (RFC 2920) in the EHLO reply. Commands are read the same way
+    /// either way; `SmtpServer::pipelined_commands` counts those that arrived before the reply
+    /// to the previous one was written.
+    pub fn pipelining(mut self) -> Self {
+        self.pipelining = true;
+        self
+    }
+
     /// Sleep this long before the final 250 after DATA (the message is
     /// already recorded by then).
     pub fn delay_reply(mut self, d: Duration) -> Self {
@@ -147,6 +156,8 @@ struct Shared {
     /// lines excluded), in arrival order across connections
     commands: Mutex<Vec<String>>,
     connections: AtomicUsize,
+    /// commands already buffered when the previous reply had been written
+    pipelined: AtomicUsize,
     stop: AtomicBool,
     next_conn_id: AtomicU64,
     /// clones of live connection sockets, shut down on drop
@@ -179,6 +190,7 @@ impl SmtpServer {
             received_cv: Condvar::new(),
             commands: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
+            pipelined: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             next_conn_id: AtomicU64::new(1),
             live: Mutex::new(HashMap::new()),
@@ -256,6 +268,12 @@ impl SmtpServer {
     /// `greeting_code`).
     pub fn connections_accepted(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Commands that arrived before the reply to the previous command was written: sent
+    /// pipelined (RFC 2920).
+    pub fn pipelined_commands(&self) -> usize {
+        self.shared.pipelined.load(Ordering::SeqCst)
     }
 
     /// How many times RCPT TO was attempted for `addr` (case-insensitive),
@@ -393,6 +411,9 @@ fn handle_connection(stream: TcpStream, shared: &Shared) -> Result<(), End> {
 
     let mut buf = Vec::with_capacity(1024);
     loop {
+        if !conn.reader.buffer().is_empty() {
+            shared.pipelined.fetch_add(1, Ordering::SeqCst);
+        }
         let line = conn.read_line(&mut buf)?;
         lock(&shared.commands).push(line.clone());
         let (verb, arg) = match line.find(' ') {
@@ -404,8 +425,14 @@ fn handle_connection(stream: TcpStream, shared: &Shared) -> Result<(), End> {
             "EHLO" => {
                 conn.reset();
                 let who = if arg.is_empty() { "client" } else { arg };
+                let pipelining = if lock(&shared.faults).faults.pipelining {
+                    "250-PIPELINING\r\n"
+                } else {
+                    ""
+                };
                 conn.reply(&format!(
                     "250-localhost Hello {who}\r\n\
+                     {pipelining}\
                      250-8BITMIME\r\n\
                      250-SMTPUTF8\r\n\
                      250-SIZE {MAX_SIZE}\r\n\
