@@ -108,7 +108,15 @@ pub fn run(
         "sent {}, already sent {}, skipped {}, failed {}, deferred {}",
         report.sent, before.sent, skipped, report.failed, left
     );
-    if left > 0 {
+    if let Some(until) = report.cap_reached_until {
+        warn!(
+            queued = left,
+            "the hourly cap of {} messages (`smtp.hourly_cap`) is reached and frees a slot only at {} UTC; run `feedpost retry {}` then to send the rest",
+            config.smtp.as_ref().map_or(0, |s| s.hourly_cap),
+            until.format("%Y-%m-%d %H:%M:%S"),
+            issue.path.display()
+        );
+    } else if left > 0 {
         warn!(
             deferred = left,
             "some recipients could not be reached yet; `feedpost retry {}` (or the next publish) tries them again",
@@ -263,6 +271,7 @@ fn settings(config: &Config) -> Settings {
             retry_max: Duration::from_millis(s.retry_max_ms.max(s.retry_base_ms)),
             rate_per_second: s.rate_per_second,
             hourly_cap: s.hourly_cap,
+            hourly_cap_wait: Duration::from_secs(s.hourly_cap_wait_secs),
         },
         None => Settings {
             concurrency: 2,
@@ -271,6 +280,7 @@ fn settings(config: &Config) -> Settings {
             retry_max: Duration::from_secs(2),
             rate_per_second: 0.0,
             hourly_cap: 0,
+            hourly_cap_wait: Duration::ZERO,
         },
     }
 }

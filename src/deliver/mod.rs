@@ -44,6 +44,9 @@ pub struct Settings {
     pub rate_per_second: f64,
     /// Messages per sliding hour; 0 = unlimited.
     pub hourly_cap: u64,
+    /// Longest wait for the hourly cap to free a slot; a longer one ends the run (see
+    /// [`Report::cap_reached_until`]).
+    pub hourly_cap_wait: Duration,
 }
 
 /// What one run did.
@@ -59,6 +62,10 @@ pub struct Report {
     pub throttled: u64,
     /// Deliveries left `sending` by a crashed run and queued again.
     pub recovered: u64,
+    /// Set when the run ended because the hourly cap was reached and its next free slot was
+    /// further away than `Settings::hourly_cap_wait`: when that slot frees (UTC). The recipients
+    /// not sent are left queued.
+    pub cap_reached_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 struct Shared {
@@ -66,6 +73,7 @@ struct Shared {
     limiter: Limiter,
     stopping: AtomicBool,
     fatal: Mutex<Option<String>>,
+    cap_reached_until: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     settings: Settings,
 }
 
@@ -107,10 +115,12 @@ pub async fn run(
         limiter: Limiter::new(
             settings.rate_per_second,
             settings.hourly_cap,
+            settings.hourly_cap_wait,
             &ledger.sent_times_since(hour_ago)?,
         ),
         stopping: AtomicBool::new(false),
         fatal: Mutex::new(None),
+        cap_reached_until: Mutex::new(None),
         settings: settings.clone(),
     });
     // Jobs claimed and not yet recorded: per worker, the message it sends, the outcome of the
@@ -195,6 +205,7 @@ pub async fn run(
     while workers.join_next().await.is_some() {}
     signals.abort();
     report.throttled = shared.throttle.hits();
+    report.cap_reached_until = shared.cap_reached_until.lock().ok().and_then(|c| *c);
     if let Some(fatal) = shared.fatal.lock().ok().and_then(|f| f.clone()) {
         return Err(anyhow!("{fatal}"));
     }
@@ -369,7 +380,16 @@ async fn attempt(
     let Some(c) = conn.as_mut() else {
         return Outcome::Requeue { key: job.key };
     };
-    shared.limiter.acquire().await;
+    if let Err(reached) = shared.limiter.acquire().await {
+        // Stop the run rather than hold it open for long: this and every message not yet
+        // accepted stay queued.
+        let until = chrono::Utc::now() + reached.wait;
+        if let Ok(mut cap) = shared.cap_reached_until.lock() {
+            cap.get_or_insert(until);
+        }
+        shared.stopping.store(true, Ordering::SeqCst);
+        return Outcome::Requeue { key: job.key };
+    }
     let file_name = format!(
         "{}.eml",
         job.message_id.trim_matches(|ch| ch == '<' || ch == '>')

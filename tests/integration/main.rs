@@ -5,6 +5,7 @@
 mod support;
 
 mod feeds;
+mod limits;
 mod pipelining;
 mod preview;
 mod publish;
