@@ -308,10 +308,15 @@ fn progress_bar(len: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{bar:40} {pos}/{len} messages  {per_sec}  ETA {eta}")
-    {
-        bar.set_style(style);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} messages  {rate}  {elapsed} elapsed, ETA {eta}",
+    ) {
+        bar.set_style(style.with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} msg/s", state.per_sec());
+            },
+        ));
     }
     bar
 }
