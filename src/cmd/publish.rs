@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -69,6 +69,7 @@ pub fn run(
 
     let _lock = Ledger::lock(&config.mail.ledger)?;
     let mut ledger = Ledger::open(&config.mail.ledger)?;
+    let _checkpoints = ledger.checkpoint_in_background()?;
     let secret = ledger.secret()?;
     let mail = Arc::new(IssueMail::compose(issue, config, &secret, now)?);
     let issue_id = issue.permalink.as_str();
