@@ -9,7 +9,8 @@
 #   ensure_gnu_time               /usr/bin/time (Debian package `time`)
 #   ensure_postfix_tools          /usr/sbin/smtp-sink and smtp-source (Debian package `postfix`),
 #                                 installed without configuring or starting the mail system
-#   ensure_feedpost               FEEDPOST=binary (env FEEDPOST, else `cargo build --release`)
+#   ensure_feedpost               FEEDPOST=binary (env FEEDPOST, else `cargo build --release`, in
+#                                 CARGO_TARGET_DIR when set)
 #   free_port [PREFERRED]         print PREFERRED if free on 127.0.0.1, else a free port
 #   start_sink PORT DIR [ARGS..]  smtp-sink on 127.0.0.1:PORT with running counters in DIR/sink.out;
 #                                 waits (bounded) until it accepts; killed on exit
@@ -84,7 +85,7 @@ ensure_feedpost() {
     command -v cargo >/dev/null || die "cargo not found; set FEEDPOST to a feedpost binary"
     echo "$_ME: building feedpost (cargo build --release)..." >&2
     (cd "$REPO" && timeout 3600 cargo build --release --quiet) || die "cargo build --release failed"
-    FEEDPOST="$REPO/target/release/feedpost"
+    FEEDPOST="${CARGO_TARGET_DIR:-$REPO/target}/release/feedpost"
   fi
   [ -x "$FEEDPOST" ] || die "feedpost binary not found at $FEEDPOST"
   FEEDPOST="$(cd "$(dirname "$FEEDPOST")" && pwd)/$(basename "$FEEDPOST")"
