@@ -3,9 +3,10 @@
 //! The last stage of `publish`. [`run`] claims due deliveries from the [`Ledger`] in small
 //! batches, hands them to `concurrency` workers — each holding one long-lived [`Connection`] —
 //! and records every outcome before the worker's next message can be accepted (group commit: the
-//! outcomes that arrived together are recorded, and their replacements claimed, in one
-//! transaction). A worker builds its next message and opens its mail transaction while the commit
-//! runs, and waits for it only before the end-of-data. So at any instant at most one accepted
+//! outcomes held are recorded, and their replacements claimed, in one transaction). A worker
+//! builds its next message and opens its mail transaction meanwhile, and waits for the commit only
+//! before the end-of-data; the coordinator commits when a worker so waits (or the queue runs low,
+//! or 5 ms have passed), so one commit carries many outcomes. At any instant at most one accepted
 //! message per worker is unrecorded, which bounds the duplicates a `kill -9` can cause by the
 //! concurrency. Transient failures are retried with exponential backoff and jitter; throttling
 //! slows every worker down without spending attempts; permanent failures suppress the address.
@@ -14,14 +15,14 @@ pub mod limits;
 pub mod tls;
 pub mod transport;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use indicatif::ProgressBar;
 use lettre::address::Envelope;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{info, warn};
 
 use crate::ledger::{Job, Ledger, Outcome};
@@ -74,10 +75,18 @@ struct Shared {
     stopping: AtomicBool,
     fatal: Mutex<Option<String>>,
     cap_reached_until: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
+    /// Workers waiting for their previous outcome to be recorded.
+    acks_wanted: AtomicUsize,
+    /// Wakes the coordinator when a worker starts waiting for its outcome to be recorded.
+    commit_wanted: Notify,
     settings: Settings,
 }
 
 type Done = (Outcome, oneshot::Sender<()>);
+
+/// Longest an outcome waits to be recorded when no worker needs it yet (e.g. all are waiting for
+/// a rate limit): the bound on how long an accepted message stays unrecorded.
+const MAX_HOLD: Duration = Duration::from_millis(5);
 
 /// Sends every due delivery of `issue_id` through `transport` and records each outcome in
 /// `ledger`, until nothing is left that may be tried in this run.
@@ -121,6 +130,8 @@ pub async fn run(
         stopping: AtomicBool::new(false),
         fatal: Mutex::new(None),
         cap_reached_until: Mutex::new(None),
+        acks_wanted: AtomicUsize::new(0),
+        commit_wanted: Notify::new(),
         settings: settings.clone(),
     });
     // Jobs claimed and not yet recorded: per worker, the message it sends, the outcome of the
@@ -156,14 +167,24 @@ pub async fn run(
     let refill = (settings.concurrency / 2).max(1);
     let mut in_flight = 0usize;
     let mut batch: Vec<Done> = Vec::new();
+    let mut held_since: Option<std::time::Instant> = None;
     loop {
         let stopping = shared.stopping.load(Ordering::SeqCst)
             || shared.fatal.lock().map(|f| f.is_some()).unwrap_or(true);
         let free = capacity - (in_flight - batch.len());
         let limit = if !stopping && free >= refill { free } else { 0 };
-        if !batch.is_empty() || limit > 0 {
-            // One transaction records the outcomes that arrived together and claims their
-            // replacements.
+        // Outcomes are recorded as late as possible, so that one commit carries many: when a
+        // worker is about to send its next end-of-data and waits for its outcome, when the
+        // queue runs low, when nobody is sending, when stopping, or after MAX_HOLD.
+        let queued = job_tx.max_capacity() - job_tx.capacity();
+        let commit_now = stopping
+            || shared.acks_wanted.load(Ordering::SeqCst) > 0
+            || queued < refill
+            || in_flight == batch.len()
+            || held_since.is_some_and(|t| t.elapsed() >= MAX_HOLD);
+        if commit_now && (!batch.is_empty() || limit > 0) {
+            held_since = None;
+            // One transaction records the outcomes held and claims their replacements.
             let outcomes: Vec<Outcome> = batch.iter().map(|(o, _)| o.clone()).collect();
             let jobs =
                 ledger.record_and_claim(issue_id, &outcomes, now_ms(), limit, max_attempts)?;
@@ -187,6 +208,8 @@ pub async fn run(
                 Some(at) => Duration::from_millis((at - now_ms()).clamp(1, 60_000) as u64),
                 None => break,
             }
+        } else if let Some(since) = held_since {
+            MAX_HOLD.saturating_sub(since.elapsed())
         } else {
             Duration::from_millis(200)
         };
@@ -195,10 +218,14 @@ pub async fn run(
                 Some(done) => batch.push(done),
                 None => return Err(anyhow!("every sending worker stopped")),
             },
+            _ = shared.commit_wanted.notified() => {}
             _ = tokio::time::sleep(wait) => {}
         }
         while let Ok(more) = done_rx.try_recv() {
             batch.push(more);
+        }
+        if !batch.is_empty() {
+            held_since.get_or_insert_with(std::time::Instant::now);
         }
     }
     drop(job_tx);
@@ -301,7 +328,7 @@ async fn worker(
                 .await
             }
         };
-        if !committed(&mut committing).await {
+        if !committed(&shared, &mut committing).await {
             break;
         }
         let (ack_tx, ack_rx) = oneshot::channel();
@@ -315,12 +342,23 @@ async fn worker(
     }
 }
 
-/// Waits for the group commit of the worker's previous outcome, if one is under way. False when
-/// the coordinator is gone (the run is ending with an error).
-async fn committed(committing: &mut Option<oneshot::Receiver<()>>) -> bool {
-    match committing.take() {
-        Some(ack) => ack.await.is_ok(),
-        None => true,
+/// Waits for the group commit of the worker's previous outcome, if it is not on disk yet, and
+/// tells the coordinator someone is waiting. False when the coordinator is gone (the run is
+/// ending with an error).
+async fn committed(shared: &Shared, committing: &mut Option<oneshot::Receiver<()>>) -> bool {
+    let Some(mut ack) = committing.take() else {
+        return true;
+    };
+    match ack.try_recv() {
+        Ok(()) => true,
+        Err(oneshot::error::TryRecvError::Closed) => false,
+        Err(oneshot::error::TryRecvError::Empty) => {
+            shared.acks_wanted.fetch_add(1, Ordering::SeqCst);
+            shared.commit_wanted.notify_one();
+            let recorded = ack.await.is_ok();
+            shared.acks_wanted.fetch_sub(1, Ordering::SeqCst);
+            recorded
+        }
     }
 }
 
@@ -395,7 +433,7 @@ async fn attempt(
         job.message_id.trim_matches(|ch| ch == '<' || ch == '>')
     );
     let sent = match c.start(envelope, message).await {
-        Ok(()) if committed(committing).await => c.finish(message, &file_name).await,
+        Ok(()) if committed(shared, committing).await => c.finish(message, &file_name).await,
         Ok(()) => {
             // The run is ending with an error: leave without delivering.
             c.abort().await;
