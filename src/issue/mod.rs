@@ -5,6 +5,7 @@
 //! later stage (feeds, archive, email) reads these values and never the files.
 
 pub mod front_matter;
+pub mod lint;
 pub mod markdown;
 
 use std::fmt;
