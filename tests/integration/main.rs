@@ -4,6 +4,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod check;
 mod feeds;
+mod invalid_site;
 mod preview;
 mod publish;
