@@ -514,17 +514,15 @@ fn emphasis_notes(body: &str, lines: &LineIndex, runs: &[Run]) -> Vec<BodyNote> 
         }
         used[i] = true;
         let open = runs[i];
-        // Its partner: the next run of the same marker in the same block, on the same line.
-        let partner = (i + 1..runs.len()).find(|&j| {
-            !used[j]
-                && runs[j].ch == open.ch
-                && runs[j].len() == open.len()
-                && runs[j].block == open.block
-        });
-        let partner = partner.filter(|&j| {
-            lines.line_of(runs[j].start) == lines.line_of(open.start)
-                && !body[open.end..runs[j].start].contains('\n')
-        });
+        // Its partner: the next free run of the same character in the same block, when it has
+        // the same length and is on the same line.
+        let partner = (i + 1..runs.len())
+            .take_while(|&j| runs[j].block == open.block)
+            .find(|&j| !used[j] && runs[j].ch == open.ch)
+            .filter(|&j| {
+                runs[j].len() == open.len()
+                    && lines.line_of(runs[j].start) == lines.line_of(open.start)
+            });
         let message = match partner {
             Some(j) if open.spaced && runs[j].spaced => continue,
             Some(j) => {
@@ -651,13 +649,23 @@ fn fix(body: &str, lines: &LineIndex, open: Run, close: Run) -> Option<String> {
         };
         format!("{spaced_before}{m}{inner}{m}{spaced_after}")
     };
+    // Tried within the line, at most WINDOW bytes either side, so a huge line stays linear.
+    const WINDOW: usize = 256;
     let line = lines.line_range(body, open.start);
+    let mut from = line.start.max(open.start.saturating_sub(WINDOW));
+    while !body.is_char_boundary(from) {
+        from -= 1;
+    }
+    let mut to = line.end.max(close.end).min(close.end + WINDOW);
+    while !body.is_char_boundary(to) {
+        to += 1;
+    }
     let prefix_end = open.start - before.len();
     let suffix_start = close.end + after.len();
     let candidate = format!(
         "{}{fixed}{}",
-        body.get(line.start..prefix_end).unwrap_or(""),
-        body.get(suffix_start..line.end).unwrap_or("")
+        body.get(from..prefix_end).unwrap_or(""),
+        body.get(suffix_start..to).unwrap_or("")
     );
     let wanted = if open.len() >= 2 {
         |t: &Tag<'_>| matches!(t, Tag::Strong)
@@ -669,7 +677,7 @@ fn fix(body: &str, lines: &LineIndex, open: Run, close: Run) -> Option<String> {
             .filter(|e| matches!(e, Event::Start(t) if wanted(t)))
             .count()
     };
-    let original = &body[line.start..line.end.max(close.end)];
+    let original = &body[from..to];
     (count(&candidate) > count(original)).then_some(fixed)
 }
 
