@@ -7,6 +7,8 @@
 pub mod front_matter;
 pub mod lint;
 pub mod markdown;
+#[cfg(test)]
+mod robustness_tests;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
