@@ -311,7 +311,7 @@ async fn attempt(
                 *connect_failures = 0;
                 *conn = Some(c);
             }
-            Err(Failure::Permanent(m)) => {
+            Err(Failure::Permanent(m) | Failure::Fatal(m)) => {
                 if let Ok(mut fatal) = shared.fatal.lock() {
                     fatal.get_or_insert(m);
                 }
@@ -355,6 +355,13 @@ async fn attempt(
             key: job.key,
             reply: m,
         },
+        // The server refuses the sender, not this recipient: stop the run, fail no one.
+        Err(Failure::Fatal(m)) => {
+            if let Ok(mut fatal) = shared.fatal.lock() {
+                fatal.get_or_insert(m);
+            }
+            Outcome::Requeue { key: job.key }
+        }
     }
 }
 
