@@ -8,3 +8,4 @@ mod faults;
 mod feeds;
 mod preview;
 mod publish;
+mod status;
