@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod crash;
 mod faults;
 mod feeds;
 mod preview;
