@@ -145,7 +145,8 @@ struct Done {
 /// `ledger`, until nothing is left that may be tried in this run.
 ///
 /// Before anything is claimed, one connection is opened: if the server is down or refuses us,
-/// the run ends with an error and no delivery changes state. During the run a lost connection
+/// the run ends with an error and no delivery changes state. When nothing is queued or deferred,
+/// no connection is opened at all. During the run a lost connection
 /// ends that worker's connection only and is opened again; connections refused `max_attempts`
 /// times in a row retire the worker while others still send, and stop the run when none does.
 /// `progress` is advanced per recorded outcome. Ctrl-C (SIGINT) or SIGTERM stops claiming, lets
@@ -172,6 +173,11 @@ pub async fn run(
             recovered = report.recovered,
             "queued again the messages left in flight by an interrupted run"
         );
+    }
+    let pending = ledger.counts(issue_id)?;
+    if pending.queued + pending.deferred == 0 {
+        // Everything is sent or failed: no need for the server (it may well be down).
+        return Ok(report);
     }
     let first = transport.connect().await.map_err(|f| anyhow!("{f}"))?;
     info!(to = %transport.describe(), concurrency = settings.concurrency, "connected");

@@ -447,6 +447,21 @@ fn a_server_refusing_at_the_start_is_a_clear_error_and_marks_nothing() {
 }
 
 #[test]
+fn publishing_again_when_everything_is_sent_needs_no_server() {
+    let server = SmtpServer::start(Faults::new());
+    let site = site(server.port(), 3, "");
+    site.run(&["publish"]).success();
+    drop(server);
+    let out = site.run(&["publish"]).success();
+    assert!(
+        out.stdout.contains("sent 0, already sent 3"),
+        "{}",
+        out.stdout
+    );
+    site.run(&["retry", &issue_path(&site)]).success();
+}
+
+#[test]
 fn a_failed_tls_handshake_is_a_clear_error_and_marks_nothing() {
     for (faults, security) in [
         (Faults::new(), "tls"),
