@@ -79,7 +79,7 @@ fn kill_9_mid_send_then_publish_again_loses_no_one_and_repeats_at_most_the_messa
         ("message 1600", 1600),
         ("message 2400", 2400),
     ];
-    let mut unrecorded_total = 0;
+    let mut unrecorded_at_kills = Vec::new();
     for (what, at) in points {
         let connections = server.connections_accepted();
         let mut child = spawn_publish(&site);
@@ -110,7 +110,7 @@ fn kill_9_mid_send_then_publish_again_loses_no_one_and_repeats_at_most_the_messa
             unrecorded <= sending && unrecorded <= CONCURRENCY,
             "{what}: {unrecorded} accepted but unrecorded, {sending} sending, concurrency {CONCURRENCY}"
         );
-        unrecorded_total += unrecorded;
+        unrecorded_at_kills.push(unrecorded);
         assert_eq!(
             sent + sending
                 + ["queued", "deferred", "failed"]
@@ -143,12 +143,13 @@ fn kill_9_mid_send_then_publish_again_loses_no_one_and_repeats_at_most_the_messa
         duplicates += msgs.len() - 1;
     }
     assert_eq!(
-        duplicates, unrecorded_total,
+        duplicates,
+        unrecorded_at_kills.iter().sum::<usize>(),
         "each repeat is a message that was in flight at a kill"
     );
     assert!(duplicates <= points.len() * CONCURRENCY);
     eprintln!(
-        "crash test: {} kills, {duplicates} repeated messages (bound {} = kills x concurrency)",
+        "crash test: {} kills, accepted but unrecorded at each: {unrecorded_at_kills:?}; {duplicates} repeated messages (bound {} = kills x concurrency)",
         points.len(),
         points.len() * CONCURRENCY
     );
