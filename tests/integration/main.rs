@@ -5,7 +5,10 @@
 mod support;
 
 mod check;
+mod crash;
+mod faults;
 mod feeds;
 mod invalid_site;
 mod preview;
 mod publish;
+mod status;
