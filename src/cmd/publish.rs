@@ -66,9 +66,9 @@ pub fn run(
     if dry_run {
         return dry_run_report(config, issue);
     }
-    feed::write_all(&loaded.issues, config, now.fixed_offset())?;
-
+    // Lock first: a publish refused because another is running must change nothing, feeds included.
     let _lock = Ledger::lock(&config.mail.ledger)?;
+    feed::write_all(&loaded.issues, config, now.fixed_offset())?;
     let mut ledger = Ledger::open(&config.mail.ledger)?;
     let secret = ledger.secret()?;
     let mail = Arc::new(IssueMail::compose(issue, config, &secret, now)?);
