@@ -19,24 +19,66 @@ use tokio::net::TcpStream;
 use super::tls::{self, TrustedRoots};
 use crate::config::{Security, Smtp};
 
-/// Why an attempt did not deliver, as the engine must treat it.
+/// Why an attempt did not deliver, as the engine must treat it. Each carries the server's reply
+/// (`550 5.1.1 User unknown`) or the local error, for the ledger and the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
-    /// A 4xx reply, a timeout, or a lost connection: retry later (RFC 5321 §4.2.1).
+    /// A 4xx reply, a timeout, a refused or lost connection, a failed TLS handshake: retry later
+    /// (RFC 5321 §4.2.1).
     #[error("{0}")]
     Transient(String),
     /// The server asks us to slow down (421, 454, "too many"): retry without counting an attempt.
     #[error("{0}")]
     Throttled(String),
-    /// A 5xx reply to MAIL, RCPT or DATA: never retry; suppress the address.
+    /// A 5xx reply to RCPT or to the message (DATA): this recipient will never get it; suppress
+    /// the address.
     #[error("{0}")]
     Permanent(String),
+    /// The server refuses us, not the recipient: a 5xx greeting, failed authentication, no
+    /// STARTTLS, a 5xx reply to `MAIL FROM`. Every other message would meet the same refusal, so
+    /// the run stops and no recipient is marked failed.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// The server's reply as it was sent (`550 5.1.1 User unknown`), or lettre's description of what
+/// went wrong when there was no reply (a dropped connection, a TLS error).
+fn reply_text(e: &lettre::transport::smtp::Error) -> String {
+    use std::error::Error;
+    match (e.status(), e.source()) {
+        (Some(code), Some(text)) => format!("{code} {text}"),
+        _ => e.to_string(),
+    }
+}
+
+/// Whether a connect error is a failed TLS handshake: lettre's TLS kind, or the `InvalidData` I/O
+/// error tokio-rustls reports a handshake failure with.
+fn is_tls_failure(e: &lettre::transport::smtp::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::InvalidData {
+                return true;
+            }
+        }
+        source = err.source();
+    }
+    e.is_tls()
+}
+
+/// The text of the deepest cause of `e`: what actually went wrong, without lettre's wrappers.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
 }
 
 impl Failure {
     /// Classifies a lettre SMTP error by its reply code and text.
     fn from_smtp(e: &lettre::transport::smtp::Error) -> Failure {
-        let text = e.to_string();
+        let text = reply_text(e);
         match e.status() {
             Some(code) => {
                 let n = u16::from(code);
@@ -114,13 +156,14 @@ impl Transport {
     /// `AUTH` as configured.
     ///
     /// # Errors
-    /// [`Failure::Transient`] when the server cannot be reached or answers 4xx;
-    /// [`Failure::Permanent`] when it refuses us (5xx greeting, failed authentication, no STARTTLS).
+    /// [`Failure::Transient`] when the server cannot be reached, answers 4xx, or the TLS handshake
+    /// fails; [`Failure::Fatal`] when it refuses us (5xx greeting, failed authentication, no
+    /// STARTTLS), TLS cannot be set up at all, or its certificate is not trusted.
     pub async fn connect(&self) -> Result<Connection, Failure> {
         match self {
             Transport::Outbox(dir) => {
                 tokio::fs::create_dir_all(dir).await.map_err(|e| {
-                    Failure::Permanent(format!("cannot create the outbox `{}`: {e}", dir.display()))
+                    Failure::Fatal(format!("cannot create the outbox `{}`: {e}", dir.display()))
                 })?;
                 Ok(Connection::Outbox(dir.clone()))
             }
@@ -155,8 +198,24 @@ fn hello_name(smtp: &Smtp) -> ClientId {
 async fn connect_smtp(s: &SmtpSettings) -> Result<(AsyncSmtpConnection, bool), Failure> {
     let smtp = &s.smtp;
     let hello = hello_name(smtp);
+    // An untrusted certificate will not become trusted by trying again: the run stops. Other
+    // handshake failures may pass.
+    let tls_failed =
+        |step: &str, e: &(dyn std::error::Error + 'static)| match tls::certificate_problem(e) {
+            Some(problem) => Failure::Fatal(format!(
+                "{step} with {}:{} failed: {problem}",
+                smtp.host, smtp.port
+            )),
+            None => Failure::Transient(format!(
+                "{step} with {}:{} failed: {}",
+                smtp.host,
+                smtp.port,
+                innermost(e)
+            )),
+        };
     let classify = |e: lettre::transport::smtp::Error| match Failure::from_smtp(&e) {
-        Failure::Permanent(m) => Failure::Permanent(format!(
+        _ if is_tls_failure(&e) => tls_failed("the TLS handshake", &e),
+        Failure::Permanent(m) | Failure::Fatal(m) => Failure::Fatal(format!(
             "{}:{} refused the session: {m}",
             smtp.host, smtp.port
         )),
@@ -165,17 +224,6 @@ async fn connect_smtp(s: &SmtpSettings) -> Result<(AsyncSmtpConnection, bool), F
             smtp.host, smtp.port
         )),
     };
-    let tls_failed =
-        |step: &str, e: &(dyn std::error::Error + 'static)| match tls::certificate_problem(e) {
-            Some(problem) => Failure::Permanent(format!(
-                "{step} with {}:{} failed: {problem}",
-                smtp.host, smtp.port
-            )),
-            None => Failure::Transient(format!(
-                "{step} with {}:{} failed: {e}",
-                smtp.host, smtp.port
-            )),
-        };
     let tcp = TcpStream::connect((smtp.host.as_str(), smtp.port))
         .await
         .map_err(|e| {
@@ -192,7 +240,7 @@ async fn connect_smtp(s: &SmtpSettings) -> Result<(AsyncSmtpConnection, bool), F
                 .roots
                 .connect(&smtp.host, tcp)
                 .await
-                .map_err(|e| tls_failed("TLS", &e))?;
+                .map_err(|e| tls_failed("the TLS handshake", &e))?;
             AsyncSmtpConnection::connect_with_transport(Box::new(tls), &hello)
                 .await
                 .map_err(classify)?
@@ -203,17 +251,17 @@ async fn connect_smtp(s: &SmtpSettings) -> Result<(AsyncSmtpConnection, bool), F
                 .map_err(classify)?;
             if smtp.security == Security::Starttls {
                 if !conn.can_starttls() {
-                    return Err(Failure::Permanent(format!(
+                    return Err(Failure::Fatal(format!(
                         "{}:{} does not offer STARTTLS; set `smtp.security = \"tls\"` or `\"none\"`",
                         smtp.host, smtp.port
                     )));
                 }
                 let parameters = s.roots.starttls_parameters(&smtp.host).map_err(|e| {
-                    Failure::Permanent(format!("cannot set up TLS for {}: {e}", smtp.host))
+                    Failure::Fatal(format!("cannot set up TLS for {}: {e}", smtp.host))
                 })?;
                 conn.starttls(parameters, &hello)
                     .await
-                    .map_err(|e| tls_failed("STARTTLS", &e))?;
+                    .map_err(|e| tls_failed("the TLS handshake (STARTTLS)", &e))?;
             }
             conn
         }
@@ -234,7 +282,7 @@ async fn connect_smtp(s: &SmtpSettings) -> Result<(AsyncSmtpConnection, bool), F
         conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
             .await
             .map_err(|e| {
-                Failure::Permanent(format!(
+                Failure::Fatal(format!(
                     "authentication with {}:{} failed: {e}",
                     smtp.host, smtp.port
                 ))
@@ -257,11 +305,12 @@ impl Connection {
     /// engine may do this while it still waits for the previous outcome to be recorded. The
     /// outbox has nothing to open.
     ///
-    /// On a refused sender or recipient the session is reset with `RSET` and stays usable; on a
-    /// lost connection, a timeout or a 421 it is closed and [`Connection::is_usable`] turns false.
+    /// On a refused recipient the session is reset with `RSET` and stays usable; on a lost
+    /// connection, a timeout or a 421 it is closed and [`Connection::is_usable`] turns false.
     ///
     /// # Errors
-    /// The classified [`Failure`].
+    /// The classified [`Failure`]; a 5xx to `MAIL FROM` is [`Failure::Fatal`] (the server refuses
+    /// the sender, not the recipient).
     pub async fn start(&mut self, envelope: &Envelope, message: &[u8]) -> Result<(), Failure> {
         match self {
             Connection::Outbox(_) => Ok(()),
@@ -274,7 +323,7 @@ impl Connection {
                 let result =
                     tokio::time::timeout(timeout, smtp_start(conn, *pipelining, envelope, message))
                         .await;
-                settle(conn, timeout, result).await.map(|_| ())
+                settle(conn, timeout, result, envelope).await.map(|_| ())
             }
         }
     }
@@ -287,7 +336,12 @@ impl Connection {
     ///
     /// # Errors
     /// The classified [`Failure`].
-    pub async fn finish(&mut self, message: &[u8], file_name: &str) -> Result<Sent, Failure> {
+    pub async fn finish(
+        &mut self,
+        envelope: &Envelope,
+        message: &[u8],
+        file_name: &str,
+    ) -> Result<Sent, Failure> {
         match self {
             Connection::Outbox(dir) => {
                 let path = dir.join(file_name);
@@ -305,7 +359,7 @@ impl Connection {
             Connection::Smtp { conn, timeout, .. } => {
                 let timeout = *timeout;
                 let result = tokio::time::timeout(timeout, smtp_finish(conn, message)).await;
-                settle(conn, timeout, result)
+                settle(conn, timeout, result, envelope)
                     .await
                     .map(|reply| Sent { reply })
             }
@@ -342,17 +396,35 @@ impl Connection {
     }
 }
 
-/// Classifies the result of one SMTP step and leaves the connection usable (after `RSET`) or
-/// closed, as [`Connection::start`] describes.
+/// Where in the transaction a reply came: a refusal of `MAIL FROM` concerns the sender, one of
+/// `RCPT TO` or the message concerns the recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Mail,
+    Recipient,
+}
+
+type StepResult<T> =
+    Result<Result<T, (Stage, lettre::transport::smtp::Error)>, tokio::time::error::Elapsed>;
+
+/// Classifies the result of one SMTP step of `envelope`'s transaction and leaves the connection
+/// usable (after `RSET`) or closed, as [`Connection::start`] describes.
 async fn settle<T>(
     conn: &mut AsyncSmtpConnection,
     timeout: Duration,
-    result: Result<Result<T, lettre::transport::smtp::Error>, tokio::time::error::Elapsed>,
+    result: StepResult<T>,
+    envelope: &Envelope,
 ) -> Result<T, Failure> {
     match result {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => {
-            let failure = Failure::from_smtp(&e);
+        Ok(Err((stage, e))) => {
+            let failure = match Failure::from_smtp(&e) {
+                Failure::Permanent(m) if stage == Stage::Mail => Failure::Fatal(format!(
+                    "the server refuses the sender `{}`: {m}",
+                    envelope.from().map(|a| a.to_string()).unwrap_or_default()
+                )),
+                other => other,
+            };
             let reset = !conn.has_broken()
                 && !failure.breaks_connection(&e)
                 && tokio::time::timeout(timeout, conn.command(Rset))
@@ -381,7 +453,7 @@ async fn smtp_start(
     pipelining: bool,
     envelope: &Envelope,
     message: &[u8],
-) -> Result<(), lettre::transport::smtp::Error> {
+) -> Result<(), (Stage, lettre::transport::smtp::Error)> {
     let mut params = Vec::new();
     if !message.is_ascii() {
         params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
@@ -395,12 +467,15 @@ async fn smtp_start(
         params.push(MailParameter::SmtpUtfEight);
     }
     let mail = Mail::new(envelope.from().cloned(), params);
+    let recipient = |e| (Stage::Recipient, e);
     if !pipelining {
-        conn.command(mail).await?;
+        conn.command(mail).await.map_err(|e| (Stage::Mail, e))?;
         for to in envelope.to() {
-            conn.command(Rcpt::new(to.clone(), vec![])).await?;
+            conn.command(Rcpt::new(to.clone(), vec![]))
+                .await
+                .map_err(recipient)?;
         }
-        conn.command(Data).await?;
+        conn.command(Data).await.map_err(recipient)?;
         return Ok(());
     }
     let mut commands = mail.to_string();
@@ -416,6 +491,11 @@ async fn smtp_start(
         } else {
             conn.read_response().await
         };
+        let stage = if i == 0 {
+            Stage::Mail
+        } else {
+            Stage::Recipient
+        };
         match reply {
             Ok(_) if i + 1 == replies && refused.is_some() => {
                 // DATA accepted though a command before it was refused: the server waits for
@@ -426,11 +506,11 @@ async fn smtp_start(
             // The connection is gone: report what the server said before, if anything.
             Err(e) if e.status().is_none() => {
                 conn.abort().await;
-                return Err(refused.unwrap_or(e));
+                return Err(refused.unwrap_or((stage, e)));
             }
             // The first refusal is the one that counts (a refused RCPT makes DATA fail too).
             Err(e) => {
-                refused.get_or_insert(e);
+                refused.get_or_insert((stage, e));
             }
         }
     }
@@ -446,12 +526,13 @@ async fn smtp_start(
 async fn smtp_finish(
     conn: &mut AsyncSmtpConnection,
     message: &[u8],
-) -> Result<String, lettre::transport::smtp::Error> {
+) -> Result<String, (Stage, lettre::transport::smtp::Error)> {
     let content = data_content(message);
     let response = match std::str::from_utf8(&content) {
-        Ok(text) => conn.command(Content(text)).await?,
-        Err(_) => conn.message(message).await?,
-    };
+        Ok(text) => conn.command(Content(text)).await,
+        Err(_) => conn.message(message).await,
+    }
+    .map_err(|e| (Stage::Recipient, e))?;
     Ok(format!(
         "{} {}",
         response.code(),

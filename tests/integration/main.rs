@@ -4,9 +4,14 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod check;
+mod crash;
+mod faults;
 mod feeds;
+mod invalid_site;
 mod limits;
 mod pipelining;
 mod preview;
 mod publish;
+mod status;
 mod tls;

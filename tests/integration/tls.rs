@@ -7,7 +7,10 @@ use crate::support::{issue, many_subscribers, Site};
 
 fn site(port: u16, security: &str, extra: &str) -> Site {
     Site::new()
-        .smtp_secured(port, security, &format!("concurrency = 2\n{extra}"))
+        .smtp(
+            port,
+            &format!("security = \"{security}\"\nconcurrency = 2\n{extra}"),
+        )
         .subscribers(&many_subscribers(5))
         .issue(
             "2024-03-08-weekly.md",

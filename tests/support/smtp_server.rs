@@ -55,6 +55,10 @@ pub struct Faults {
     throttle_every: Option<usize>,
     drop_after_data: HashSet<usize>,
     greeting_code: Option<u16>,
+    /// 1-based connection numbers (first, last) greeted with a code and closed.
+    refuse_connections: Option<(usize, usize, u16)>,
+    reject_sender: bool,
+    broken_starttls: bool,
     delay_reply: Option<Duration>,
     pipelining: bool,
 }
@@ -125,6 +129,26 @@ impl Faults {
     /// to the previous one was written.
     pub fn pipelining(mut self) -> Self {
         self.pipelining = true;
+        self
+    }
+
+    /// Connections number `first ..= first + count - 1` (1-based, counted over the server's
+    /// life) are greeted with `code` (e.g. 421) and closed; the others are served normally.
+    pub fn refuse_connections(mut self, first: usize, count: usize, code: u16) -> Self {
+        self.refuse_connections = Some((first, first + count - 1, code));
+        self
+    }
+
+    /// Every MAIL FROM answers `553 5.7.1 Sender address rejected: not owned by user`.
+    pub fn reject_sender(mut self) -> Self {
+        self.reject_sender = true;
+        self
+    }
+
+    /// Advertise STARTTLS in EHLO, answer `220` to it, then close the socket instead of
+    /// starting TLS (a failed TLS handshake, as the client sees it).
+    pub fn broken_starttls(mut self) -> Self {
+        self.broken_starttls = true;
         self
     }
 
@@ -317,7 +341,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        shared.connections.fetch_add(1, Ordering::SeqCst);
+        let number = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
         let _ = stream.set_nodelay(true);
         let id = shared.next_conn_id.fetch_add(1, Ordering::SeqCst);
         if let Ok(clone) = stream.try_clone() {
@@ -327,7 +351,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let spawned = thread::Builder::new()
             .name(format!("smtp-conn-{id}"))
             .spawn(move || {
-                let _ = handle_connection(stream, &sh);
+                let _ = handle_connection(stream, &sh, number);
                 lock(&sh.live).remove(&id);
             });
         if spawned.is_err() {
@@ -392,7 +416,7 @@ impl Conn<'_> {
     }
 }
 
-fn handle_connection(stream: TcpStream, shared: &Shared) -> Result<(), End> {
+fn handle_connection(stream: TcpStream, shared: &Shared, number: usize) -> Result<(), End> {
     let mut conn = Conn {
         reader: BufReader::with_capacity(READ_BUF, stream),
         shared,
@@ -401,7 +425,12 @@ fn handle_connection(stream: TcpStream, shared: &Shared) -> Result<(), End> {
         rcpt_to: Vec::new(),
     };
 
-    let greeting = lock(&shared.faults).faults.greeting_code;
+    let greeting = {
+        let f = &lock(&shared.faults).faults;
+        f.greeting_code.or(f
+            .refuse_connections
+            .and_then(|(first, last, code)| (first..=last).contains(&number).then_some(code)))
+    };
     if let Some(code) = greeting {
         let _ = conn.reply(&format!("{code} localhost No service\r\n"));
         conn.close();
@@ -425,14 +454,23 @@ fn handle_connection(stream: TcpStream, shared: &Shared) -> Result<(), End> {
             "EHLO" => {
                 conn.reset();
                 let who = if arg.is_empty() { "client" } else { arg };
-                let pipelining = if lock(&shared.faults).faults.pipelining {
-                    "250-PIPELINING\r\n"
-                } else {
-                    ""
+                let (pipelining, starttls) = {
+                    let faults = &lock(&shared.faults).faults;
+                    (
+                        if faults.pipelining {
+                            "250-PIPELINING\r\n"
+                        } else {
+                            ""
+                        },
+                        if faults.broken_starttls {
+                            "250-STARTTLS\r\n"
+                        } else {
+                            ""
+                        },
+                    )
                 };
                 conn.reply(&format!(
-                    "250-localhost Hello {who}\r\n\
-                     {pipelining}\
+                    "250-localhost Hello {who}\r\n{pipelining}{starttls}\
                      250-8BITMIME\r\n\
                      250-SMTPUTF8\r\n\
                      250-SIZE {MAX_SIZE}\r\n\
@@ -452,6 +490,11 @@ fn handle_connection(stream: TcpStream, shared: &Shared) -> Result<(), End> {
                 conn.reply("250 2.0.0 Ok\r\n")?;
             }
             "NOOP" => conn.reply("250 2.0.0 Ok\r\n")?,
+            "STARTTLS" if lock(&shared.faults).faults.broken_starttls => {
+                let _ = conn.reply("220 2.0.0 Ready to start TLS\r\n");
+                conn.close();
+                return Ok(());
+            }
             "QUIT" => {
                 let _ = conn.reply("221 2.0.0 Bye\r\n");
                 conn.close();
@@ -486,6 +529,9 @@ fn cmd_mail(conn: &mut Conn<'_>, arg: &str) -> Result<(), End> {
     };
     if conn.mail_from.is_some() {
         return conn.reply("503 5.5.1 Error: nested MAIL command\r\n");
+    }
+    if lock(&conn.shared.faults).faults.reject_sender {
+        return conn.reply("553 5.7.1 Sender address rejected: not owned by user\r\n");
     }
     let (disconnect, throttled) = {
         let mut st = lock(&conn.shared.faults);
