@@ -90,8 +90,11 @@ pub fn run(
     let transport = transport(config, issue)?;
     let settings = settings(config);
     let progress = progress_bar(pending);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread drives every connection and the ledger's commits: a message costs tens of
+    // microseconds of CPU, so one core sends faster than relays accept, and handing outcomes and
+    // acknowledgements between threads cost more (a wake-up and a context switch each) than
+    // the work itself. It also leaves the other cores to the rest of the machine.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
