@@ -121,6 +121,10 @@ for r in $(seq 1 "$RUNS"); do
   fp_rates+=("$RATE"); fp_rss+=("$RSS_KB")
 done
 
+round_ratios=()
+for i in "${!src_rates[@]}"; do
+  round_ratios+=("$(awk -v f="${fp_rates[$i]}" -v s="${src_rates[$i]}" 'BEGIN { printf "%.2f", f / s }')")
+done
 src_best=$(maxof "${src_rates[@]}"); src_med=$(median "${src_rates[@]}")
 fp_best=$(maxof "${fp_rates[@]}");   fp_med=$(median "${fp_rates[@]}")
 echo "smtp-source: best $src_best msg/s, median $src_med msg/s  (-s $CONCURRENCY, -l $SIZE)"
@@ -131,6 +135,7 @@ awk -v fm="$fp_med" -v sm="$src_med" -v fb="$fp_best" -v sb="$src_best" 'BEGIN {
   printf "ratio feedpost/smtp-source: median %.2f, best %.2f  (goal: median >= 0.90: %s)\n",
     r, fb / sb, (r >= 0.9 ? "met" : "NOT met")
   exit (r >= 0.9 ? 0 : 1) }' || missed=1
+echo "ratio per round (each pair ran back to back): ${round_ratios[*]}"
 rss10k=$(maxof "${fp_rss[@]}")
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 echo "feedpost peak RSS, $N subscribers: $rss10k KB ($(mib "$rss10k"))"
