@@ -1,10 +1,13 @@
 //! Transports: how one message leaves feedpost — an SMTP connection, or a file in the outbox.
 //!
-//! The delivery engine holds one [`Connection`] per worker and calls [`Connection::send`] for each
-//! message. SMTP connections are lettre's `AsyncSmtpConnection` driven by hand on a socket we open
-//! with `TCP_NODELAY` (lettre writes the body and the closing `.` separately, which on a Nagle
-//! socket waits for the peer's delayed ACK on every message), kept open for many messages, and
-//! reset with `RSET` after a refused recipient instead of being torn down.
+//! The delivery engine holds one [`Connection`] per worker and sends each message in two steps:
+//! [`Connection::start`] (`MAIL`, `RCPT`, `DATA`; pipelined per RFC 2920 when the server offers
+//! it) and [`Connection::finish`] (the content and the end-of-data, whose reply accepts the
+//! message). SMTP connections are lettre's `AsyncSmtpConnection` driven by hand on a socket we
+//! open with `TCP_NODELAY` (lettre writes the body and the closing `.` separately, which on a
+//! Nagle socket waits for the peer's delayed ACK on every message) — for implicit TLS wrapped here
+//! with rustls, see [`super::tls`] — kept open for many messages, and reset with `RSET` after a
+//! refused recipient instead of being torn down.
 
 use std::path::PathBuf;
 use std::time::Duration;
