@@ -364,6 +364,26 @@ from = "SOFA Weekly <weekly@example.org>"
     }
 
     #[test]
+    fn smtp_ca_file_is_relative_to_the_config_and_limits_have_defaults() {
+        let text =
+            format!("{MINIMAL}[smtp]\nhost = \"relay.example.org\"\nca_file = \"certs/ca.pem\"\n");
+        let c = Config::parse(&text, Path::new("/site")).unwrap();
+        let smtp = c.smtp.unwrap();
+        assert_eq!(
+            smtp.ca_file.as_deref(),
+            Some(Path::new("/site/certs/ca.pem"))
+        );
+        assert_eq!(
+            (
+                smtp.rate_per_second,
+                smtp.hourly_cap,
+                smtp.hourly_cap_wait_secs
+            ),
+            (0.0, 0, 300)
+        );
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let text = MINIMAL.replace("[mail]", "colour = \"red\"\n[mail]");
         let err = format!("{:#}", Config::parse(&text, Path::new("/")).unwrap_err());
