@@ -53,6 +53,9 @@ pub struct Site {
     /// `https://example.org/issues/<slug>/`.
     #[serde(default = "default_permalink_prefix")]
     pub permalink_prefix: String,
+    /// A WebSub hub (`http(s)` URL, e.g. `https://pubsubhubbub.appspot.com/`): the feeds link it
+    /// (`rel="hub"`) and `publish` pings it when the feeds change. None: no WebSub.
+    pub websub_hub: Option<Url>,
 }
 
 /// `[mail]`: addressing shared by every message of an issue.
@@ -252,6 +255,11 @@ impl Config {
         } else {
             format!("{prefix}/")
         };
+        if let Some(hub) = &self.site.websub_hub {
+            if !matches!(hub.scheme(), "http" | "https") || hub.host().is_none() {
+                bail!("`site.websub_hub` must be an absolute http(s) URL, got `{hub}`");
+            }
+        }
         if self.site.feed_entries == 0 {
             bail!("`site.feed_entries` must be at least 1");
         }
@@ -345,6 +353,16 @@ from = "SOFA Weekly <weekly@example.org>"
         assert_eq!(c.site.feed_entries, 20);
         assert!(c.smtp.is_none());
         assert_eq!(c.list_id(), "newsletter.example.org");
+    }
+
+    #[test]
+    fn websub_hub_must_be_http() {
+        let text = MINIMAL.replace("[mail]", "websub_hub = \"ftp://hub.example/\"\n[mail]");
+        let err = format!("{:#}", Config::parse(&text, Path::new("/")).unwrap_err());
+        assert!(err.contains("site.websub_hub"), "{err}");
+        let text = MINIMAL.replace("[mail]", "websub_hub = \"https://hub.example/\"\n[mail]");
+        let c = Config::parse(&text, Path::new("/")).unwrap();
+        assert_eq!(c.site.websub_hub.unwrap().as_str(), "https://hub.example/");
     }
 
     #[test]

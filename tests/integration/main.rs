@@ -4,6 +4,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod archive;
+mod build;
 mod feeds;
 mod preview;
 mod publish;
+mod websub;

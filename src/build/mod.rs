@@ -1,0 +1,680 @@
+//! `build`: the feeds and the web archive for the whole site, rendered again only where their
+//! input changed.
+//!
+//! The stage after loading, shared by `feedpost build` and `feedpost publish`:
+//!
+//! ```text
+//! issue files ──stat──► unchanged? ── yes ─► cached Listing (not read)
+//!                              └──── no ──► read, hash, parse, render (rayon)
+//! listings ─► feed::plan + pages + index ─► outputs, each with a fingerprint of its input
+//! outputs whose fingerprint or file changed ─► load the issues they need ─► render ─► write
+//! ```
+//!
+//! The [`manifest`] beside the config remembers, per issue file, its size, modification time,
+//! content hash and [`Listing`], and per output file the fingerprint it was rendered from. A
+//! fingerprint covers everything an output shows: the site fingerprint (config, templates, the
+//! feedpost binary) and the content hashes of the issues it lists, in order. So adding one issue
+//! renders its page, the index, and the feeds it appears in (plus at most two RFC 5005 archive
+//! documents); every other file is left untouched, not even rewritten. Files feedpost wrote
+//! earlier that are no longer part of the site (a deleted issue's page, a tag no issue uses) are
+//! removed. Deleting the manifest, or the feeds folder, gives a full build.
+
+pub mod manifest;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, FixedOffset};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use tracing::{debug, warn};
+use url::Url;
+
+use crate::archive::{self, SiteView};
+use crate::config::Config;
+use crate::feed::{self, Document, Format, Scope};
+use crate::issue::{self, Issue, IssueError, Listing};
+use manifest::{Manifest, SourceEntry};
+
+/// Files whose modification time is this close to (or after) the start of the build that
+/// recorded them are read again next time: a write in the same clock tick as that build's read
+/// would not change the time (git's "racy clean" problem).
+const RACY_NANOS: i128 = 2_000_000_000;
+
+/// What a build did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Issues listed in the feeds and the archive (published: not drafts, not in the future).
+    pub published: usize,
+    /// Issue files that could not be loaded, sorted by path; they are left out of every output.
+    pub errors: Vec<IssueError>,
+    /// Issue files read and rendered in this run (the others came from the manifest).
+    pub loaded: usize,
+    /// Output files rendered in this run.
+    pub rendered: usize,
+    /// Output files whose bytes changed on disk (rendered files can come out identical).
+    pub written: usize,
+    /// Files of earlier builds removed because they are no longer part of the site.
+    pub removed: usize,
+    /// Every output file of the site, relative to the feeds folder.
+    pub outputs: usize,
+    /// Subscription feeds (not archive documents) whose bytes changed: what a WebSub hub hears.
+    pub changed_feeds: Vec<Url>,
+    /// The main feeds' URLs (RSS, Atom, JSON Feed).
+    pub main_feeds: Vec<Url>,
+}
+
+/// One issue file as this build sees it.
+struct Source {
+    path: PathBuf,
+    len: u64,
+    mtime_ns: i128,
+    hash: String,
+    listing: Listing,
+    /// The loaded issue, when this run read the file (or had to, for an output). Boxed, so the
+    /// sorts move small values.
+    issue: Option<Box<Issue>>,
+    /// Whether the manifest says this content's page was written (pages are not in the
+    /// manifest's outputs: a page's fingerprint is its issue's hash under the site fingerprint).
+    page_written: bool,
+    /// Whether the manifest may remember this file (false if it changed during the build).
+    cacheable: bool,
+}
+
+/// What an output file is made from.
+enum Kind {
+    /// The page of the source at this index.
+    Page(usize),
+    /// The index page.
+    Index,
+    /// The feed document at this index of the plan.
+    Feed(usize),
+    /// A file shipped as is (stylesheets).
+    Static(&'static str),
+}
+
+struct Output {
+    path: String,
+    /// `None` for pages (see [`Source::page_written`]).
+    fingerprint: Option<String>,
+    kind: Kind,
+}
+
+/// Builds the feeds and the web archive of the site into `site.feeds` as of `now` (issues dated
+/// after `now`, and drafts, are left out), reusing the manifest's record of unchanged issue files
+/// and output files. Bad issue files are reported in [`Report::errors`] and left out; the rest of
+/// the site is still built.
+///
+/// # Errors
+/// The issues folder cannot be read, or an output file cannot be written or removed. The manifest
+/// being unreadable is not an error: the build is then a full one (with a warning).
+pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
+    let started = nanos(SystemTime::now());
+    let clock = std::time::Instant::now();
+    let phase = |name: &str| {
+        debug!(
+            phase = name,
+            ms = clock.elapsed().as_secs_f64() * 1e3,
+            "build"
+        )
+    };
+    let site_fp = site_fingerprint(config);
+    let manifest_path = Manifest::path(config);
+    // Read the manifest on one core while the other lists and stats the issue files.
+    let (old, files) = rayon::join(
+        || {
+            Manifest::load(&manifest_path, &site_fp).unwrap_or_else(|e| {
+                warn!("{e:#}; building every file again");
+                Manifest::new(&site_fp)
+            })
+        },
+        || -> Result<_> {
+            let files = issue::find_files(&config.site.issues)?;
+            let stats: Vec<Option<(u64, i128)>> = files
+                .par_iter()
+                .map(|path| {
+                    std::fs::metadata(path)
+                        .ok()
+                        .map(|m| (m.len(), mtime_ns(&m)))
+                })
+                .collect();
+            Ok((files, stats))
+        },
+    );
+    let mut old = old;
+    let (files, stats) = files?;
+    let mut report = Report::default();
+    phase("manifest loaded, issues stat'ed");
+
+    let mut found: Vec<(usize, Result<Source, IssueError>)> = Vec::with_capacity(files.len());
+    let mut to_read = Vec::new();
+    let mut old_pages = Vec::new();
+    for (index, (path, stat)) in files.iter().zip(stats).enumerate() {
+        let entry = old.sources.remove(&path_key(path));
+        if let Some(e) = entry.as_ref().filter(|e| e.page) {
+            old_pages.push(archive::page_path(config, &e.listing.slug));
+        }
+        match (entry, stat) {
+            (Some(entry), Some((len, mtime)))
+                if entry.len == len
+                    && entry.mtime_ns == mtime
+                    && mtime < old.started_ns - RACY_NANOS =>
+            {
+                let source = Source {
+                    path: path.clone(),
+                    len,
+                    mtime_ns: mtime,
+                    hash: entry.hash,
+                    listing: entry.listing,
+                    issue: None,
+                    page_written: entry.page,
+                    cacheable: true,
+                };
+                found.push((index, Ok(source)));
+            }
+            // Read it; if the bytes turn out the same (a `touch`, or a file read again only
+            // because it was modified close to the last build), its page is still good.
+            (entry, _) => to_read.push((index, entry.filter(|e| e.page).map(|e| e.hash))),
+        }
+    }
+    let read: Vec<(usize, Result<Source, IssueError>)> = to_read
+        .par_iter()
+        .map(|(index, page_of)| {
+            let mut result = read_source(&files[*index], config);
+            if let Ok(source) = &mut result {
+                source.page_written = page_of.as_ref() == Some(&source.hash);
+            }
+            (*index, result)
+        })
+        .collect();
+    report.loaded = read.len();
+    found.extend(read);
+    found.sort_by_key(|(index, _)| *index);
+    phase("issues read");
+
+    // Path order decides which of two files with one slug wins, as in `issue::load_files`.
+    let mut sources = Vec::with_capacity(found.len());
+    let mut first_by_slug: HashMap<String, PathBuf> = HashMap::new();
+    for (_, result) in found {
+        let source = match result {
+            Ok(source) => source,
+            Err(e) => {
+                report.errors.push(e);
+                continue;
+            }
+        };
+        let slug = &source.listing.slug;
+        if let Some(first) = first_by_slug.get(slug) {
+            report
+                .errors
+                .push(IssueError::duplicate_slug(&source.path, slug, first));
+        } else if let Some(clash) = reserved_clash(config, slug) {
+            report.errors.push(IssueError {
+                path: source.path.clone(),
+                line: 1,
+                message: format!(
+                    "the slug `{slug}` would put the issue's page over the site's `{clash}`: set another `slug` in the front matter, or a `site.permalink_prefix`"
+                ),
+            });
+        } else {
+            first_by_slug.insert(slug.clone(), source.path.clone());
+            sources.push(source);
+        }
+    }
+    sources.sort_by(|a, b| {
+        issue::newest_first(
+            a.listing.date,
+            &a.listing.slug,
+            b.listing.date,
+            &b.listing.slug,
+        )
+    });
+    let published: Vec<usize> = (0..sources.len())
+        .filter(|&i| sources[i].listing.is_published_at(now))
+        .collect();
+    report.published = published.len();
+    let docs = {
+        let listings: Vec<&Listing> = published.iter().map(|&i| &sources[i].listing).collect();
+        feed::plan(&listings, config)
+    };
+    report.main_feeds = Format::ALL
+        .iter()
+        .map(|f| feed::url(config, f.file_name()))
+        .collect::<Result<_>>()?;
+
+    // Every output with the fingerprint of what it shows.
+    let mut outputs = Vec::with_capacity(published.len() + docs.len() + 3);
+    for &i in &published {
+        outputs.push(Output {
+            path: archive::page_path(config, &sources[i].listing.slug),
+            fingerprint: None,
+            kind: Kind::Page(i),
+        });
+    }
+    let terms = index_terms(&docs);
+    {
+        let term_list = format!("{terms:?}");
+        let mut parts: Vec<&str> = vec!["index", &term_list];
+        parts.extend(published.iter().map(|&i| sources[i].hash.as_str()));
+        outputs.push(Output {
+            path: archive::INDEX_FILE.into(),
+            fingerprint: Some(fingerprint(&site_fp, &parts)),
+            kind: Kind::Index,
+        });
+    }
+    for (d, doc) in docs.iter().enumerate() {
+        let what = format!("{:?} {:?} {:?}", doc.format, doc.scope, doc.history);
+        let mut parts: Vec<&str> = vec!["feed", &doc.path, &what];
+        parts.extend(
+            doc.entries
+                .iter()
+                .map(|&e| sources[published[e]].hash.as_str()),
+        );
+        outputs.push(Output {
+            path: doc.path.clone(),
+            fingerprint: Some(fingerprint(&site_fp, &parts)),
+            kind: Kind::Feed(d),
+        });
+    }
+    for (path, content) in [
+        (feed::STYLESHEET_FILE, feed::STYLESHEET),
+        (archive::CSS_FILE, archive::CSS),
+    ] {
+        outputs.push(Output {
+            path: path.into(),
+            fingerprint: Some(fingerprint(&site_fp, &["static", content])),
+            kind: Kind::Static(content),
+        });
+    }
+    report.outputs = outputs.len();
+    phase("outputs planned");
+
+    // Which outputs must be rendered: a new or changed fingerprint, or missing on disk.
+    let root = &config.site.feeds;
+    let up_to_date = |o: &Output| match (&o.kind, &o.fingerprint) {
+        (Kind::Page(i), _) => sources[*i].page_written,
+        (_, fingerprint) => old.outputs.get(&o.path) == fingerprint.as_ref(),
+    };
+    let present = Presence::scan(root, outputs.iter().filter(|o| up_to_date(o)));
+    let stale: Vec<bool> = outputs
+        .iter()
+        .map(|o| !up_to_date(o) || !present.has(o))
+        .collect();
+    phase("outputs checked");
+
+    // Load the unchanged issues those outputs list (their bodies are not in the manifest).
+    let mut needed: Vec<usize> = Vec::new();
+    let mut seen = HashSet::new();
+    for (o, _) in outputs.iter().zip(&stale).filter(|(_, &s)| s) {
+        let mut want = |i: usize| {
+            if sources[i].issue.is_none() && seen.insert(i) {
+                needed.push(i);
+            }
+        };
+        match o.kind {
+            Kind::Page(i) => want(i),
+            Kind::Feed(d) => docs[d].entries.iter().for_each(|&e| want(published[e])),
+            Kind::Index | Kind::Static(_) => {}
+        }
+    }
+    let reloaded: Vec<(usize, Result<Source, IssueError>)> = needed
+        .par_iter()
+        .map(|&i| (i, read_source(&sources[i].path, config)))
+        .collect();
+    report.loaded += reloaded.len();
+    let mut unavailable = HashSet::new();
+    for (i, result) in reloaded {
+        match result {
+            Ok(fresh) => {
+                if fresh.hash != sources[i].hash {
+                    // Edited since we looked: render what is there now, and forget the file so
+                    // the next build sees the change everywhere.
+                    debug!(path = %fresh.path.display(), "changed during the build");
+                    sources[i].cacheable = false;
+                }
+                sources[i].issue = fresh.issue;
+            }
+            Err(e) => {
+                report.errors.push(e);
+                unavailable.insert(i);
+            }
+        }
+    }
+    phase("issues reloaded");
+
+    // Render and write, in parallel.
+    let view = SiteView::new(config)?;
+    let listings: Vec<&Listing> = published.iter().map(|&i| &sources[i].listing).collect();
+    let term_refs: Vec<(&str, bool)> = terms.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+    let render = |output: &Output| -> Result<Option<bool>> {
+        let bytes = match output.kind {
+            Kind::Page(i) => match &sources[i].issue {
+                Some(issue) => archive::render_page(config, &view, issue)?,
+                None => return Ok(None),
+            },
+            Kind::Index => archive::render_index(config, &view, &listings, &term_refs)?,
+            Kind::Feed(d) => {
+                let doc = &docs[d];
+                let issues: Option<Vec<&Issue>> = doc
+                    .entries
+                    .iter()
+                    .map(|&e| sources[published[e]].issue.as_deref())
+                    .collect();
+                match issues {
+                    Some(issues) => doc.format.render(&issues, &doc.meta(config)?),
+                    None => return Ok(None),
+                }
+            }
+            Kind::Static(content) => content.to_string(),
+        };
+        feed::write_if_changed(&root.join(&output.path), bytes.as_bytes()).map(Some)
+    };
+    let results: Vec<(usize, Result<Option<bool>>)> = outputs
+        .par_iter()
+        .enumerate()
+        .filter(|(o, _)| stale[*o])
+        .map(|(o, output)| (o, render(output)))
+        .collect();
+    let mut failed = HashSet::new();
+    let mut first_error = None;
+    for (o, result) in results {
+        match result {
+            Ok(Some(wrote)) => {
+                report.rendered += 1;
+                if wrote {
+                    report.written += 1;
+                    if let Kind::Feed(d) = outputs[o].kind {
+                        if !docs[d].archive {
+                            report.changed_feeds.push(feed::url(config, &docs[d].path)?);
+                        }
+                    }
+                }
+            }
+            // An issue it lists could not be read again.
+            Ok(None) => {
+                failed.insert(o);
+            }
+            Err(e) => {
+                failed.insert(o);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    report.errors.sort_by(|a, b| a.path.cmp(&b.path));
+    phase("outputs written");
+
+    // Remove what earlier builds wrote and this site no longer has.
+    let current: HashSet<&str> = outputs.iter().map(|o| o.path.as_str()).collect();
+    old_pages.extend(
+        old.sources
+            .values()
+            .filter(|e| e.page)
+            .map(|e| archive::page_path(config, &e.listing.slug)),
+    );
+    for path in old.outputs.keys().chain(&old_pages) {
+        if !current.contains(path.as_str()) && remove_output(root, path)? {
+            report.removed += 1;
+        }
+    }
+
+    // Remember what is on disk now. Outputs that failed are left out, so they are tried again.
+    let changed = report.loaded > 0
+        || report.rendered > 0
+        || report.removed > 0
+        || !old.sources.is_empty() // files that are gone, or changed
+        || old.outputs.len() != outputs.len() - published.len()
+        || !failed.is_empty();
+    if changed {
+        let mut new = Manifest::new(&site_fp);
+        new.started_ns = started;
+        let mut page = vec![false; sources.len()];
+        for (o, output) in outputs.iter().enumerate() {
+            match (&output.kind, &output.fingerprint) {
+                _ if failed.contains(&o) => {}
+                (Kind::Page(i), _) => page[*i] = true,
+                (_, Some(fingerprint)) => {
+                    new.outputs.insert(output.path.clone(), fingerprint.clone());
+                }
+                (_, None) => {}
+            }
+        }
+        drop(listings);
+        for (s, page) in sources.into_iter().zip(page).filter(|(s, _)| s.cacheable) {
+            new.sources.insert(
+                path_key(&s.path),
+                SourceEntry {
+                    len: s.len,
+                    mtime_ns: s.mtime_ns,
+                    hash: s.hash,
+                    listing: s.listing,
+                    page,
+                },
+            );
+        }
+        new.save(&manifest_path)?;
+    }
+    phase("manifest saved");
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    Ok(report)
+}
+
+/// Which outputs exist on disk, found by listing folders rather than by a `stat` per file: an
+/// issue's page counts as present when its folder is (the 10,000 pages of a large site are then
+/// one folder listing); every other output when its file is listed in its folder.
+struct Presence {
+    listed: HashMap<String, HashSet<std::ffi::OsString>>,
+}
+
+impl Presence {
+    /// Lists the folders holding `outputs` (those the manifest says are up to date: the others
+    /// are rendered anyway).
+    fn scan<'a>(root: &Path, outputs: impl Iterator<Item = &'a Output>) -> Presence {
+        let dirs: HashSet<&str> = outputs.map(|o| Presence::place(o).0).collect();
+        let listed = dirs
+            .into_par_iter()
+            .map(|dir| {
+                let names = std::fs::read_dir(root.join(dir))
+                    .map(|entries| {
+                        entries
+                            .filter_map(|e| e.ok().map(|e| e.file_name()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (dir.to_string(), names)
+            })
+            .collect();
+        Presence { listed }
+    }
+
+    /// The folder (relative to the feeds folder) and the name to look for in it.
+    fn place(output: &Output) -> (&str, &str) {
+        let path = output.path.as_str();
+        let path = match output.kind {
+            // `<prefix><slug>/index.html`: look for `<slug>` in `<prefix>`.
+            Kind::Page(_) => path.rsplit_once('/').map_or(path, |(dir, _)| dir),
+            _ => path,
+        };
+        path.rsplit_once('/').unwrap_or(("", path))
+    }
+
+    fn has(&self, output: &Output) -> bool {
+        let (dir, name) = Presence::place(output);
+        self.listed
+            .get(dir)
+            .is_some_and(|names| names.contains(std::ffi::OsStr::new(name)))
+    }
+}
+
+/// Reads, hashes, parses and renders one issue file.
+fn read_source(path: &Path, config: &Config) -> Result<Source, IssueError> {
+    let read_error = |e: std::io::Error| IssueError {
+        path: path.to_path_buf(),
+        line: 0,
+        message: format!("failed to read the file: {e}"),
+    };
+    let stat = std::fs::metadata(path).map_err(read_error)?;
+    let bytes = std::fs::read(path).map_err(read_error)?;
+    let hash = hex(&Sha256::digest(&bytes)[..16]);
+    let len = bytes.len() as u64;
+    let issue = Box::new(issue::parse_bytes(bytes, path, config)?);
+    Ok(Source {
+        path: path.to_path_buf(),
+        // The size read, not the size stat'ed: if they differ the file changed in between,
+        // and the entry will not match next time.
+        len,
+        mtime_ns: mtime_ns(&stat),
+        hash,
+        listing: issue.listing(),
+        issue: Some(issue),
+        page_written: false,
+        cacheable: len == stat.len(),
+    })
+}
+
+/// The categories and tags the index links, (name, is_category), in the plan's order.
+fn index_terms(docs: &[Document]) -> Vec<(String, bool)> {
+    docs.iter()
+        .filter(|d| d.format == Format::Rss)
+        .filter_map(|d| match &d.scope {
+            Scope::Category { name, .. } => Some((name.clone(), true)),
+            Scope::Tag { name, .. } => Some((name.clone(), false)),
+            Scope::Site => None,
+        })
+        .collect()
+}
+
+/// With no `permalink_prefix`, an issue's folder sits beside the site's own files: a slug equal
+/// to one of their names is refused. Returns the name it clashes with.
+fn reserved_clash(config: &Config, slug: &str) -> Option<&'static str> {
+    if !config.site.permalink_prefix.is_empty() {
+        return None;
+    }
+    [
+        archive::INDEX_FILE,
+        archive::CSS_FILE,
+        feed::STYLESHEET_FILE,
+        "rss.xml",
+        "atom.xml",
+        "feed.json",
+    ]
+    .into_iter()
+    .find(|name| *name == slug)
+}
+
+/// Removes `path` (relative to `root`) and then its folders up to `root` while they are empty.
+/// Returns whether a file was removed.
+fn remove_output(root: &Path, path: &str) -> Result<bool> {
+    let full = root.join(path);
+    match std::fs::remove_file(&full) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "failed to remove `{}`, which is no longer part of the site",
+                    full.display()
+                )
+            })
+        }
+    }
+    let mut dir = full.parent();
+    while let Some(d) = dir {
+        if d == root || std::fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(true)
+}
+
+/// The fingerprint of everything every output depends on besides the issues: the manifest
+/// format, the feedpost binary (size and modification time: a new build of feedpost may render
+/// differently), the `[site]` config, and the web templates.
+fn site_fingerprint(config: &Config) -> String {
+    let exe = std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .map(|m| format!("{} {}", m.len(), mtime_ns(&m)))
+        .unwrap_or_default();
+    let site = format!("{:?}", config.site);
+    fingerprint(
+        "",
+        &[
+            &manifest::FORMAT.to_string(),
+            env!("CARGO_PKG_VERSION"),
+            &exe,
+            &site,
+            archive::LAYOUT_SOURCE,
+            archive::CSS,
+            feed::STYLESHEET,
+        ],
+    )
+}
+
+/// SHA-256 of `parts` (each length-prefixed, so part boundaries count), first 128 bits in hex.
+fn fingerprint(site: &str, parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for part in std::iter::once(&site).chain(parts) {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    hex(&h.finalize()[..16])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
+}
+
+fn path_key(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+fn nanos(t: SystemTime) -> i128 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    }
+}
+
+fn mtime_ns(m: &std::fs::Metadata) -> i128 {
+    m.modified().map(nanos).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_separate_their_parts() {
+        assert_ne!(
+            fingerprint("s", &["ab", "c"]),
+            fingerprint("s", &["a", "bc"])
+        );
+        assert_ne!(fingerprint("s", &["a"]), fingerprint("t", &["a"]));
+        assert_eq!(fingerprint("s", &["a"]).len(), 32);
+    }
+
+    #[test]
+    fn removing_an_output_prunes_empty_folders_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("issues/a")).unwrap();
+        std::fs::create_dir_all(root.join("issues/b")).unwrap();
+        std::fs::write(root.join("issues/a/index.html"), "x").unwrap();
+        std::fs::write(root.join("issues/b/index.html"), "x").unwrap();
+        assert!(remove_output(root, "issues/a/index.html").unwrap());
+        assert!(!root.join("issues/a").exists());
+        assert!(root.join("issues/b/index.html").exists());
+        assert!(!remove_output(root, "issues/a/index.html").unwrap());
+        assert!(root.exists());
+    }
+}
