@@ -21,7 +21,8 @@
 
 pub mod manifest;
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -36,7 +37,7 @@ use crate::archive::{self, SiteView};
 use crate::config::Config;
 use crate::feed::{self, Document, Format, Scope};
 use crate::issue::{self, Issue, IssueError, Listing};
-use manifest::{Manifest, SourceEntry};
+use manifest::Manifest;
 
 /// Files whose modification time is this close to (or after) the start of the build that
 /// recorded them are read again next time: a write in the same clock tick as that build's read
@@ -68,6 +69,8 @@ pub struct Report {
 
 /// One issue file as this build sees it.
 struct Source {
+    /// Its place in the listing of the issues folder (the manifest keeps that order).
+    index: usize,
     path: PathBuf,
     len: u64,
     mtime_ns: i128,
@@ -83,10 +86,8 @@ struct Source {
     cacheable: bool,
 }
 
-/// What an output file is made from.
+/// What a non-page output file is made from.
 enum Kind {
-    /// The page of the source at this index.
-    Page(usize),
     /// The index page.
     Index,
     /// The feed document at this index of the plan.
@@ -95,11 +96,20 @@ enum Kind {
     Static(&'static str),
 }
 
+/// An output file other than an issue page, with the fingerprint of what it shows.
 struct Output {
     path: String,
-    /// `None` for pages (see [`Source::page_written`]).
-    fingerprint: Option<String>,
+    fingerprint: String,
     kind: Kind,
+}
+
+/// Something to render in this run.
+#[derive(Clone, Copy)]
+enum Job {
+    /// The page of the source at this index.
+    Page(usize),
+    /// The output at this index.
+    Output(usize),
 }
 
 /// Builds the feeds and the web archive of the site into `site.feeds` as of `now` (issues dated
@@ -123,7 +133,7 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
     let site_fp = site_fingerprint(config);
     let manifest_path = Manifest::path(config);
     // Read the manifest on one core while the other lists and stats the issue files.
-    let (old, files) = rayon::join(
+    let (old, listed) = rayon::join(
         || {
             Manifest::load(&manifest_path, &site_fp).unwrap_or_else(|e| {
                 warn!("{e:#}; building every file again");
@@ -143,47 +153,76 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
             Ok((files, stats))
         },
     );
-    let mut old = old;
-    let (files, stats) = files?;
+    let (files, stats) = listed?;
+    let Manifest {
+        started_ns: old_started,
+        sources: old_sources,
+        outputs: old_outputs,
+        ..
+    } = old;
+    let old_count = old_sources.len();
     let mut report = Report::default();
     phase("manifest loaded, issues stat'ed");
 
+    // Take unchanged files from the manifest (both lists are in the issues folder's order), and
+    // read the others.
+    let mut old_rows = old_sources.into_entries().peekable();
     let mut found: Vec<(usize, Result<Source, IssueError>)> = Vec::with_capacity(files.len());
     let mut to_read = Vec::new();
-    let mut old_pages = Vec::new();
+    // Slugs whose page an earlier build wrote, for files gone or changed since.
+    let mut old_pages: Vec<String> = Vec::new();
     for (index, (path, stat)) in files.iter().zip(stats).enumerate() {
-        let entry = old.sources.remove(&path_key(path));
-        if let Some(e) = entry.as_ref().filter(|e| e.page) {
-            old_pages.push(archive::page_path(config, &e.listing.slug));
+        let mut entry = None;
+        while let Some(row) = old_rows.peek() {
+            match Path::new(&row.path).cmp(path) {
+                Ordering::Less => {
+                    let gone = old_rows.next().expect("peeked");
+                    if gone.page {
+                        old_pages.push(gone.listing.slug);
+                    }
+                }
+                Ordering::Equal => {
+                    entry = old_rows.next();
+                    break;
+                }
+                Ordering::Greater => break,
+            }
         }
         match (entry, stat) {
-            (Some(entry), Some((len, mtime)))
-                if entry.len == len
-                    && entry.mtime_ns == mtime
-                    && mtime < old.started_ns - RACY_NANOS =>
+            (Some(e), Some((len, mtime)))
+                if e.len == len && e.mtime_ns == mtime && mtime < old_started - RACY_NANOS =>
             {
                 let source = Source {
+                    index,
                     path: path.clone(),
                     len,
                     mtime_ns: mtime,
-                    hash: entry.hash,
-                    listing: entry.listing,
+                    hash: e.hash,
+                    listing: e.listing,
                     issue: None,
-                    page_written: entry.page,
+                    page_written: e.page,
                     cacheable: true,
                 };
                 found.push((index, Ok(source)));
             }
             // Read it; if the bytes turn out the same (a `touch`, or a file read again only
             // because it was modified close to the last build), its page is still good.
-            (entry, _) => to_read.push((index, entry.filter(|e| e.page).map(|e| e.hash))),
+            (entry, _) => {
+                let page_of = entry.filter(|e| e.page).map(|e| {
+                    old_pages.push(e.listing.slug);
+                    e.hash
+                });
+                to_read.push((index, page_of));
+            }
         }
     }
+    old_pages.extend(old_rows.filter(|e| e.page).map(|e| e.listing.slug));
     let read: Vec<(usize, Result<Source, IssueError>)> = to_read
         .par_iter()
         .map(|(index, page_of)| {
             let mut result = read_source(&files[*index], config);
             if let Ok(source) = &mut result {
+                source.index = *index;
                 source.page_written = page_of.as_ref() == Some(&source.hash);
             }
             (*index, result)
@@ -223,6 +262,7 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
             sources.push(source);
         }
     }
+    drop(first_by_slug);
     sources.sort_by(|a, b| {
         issue::newest_first(
             a.listing.date,
@@ -235,24 +275,243 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
         .filter(|&i| sources[i].listing.is_published_at(now))
         .collect();
     report.published = published.len();
-    let docs = {
-        let listings: Vec<&Listing> = published.iter().map(|&i| &sources[i].listing).collect();
-        feed::plan(&listings, config)
-    };
     report.main_feeds = Format::ALL
         .iter()
         .map(|f| feed::url(config, f.file_name()))
         .collect::<Result<_>>()?;
 
-    // Every output with the fingerprint of what it shows.
-    let mut outputs = Vec::with_capacity(published.len() + docs.len() + 3);
-    for &i in &published {
-        outputs.push(Output {
-            path: archive::page_path(config, &sources[i].listing.slug),
-            fingerprint: None,
-            kind: Kind::Page(i),
-        });
+    // Plan the outputs on one core while the other lists the folders they were written to.
+    let root = &config.site.feeds;
+    let page_dir = archive::page_path(config, "x")
+        .rsplit_once('/')
+        .and_then(|(dir, _)| dir.rsplit_once('/'))
+        .map_or(String::new(), |(dir, _)| dir.to_string());
+    let ((docs, outputs, terms), present) = rayon::join(
+        || plan_outputs(config, &site_fp, &sources, &published),
+        || Presence::scan(root, &page_dir, old_outputs.keys()),
+    );
+    report.outputs = outputs.len() + published.len();
+    phase("outputs planned");
+
+    // What must be rendered: pages whose content or file changed, outputs whose fingerprint did.
+    let mut jobs: Vec<Job> = published
+        .iter()
+        .filter(|&&i| {
+            !(sources[i].page_written && present.has(&page_dir, &sources[i].listing.slug))
+        })
+        .map(|&i| Job::Page(i))
+        .collect();
+    jobs.extend(
+        outputs
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| {
+                old_outputs.get(&o.path) != Some(&o.fingerprint) || !present.has_file(&o.path)
+            })
+            .map(|(o, _)| Job::Output(o)),
+    );
+
+    // Load the unchanged issues those jobs show (their bodies are not in the manifest).
+    let mut needed: Vec<usize> = Vec::new();
+    let mut seen = HashSet::new();
+    for job in &jobs {
+        let mut want = |i: usize| {
+            if sources[i].issue.is_none() && seen.insert(i) {
+                needed.push(i);
+            }
+        };
+        match *job {
+            Job::Page(i) => want(i),
+            Job::Output(o) => {
+                if let Kind::Feed(d) = outputs[o].kind {
+                    docs[d].entries.iter().for_each(|&e| want(published[e]));
+                }
+            }
+        }
     }
+    let reloaded: Vec<(usize, Result<Source, IssueError>)> = needed
+        .par_iter()
+        .map(|&i| (i, read_source(&sources[i].path, config)))
+        .collect();
+    report.loaded += reloaded.len();
+    for (i, result) in reloaded {
+        match result {
+            Ok(fresh) => {
+                if fresh.hash != sources[i].hash {
+                    // Edited since we looked: render what is there now, and forget the file so
+                    // the next build sees the change everywhere.
+                    debug!(path = %fresh.path.display(), "changed during the build");
+                    sources[i].cacheable = false;
+                }
+                sources[i].issue = fresh.issue;
+            }
+            Err(e) => report.errors.push(e),
+        }
+    }
+    phase("issues reloaded");
+
+    // Render and write in parallel; meanwhile serialise the manifest's issue files, assuming
+    // every page gets written (done again below if one is not).
+    let view = SiteView::new(config)?;
+    let listings: Vec<&Listing> = published.iter().map(|&i| &sources[i].listing).collect();
+    let term_refs: Vec<(&str, bool)> = terms.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+    let mut is_published = vec![false; sources.len()];
+    published.iter().for_each(|&i| is_published[i] = true);
+    let paths: Vec<std::borrow::Cow<'_, str>> =
+        sources.iter().map(|s| s.path.to_string_lossy()).collect();
+    let mut listing_order: Vec<usize> = (0..sources.len()).collect();
+    listing_order.sort_by_key(|&i| sources[i].index);
+    let rows = |page: &dyn Fn(usize) -> bool| -> Vec<manifest::Row<'_>> {
+        listing_order
+            .iter()
+            .copied()
+            .filter(|&i| sources[i].cacheable)
+            .map(|i| manifest::Row {
+                path: &paths[i],
+                len: sources[i].len,
+                mtime_ns: sources[i].mtime_ns,
+                hash: &sources[i].hash,
+                page: page(i),
+                listing: &sources[i].listing,
+            })
+            .collect()
+    };
+    let render = |job: Job| -> Result<Option<bool>> {
+        let (path, bytes, may_exist) = match job {
+            Job::Page(i) => match &sources[i].issue {
+                Some(issue) => (
+                    archive::page_path(config, &issue.slug),
+                    archive::render_page(config, &view, issue)?,
+                    present.may_have(&page_dir, &issue.slug),
+                ),
+                None => return Ok(None),
+            },
+            Job::Output(o) => {
+                let output = &outputs[o];
+                let bytes = match output.kind {
+                    Kind::Index => archive::render_index(config, &view, &listings, &term_refs)?,
+                    Kind::Feed(d) => {
+                        let doc = &docs[d];
+                        let issues: Option<Vec<&Issue>> = doc
+                            .entries
+                            .iter()
+                            .map(|&e| sources[published[e]].issue.as_deref())
+                            .collect();
+                        match issues {
+                            Some(issues) => doc.format.render(&issues, &doc.meta(config)?),
+                            // An issue it lists could not be read again.
+                            None => return Ok(None),
+                        }
+                    }
+                    Kind::Static(content) => content.to_string(),
+                };
+                let (dir, name) = Presence::split(&output.path);
+                (output.path.clone(), bytes, present.may_have(dir, name))
+            }
+        };
+        feed::write_file(&root.join(path), bytes.as_bytes(), may_exist).map(Some)
+    };
+    let anything_to_save = !jobs.is_empty() || report.loaded > 0 || old_count != sources.len();
+    let (results, optimistic_json) = rayon::join(
+        || -> Vec<(Job, Result<Option<bool>>)> {
+            jobs.par_iter().map(|&job| (job, render(job))).collect()
+        },
+        || anything_to_save.then(|| manifest::sources_json(&rows(&|i| is_published[i]))),
+    );
+    let mut failed_pages = HashSet::new();
+    let mut failed_outputs = HashSet::new();
+    let mut first_error = None;
+    for (job, result) in results {
+        match result {
+            Ok(Some(wrote)) => {
+                report.rendered += 1;
+                if wrote {
+                    report.written += 1;
+                    if let Job::Output(o) = job {
+                        if let Kind::Feed(d) = outputs[o].kind {
+                            if !docs[d].archive {
+                                report.changed_feeds.push(feed::url(config, &docs[d].path)?);
+                            }
+                        }
+                    }
+                }
+            }
+            failure => {
+                match job {
+                    Job::Page(i) => failed_pages.insert(i),
+                    Job::Output(o) => failed_outputs.insert(o),
+                };
+                if let Err(e) = failure {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+    report.errors.sort_by(|a, b| a.path.cmp(&b.path));
+    phase("outputs written");
+
+    // Remove what earlier builds wrote and this site no longer has.
+    let current: HashSet<&str> = outputs.iter().map(|o| o.path.as_str()).collect();
+    let current_pages: HashSet<&str> = published
+        .iter()
+        .map(|&i| sources[i].listing.slug.as_str())
+        .collect();
+    let unpublished = sources
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| s.page_written && !is_published[*i])
+        .map(|(_, s)| s.listing.slug.as_str());
+    let stale_pages: BTreeSet<&str> = old_pages
+        .iter()
+        .map(String::as_str)
+        .chain(unpublished)
+        .filter(|slug| !current_pages.contains(slug))
+        .collect();
+    for slug in stale_pages {
+        if remove_output(root, &archive::page_path(config, slug))? {
+            report.removed += 1;
+        }
+    }
+    for path in old_outputs.keys().filter(|p| !current.contains(p.as_str())) {
+        if remove_output(root, path)? {
+            report.removed += 1;
+        }
+    }
+
+    // Remember what is on disk now. Failed outputs are left out, so they are tried again.
+    let new_outputs: BTreeMap<String, String> = outputs
+        .iter()
+        .enumerate()
+        .filter(|(o, _)| !failed_outputs.contains(o))
+        .map(|(_, o)| (o.path.clone(), o.fingerprint.clone()))
+        .collect();
+    if anything_to_save || report.removed > 0 || new_outputs != old_outputs {
+        let json = match optimistic_json {
+            Some(json) if failed_pages.is_empty() => json,
+            _ => manifest::sources_json(&rows(&|i| is_published[i] && !failed_pages.contains(&i))),
+        };
+        manifest::write(&manifest_path, &site_fp, started, &json, &new_outputs)?;
+    }
+    phase("manifest saved");
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    Ok(report)
+}
+
+/// Every output other than the pages, with its fingerprint; also the feed plan and the index's
+/// terms.
+fn plan_outputs(
+    config: &Config,
+    site_fp: &str,
+    sources: &[Source],
+    published: &[usize],
+) -> (Vec<Document>, Vec<Output>, Vec<(String, bool)>) {
+    let docs = {
+        let listings: Vec<&Listing> = published.iter().map(|&i| &sources[i].listing).collect();
+        feed::plan(&listings, config)
+    };
+    let mut outputs = Vec::with_capacity(docs.len() + 3);
     let terms = index_terms(&docs);
     {
         let term_list = format!("{terms:?}");
@@ -260,7 +519,7 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
         parts.extend(published.iter().map(|&i| sources[i].hash.as_str()));
         outputs.push(Output {
             path: archive::INDEX_FILE.into(),
-            fingerprint: Some(fingerprint(&site_fp, &parts)),
+            fingerprint: fingerprint(site_fp, &parts),
             kind: Kind::Index,
         });
     }
@@ -274,7 +533,7 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
         );
         outputs.push(Output {
             path: doc.path.clone(),
-            fingerprint: Some(fingerprint(&site_fp, &parts)),
+            fingerprint: fingerprint(site_fp, &parts),
             kind: Kind::Feed(d),
         });
     }
@@ -284,228 +543,75 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
     ] {
         outputs.push(Output {
             path: path.into(),
-            fingerprint: Some(fingerprint(&site_fp, &["static", content])),
+            fingerprint: fingerprint(site_fp, &["static", content]),
             kind: Kind::Static(content),
         });
     }
-    report.outputs = outputs.len();
-    phase("outputs planned");
-
-    // Which outputs must be rendered: a new or changed fingerprint, or missing on disk.
-    let root = &config.site.feeds;
-    let up_to_date = |o: &Output| match (&o.kind, &o.fingerprint) {
-        (Kind::Page(i), _) => sources[*i].page_written,
-        (_, fingerprint) => old.outputs.get(&o.path) == fingerprint.as_ref(),
-    };
-    let present = Presence::scan(root, outputs.iter().filter(|o| up_to_date(o)));
-    let stale: Vec<bool> = outputs
-        .iter()
-        .map(|o| !up_to_date(o) || !present.has(o))
-        .collect();
-    phase("outputs checked");
-
-    // Load the unchanged issues those outputs list (their bodies are not in the manifest).
-    let mut needed: Vec<usize> = Vec::new();
-    let mut seen = HashSet::new();
-    for (o, _) in outputs.iter().zip(&stale).filter(|(_, &s)| s) {
-        let mut want = |i: usize| {
-            if sources[i].issue.is_none() && seen.insert(i) {
-                needed.push(i);
-            }
-        };
-        match o.kind {
-            Kind::Page(i) => want(i),
-            Kind::Feed(d) => docs[d].entries.iter().for_each(|&e| want(published[e])),
-            Kind::Index | Kind::Static(_) => {}
-        }
-    }
-    let reloaded: Vec<(usize, Result<Source, IssueError>)> = needed
-        .par_iter()
-        .map(|&i| (i, read_source(&sources[i].path, config)))
-        .collect();
-    report.loaded += reloaded.len();
-    let mut unavailable = HashSet::new();
-    for (i, result) in reloaded {
-        match result {
-            Ok(fresh) => {
-                if fresh.hash != sources[i].hash {
-                    // Edited since we looked: render what is there now, and forget the file so
-                    // the next build sees the change everywhere.
-                    debug!(path = %fresh.path.display(), "changed during the build");
-                    sources[i].cacheable = false;
-                }
-                sources[i].issue = fresh.issue;
-            }
-            Err(e) => {
-                report.errors.push(e);
-                unavailable.insert(i);
-            }
-        }
-    }
-    phase("issues reloaded");
-
-    // Render and write, in parallel.
-    let view = SiteView::new(config)?;
-    let listings: Vec<&Listing> = published.iter().map(|&i| &sources[i].listing).collect();
-    let term_refs: Vec<(&str, bool)> = terms.iter().map(|(n, c)| (n.as_str(), *c)).collect();
-    let render = |output: &Output| -> Result<Option<bool>> {
-        let bytes = match output.kind {
-            Kind::Page(i) => match &sources[i].issue {
-                Some(issue) => archive::render_page(config, &view, issue)?,
-                None => return Ok(None),
-            },
-            Kind::Index => archive::render_index(config, &view, &listings, &term_refs)?,
-            Kind::Feed(d) => {
-                let doc = &docs[d];
-                let issues: Option<Vec<&Issue>> = doc
-                    .entries
-                    .iter()
-                    .map(|&e| sources[published[e]].issue.as_deref())
-                    .collect();
-                match issues {
-                    Some(issues) => doc.format.render(&issues, &doc.meta(config)?),
-                    None => return Ok(None),
-                }
-            }
-            Kind::Static(content) => content.to_string(),
-        };
-        feed::write_if_changed(&root.join(&output.path), bytes.as_bytes()).map(Some)
-    };
-    let results: Vec<(usize, Result<Option<bool>>)> = outputs
-        .par_iter()
-        .enumerate()
-        .filter(|(o, _)| stale[*o])
-        .map(|(o, output)| (o, render(output)))
-        .collect();
-    let mut failed = HashSet::new();
-    let mut first_error = None;
-    for (o, result) in results {
-        match result {
-            Ok(Some(wrote)) => {
-                report.rendered += 1;
-                if wrote {
-                    report.written += 1;
-                    if let Kind::Feed(d) = outputs[o].kind {
-                        if !docs[d].archive {
-                            report.changed_feeds.push(feed::url(config, &docs[d].path)?);
-                        }
-                    }
-                }
-            }
-            // An issue it lists could not be read again.
-            Ok(None) => {
-                failed.insert(o);
-            }
-            Err(e) => {
-                failed.insert(o);
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    report.errors.sort_by(|a, b| a.path.cmp(&b.path));
-    phase("outputs written");
-
-    // Remove what earlier builds wrote and this site no longer has.
-    let current: HashSet<&str> = outputs.iter().map(|o| o.path.as_str()).collect();
-    old_pages.extend(
-        old.sources
-            .values()
-            .filter(|e| e.page)
-            .map(|e| archive::page_path(config, &e.listing.slug)),
-    );
-    for path in old.outputs.keys().chain(&old_pages) {
-        if !current.contains(path.as_str()) && remove_output(root, path)? {
-            report.removed += 1;
-        }
-    }
-
-    // Remember what is on disk now. Outputs that failed are left out, so they are tried again.
-    let changed = report.loaded > 0
-        || report.rendered > 0
-        || report.removed > 0
-        || !old.sources.is_empty() // files that are gone, or changed
-        || old.outputs.len() != outputs.len() - published.len()
-        || !failed.is_empty();
-    if changed {
-        let mut new = Manifest::new(&site_fp);
-        new.started_ns = started;
-        let mut page = vec![false; sources.len()];
-        for (o, output) in outputs.iter().enumerate() {
-            match (&output.kind, &output.fingerprint) {
-                _ if failed.contains(&o) => {}
-                (Kind::Page(i), _) => page[*i] = true,
-                (_, Some(fingerprint)) => {
-                    new.outputs.insert(output.path.clone(), fingerprint.clone());
-                }
-                (_, None) => {}
-            }
-        }
-        drop(listings);
-        for (s, page) in sources.into_iter().zip(page).filter(|(s, _)| s.cacheable) {
-            new.sources.insert(
-                path_key(&s.path),
-                SourceEntry {
-                    len: s.len,
-                    mtime_ns: s.mtime_ns,
-                    hash: s.hash,
-                    listing: s.listing,
-                    page,
-                },
-            );
-        }
-        new.save(&manifest_path)?;
-    }
-    phase("manifest saved");
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-    Ok(report)
+    (docs, outputs, terms)
 }
 
 /// Which outputs exist on disk, found by listing folders rather than by a `stat` per file: an
 /// issue's page counts as present when its folder is (the 10,000 pages of a large site are then
 /// one folder listing); every other output when its file is listed in its folder.
 struct Presence {
-    listed: HashMap<String, HashSet<std::ffi::OsString>>,
+    /// Per folder listed: its names, or `None` when it could not be read (nothing known).
+    listed: HashMap<String, Option<HashSet<std::ffi::OsString>>>,
 }
 
 impl Presence {
-    /// Lists the folders holding `outputs` (those the manifest says are up to date: the others
-    /// are rendered anyway).
-    fn scan<'a>(root: &Path, outputs: impl Iterator<Item = &'a Output>) -> Presence {
-        let dirs: HashSet<&str> = outputs.map(|o| Presence::place(o).0).collect();
+    /// Lists the folder of the pages (`page_dir`, relative to `root`) and the folders of
+    /// `outputs` (paths relative to `root`; those of the last build: no other output can be
+    /// up to date).
+    fn scan<'a>(
+        root: &Path,
+        page_dir: &str,
+        outputs: impl Iterator<Item = &'a String>,
+    ) -> Presence {
+        let mut dirs: HashSet<&str> = outputs.map(|p| Presence::split(p).0).collect();
+        dirs.insert(page_dir);
         let listed = dirs
             .into_par_iter()
             .map(|dir| {
-                let names = std::fs::read_dir(root.join(dir))
-                    .map(|entries| {
+                let names = match std::fs::read_dir(root.join(dir)) {
+                    Ok(entries) => Some(
                         entries
                             .filter_map(|e| e.ok().map(|e| e.file_name()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                            .collect(),
+                    ),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(HashSet::new()),
+                    Err(_) => None,
+                };
                 (dir.to_string(), names)
             })
             .collect();
         Presence { listed }
     }
 
-    /// The folder (relative to the feeds folder) and the name to look for in it.
-    fn place(output: &Output) -> (&str, &str) {
-        let path = output.path.as_str();
-        let path = match output.kind {
-            // `<prefix><slug>/index.html`: look for `<slug>` in `<prefix>`.
-            Kind::Page(_) => path.rsplit_once('/').map_or(path, |(dir, _)| dir),
-            _ => path,
-        };
+    /// `(folder, name)` of a `/`-separated path.
+    fn split(path: &str) -> (&str, &str) {
         path.rsplit_once('/').unwrap_or(("", path))
     }
 
-    fn has(&self, output: &Output) -> bool {
-        let (dir, name) = Presence::place(output);
-        self.listed
-            .get(dir)
-            .is_some_and(|names| names.contains(std::ffi::OsStr::new(name)))
+    /// Whether `name` is listed in `dir` (`None`: the folder was not listed).
+    fn lookup(&self, dir: &str, name: &str) -> Option<bool> {
+        let names = self.listed.get(dir)?.as_ref()?;
+        Some(names.contains(std::ffi::OsStr::new(name)))
+    }
+
+    /// Whether `name` is known to be in `dir`.
+    fn has(&self, dir: &str, name: &str) -> bool {
+        self.lookup(dir, name) == Some(true)
+    }
+
+    /// Whether the file at `path` is known to be there.
+    fn has_file(&self, path: &str) -> bool {
+        let (dir, name) = Presence::split(path);
+        self.has(dir, name)
+    }
+
+    /// Whether `name` might be in `dir`: listed there, or the folder was not listed.
+    fn may_have(&self, dir: &str, name: &str) -> bool {
+        self.lookup(dir, name) != Some(false)
     }
 }
 
@@ -516,12 +622,16 @@ fn read_source(path: &Path, config: &Config) -> Result<Source, IssueError> {
         line: 0,
         message: format!("failed to read the file: {e}"),
     };
-    let stat = std::fs::metadata(path).map_err(read_error)?;
-    let bytes = std::fs::read(path).map_err(read_error)?;
+    let mut file = std::fs::File::open(path).map_err(read_error)?;
+    let stat = file.metadata().map_err(read_error)?;
+    let mut bytes = Vec::with_capacity(stat.len() as usize + 1);
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(read_error)?;
+    drop(file);
     let hash = hex(&Sha256::digest(&bytes)[..16]);
     let len = bytes.len() as u64;
     let issue = Box::new(issue::parse_bytes(bytes, path, config)?);
     Ok(Source {
+        index: 0,
         path: path.to_path_buf(),
         // The size read, not the size stat'ed: if they differ the file changed in between,
         // and the entry will not match next time.
@@ -632,10 +742,6 @@ fn hex(bytes: &[u8]) -> String {
         out.push(DIGITS[usize::from(b & 15)] as char);
     }
     out
-}
-
-fn path_key(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
 }
 
 fn nanos(t: SystemTime) -> i128 {

@@ -435,20 +435,47 @@ pub fn stylesheet_href(config: &Config) -> String {
 /// # Errors
 /// The parent folder cannot be created, or the file cannot be written or renamed.
 pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
-    if std::fs::metadata(path).is_ok_and(|m| m.len() == bytes.len() as u64)
+    write_file(path, bytes, true)
+}
+
+/// As [`write_if_changed`]; with `may_exist = false` (the caller knows the file is not there)
+/// it skips looking at the old file and writes the file in place: the temporary file and rename
+/// only matter when replacing a file someone may be reading.
+///
+/// # Errors
+/// The parent folder cannot be created, or the file cannot be written or renamed.
+pub fn write_file(path: &Path, bytes: &[u8], may_exist: bool) -> Result<bool> {
+    if may_exist
+        && std::fs::metadata(path).is_ok_and(|m| m.len() == bytes.len() as u64)
         && std::fs::read(path).is_ok_and(|old| old == bytes)
     {
         return Ok(false);
     }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("failed to create the folder `{}`", parent.display()))?;
+    let target = if may_exist {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp~");
+        PathBuf::from(tmp)
+    } else {
+        path.to_path_buf()
+    };
+    if let Err(e) = std::fs::write(&target, bytes) {
+        // Most often the folder is missing: create it and try once more.
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        match (e.kind(), parent) {
+            (std::io::ErrorKind::NotFound, Some(parent)) => {
+                std::fs::create_dir_all(parent).with_context(|| {
+                    format!("failed to create the folder `{}`", parent.display())
+                })?;
+                std::fs::write(&target, bytes)
+                    .with_context(|| format!("failed to write `{}`", target.display()))?;
+            }
+            _ => return Err(e).with_context(|| format!("failed to write `{}`", target.display())),
+        }
     }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp~");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).with_context(|| format!("failed to write `{}`", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("failed to write `{}`", path.display()))?;
+    if may_exist {
+        std::fs::rename(&target, path)
+            .with_context(|| format!("failed to write `{}`", path.display()))?;
+    }
     Ok(true)
 }
 
@@ -620,6 +647,17 @@ mod tests {
         let tag = docs.iter().find(|d| d.path == "tags/rust/rss.xml").unwrap();
         assert_eq!(tag.entries, [0, 1]);
         assert_eq!(tag.meta(&config(20)).unwrap().title, "T · Rust");
+    }
+
+    #[test]
+    fn files_are_written_only_when_their_bytes_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/rss.xml");
+        assert!(write_file(&path, b"one", false).unwrap());
+        assert!(!write_if_changed(&path, b"one").unwrap());
+        assert!(write_if_changed(&path, b"two").unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        assert!(!dir.path().join("a/b/rss.xml.tmp~").exists());
     }
 
     #[test]

@@ -61,11 +61,34 @@ fn escape(out: &mut String, s: &str, attribute: bool) {
     out.push_str(&s[start..]);
 }
 
+/// Whether `bytes` can go into a CDATA section as they are: no C0 control but tab and line feed
+/// (a CR would be normalised away), no U+FFFE/U+FFFF, no `]]>`. Written as folds over whole
+/// slices so the compiler vectorises them: HTML bodies are most of a feed's bytes.
+fn cdata_safe(bytes: &[u8]) -> bool {
+    let controls = bytes.iter().fold(false, |acc, &b| {
+        acc | ((b < 0x20) & (b != b'\t') & (b != b'\n'))
+    });
+    let nonchars = bytes.len() >= 3
+        && bytes
+            .iter()
+            .zip(&bytes[1..])
+            .zip(&bytes[2..])
+            .fold(false, |acc, ((&a, &b), &c)| {
+                acc | ((a == 0xEF) & (b == 0xBF) & ((c | 1) == 0xBF))
+            });
+    !controls && !nonchars && memchr::memmem::find(bytes, b"]]>").is_none()
+}
+
 /// Appends `content` as one or more CDATA sections (`]]>` is split across two sections), with
 /// forbidden characters dropped. Used for HTML bodies: cheaper and smaller than escaping.
 pub fn cdata(out: &mut String, content: &str) {
     out.push_str("<![CDATA[");
     let bytes = content.as_bytes();
+    if cdata_safe(bytes) {
+        out.push_str(content);
+        out.push_str("]]>");
+        return;
+    }
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
@@ -176,6 +199,19 @@ mod tests {
         let mut out = String::new();
         cdata(&mut out, "x\u{FFFF}y\u{0}z");
         assert_eq!(out, "<![CDATA[xyz]]>");
+    }
+
+    #[test]
+    fn cdata_keeps_fullwidth_punctuation_and_clean_text_whole() {
+        // U+FF0C and U+FF1A start with the byte 0xEF, like the forbidden U+FFFE/U+FFFF.
+        let text = "问答，进展：[1] a]b ]] > \u{FFFD}\n\t";
+        assert!(cdata_safe(text.as_bytes()));
+        let mut out = String::new();
+        cdata(&mut out, text);
+        assert_eq!(out, format!("<![CDATA[{text}]]>"));
+        assert!(!cdata_safe("a\rb".as_bytes()));
+        assert!(!cdata_safe("a]]>b".as_bytes()));
+        assert!(!cdata_safe("a\u{FFFF}".as_bytes()));
     }
 
     #[test]
