@@ -2,9 +2,10 @@
 //! changed.
 //!
 //! A JSON file (serde_json) at `.feedpost-cache/build.json` beside the config file — not in the
-//! feeds folder, which is published. It is a cache: when it is missing, of another format, or
-//! written for another site fingerprint (config, templates, feedpost binary), the build starts
-//! from an empty one and renders everything; when it is damaged, the same, with a warning.
+//! feeds folder, which is published. It is a cache: when it is missing or of another format the
+//! build starts from an empty one and renders everything; when it is damaged, the same, with a
+//! warning. One written for another site fingerprint (config, templates, feedpost binary)
+//! vouches for no file, but still lists what that build wrote, so stale files can be removed.
 //!
 //! The issue files are stored as columns (one array per field) rather than one object per file:
 //! a 10,000-issue manifest then parses in a third of the time, and an incremental build of such
@@ -22,7 +23,7 @@ use crate::config::Config;
 use crate::issue::Listing;
 
 /// The manifest format; a change makes older manifests be ignored.
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 
 /// What the last build knew.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,6 +32,8 @@ pub struct Manifest {
     pub format: u32,
     /// The site fingerprint the outputs were rendered under.
     pub site: String,
+    /// `site.permalink_prefix` then: where the pages were written.
+    pub permalink_prefix: String,
     /// When that build started, nanoseconds since the Unix epoch (system clock): files modified
     /// close to it are read again (see `build::RACY_NANOS`).
     pub started_ns: i128,
@@ -235,13 +238,21 @@ pub fn sources_json(rows: &[Row<'_>]) -> Vec<u8> {
 pub fn write(
     path: &Path,
     site: &str,
+    permalink_prefix: &str,
     started_ns: i128,
     sources_json: &[u8],
     outputs: &BTreeMap<String, String>,
 ) -> Result<()> {
     let mut bytes = Vec::with_capacity(sources_json.len() + outputs.len() * 96 + 256);
-    bytes.extend_from_slice(head(site).as_bytes());
-    bytes.extend_from_slice(format!(",\"started_ns\":{started_ns},\"sources\":").as_bytes());
+    bytes.extend_from_slice(head().as_bytes());
+    bytes.extend_from_slice(
+        format!(
+            "\"site\":{},\"permalink_prefix\":{},\"started_ns\":{started_ns},\"sources\":",
+            serde_json::json!(site),
+            serde_json::json!(permalink_prefix)
+        )
+        .as_bytes(),
+    );
     bytes.extend_from_slice(sources_json);
     bytes.extend_from_slice(b",\"outputs\":");
     serde_json::to_writer(&mut bytes, outputs).context("cannot serialise the build cache")?;
@@ -249,9 +260,9 @@ pub fn write(
     crate::feed::write_if_changed(path, &bytes).map(|_| ())
 }
 
-/// How every manifest of `site` begins: `{"format":N,"site":"…"`.
-fn head(site: &str) -> String {
-    format!("{{\"format\":{FORMAT},\"site\":{}", serde_json::json!(site))
+/// How every manifest of this [`FORMAT`] begins.
+fn head() -> String {
+    format!("{{\"format\":{FORMAT},")
 }
 
 impl Manifest {
@@ -260,6 +271,7 @@ impl Manifest {
         Manifest {
             format: FORMAT,
             site: site.to_string(),
+            permalink_prefix: String::new(),
             started_ns: 0,
             sources: Sources::default(),
             outputs: BTreeMap::new(),
@@ -272,23 +284,23 @@ impl Manifest {
         config.root.join(".feedpost-cache").join("build.json")
     }
 
-    /// Reads the manifest at `path`; an empty one when there is none, or when it was written for
-    /// another format or site fingerprint than `site`.
+    /// Reads the manifest at `path`; an empty one (with no site fingerprint) when there is none
+    /// or it is of another format.
     ///
     /// # Errors
     /// The file exists but cannot be read or is not a manifest (the caller then builds
     /// everything).
-    pub fn load(path: &Path, site: &str) -> Result<Manifest> {
+    pub fn load(path: &Path) -> Result<Manifest> {
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::new(site)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::new("")),
             Err(e) => {
                 return Err(e)
                     .with_context(|| format!("cannot read the build cache `{}`", path.display()))
             }
         };
-        if !bytes.starts_with(head(site).as_bytes()) {
-            return Ok(Manifest::new(site));
+        if !bytes.starts_with(head().as_bytes()) {
+            return Ok(Manifest::new(""));
         }
         let damaged = || format!("the build cache `{}` is damaged", path.display());
         let manifest: Manifest = serde_json::from_slice(&bytes).with_context(damaged)?;
@@ -316,7 +328,7 @@ mod tests {
     }
 
     #[test]
-    fn round_trips_and_ignores_another_site() {
+    fn round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".feedpost-cache/build.json");
         let (a, b) = (listing("a"), listing("b"));
@@ -340,8 +352,18 @@ mod tests {
         ];
         let mut outputs = BTreeMap::new();
         outputs.insert("rss.xml".to_string(), "fp".to_string());
-        write(&path, "site-1", 42, &sources_json(&rows), &outputs).unwrap();
-        let back = Manifest::load(&path, "site-1").unwrap();
+        write(
+            &path,
+            "site-1",
+            "issues/",
+            42,
+            &sources_json(&rows),
+            &outputs,
+        )
+        .unwrap();
+        let back = Manifest::load(&path).unwrap();
+        assert_eq!(back.site, "site-1");
+        assert_eq!(back.permalink_prefix, "issues/");
         assert_eq!(back.started_ns, 42);
         assert_eq!(back.outputs, outputs);
         let entries: Vec<SourceEntry> = back.sources.into_entries().collect();
@@ -351,23 +373,22 @@ mod tests {
         assert!(entries[0].page);
         assert_eq!(entries[1].mtime_ns, -8);
         assert_eq!(entries[1].listing, b);
-        assert!(Manifest::load(&path, "site-2").unwrap().sources.is_empty());
     }
 
     #[test]
-    fn missing_or_foreign_is_empty_and_damaged_is_an_error() {
+    fn missing_or_foreign_format_is_empty_and_damaged_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("build.json");
-        assert!(Manifest::load(&path, "s").unwrap().outputs.is_empty());
+        assert!(Manifest::load(&path).unwrap().outputs.is_empty());
         std::fs::write(&path, "{not json").unwrap();
-        assert!(Manifest::load(&path, "s").unwrap().outputs.is_empty());
-        std::fs::write(&path, format!("{},\"started_ns\":", head("s"))).unwrap();
-        let err = format!("{:#}", Manifest::load(&path, "s").unwrap_err());
+        assert!(Manifest::load(&path).unwrap().outputs.is_empty());
+        std::fs::write(&path, format!("{}\"site\":\"s\",\"started_ns\":", head())).unwrap();
+        let err = format!("{:#}", Manifest::load(&path).unwrap_err());
         assert!(err.contains("damaged"), "{err}");
         // Columns of different lengths.
         let mut m = Manifest::new("s");
         m.sources.path.push("x".into());
         std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
-        assert!(Manifest::load(&path, "s").is_err());
+        assert!(Manifest::load(&path).is_err());
     }
 }

@@ -135,9 +135,9 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
     // Read the manifest on one core while the other lists and stats the issue files.
     let (old, listed) = rayon::join(
         || {
-            Manifest::load(&manifest_path, &site_fp).unwrap_or_else(|e| {
+            Manifest::load(&manifest_path).unwrap_or_else(|e| {
                 warn!("{e:#}; building every file again");
-                Manifest::new(&site_fp)
+                Manifest::new("")
             })
         },
         || -> Result<_> {
@@ -154,12 +154,18 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
         },
     );
     let (files, stats) = listed?;
+    // A manifest of another site fingerprint (config, templates, binary) vouches for nothing:
+    // every file is read and every output rendered; it still says which files earlier builds
+    // wrote, so those the site no longer has are removed.
+    let trusted = old.site == site_fp;
     let Manifest {
         started_ns: old_started,
         sources: old_sources,
         outputs: old_outputs,
+        permalink_prefix: old_prefix,
         ..
     } = old;
+    let old_page = |slug: &str| format!("{old_prefix}{slug}/{}", archive::INDEX_FILE);
     let old_count = old_sources.len();
     let mut report = Report::default();
     phase("manifest loaded, issues stat'ed");
@@ -169,7 +175,7 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
     let mut old_rows = old_sources.into_entries().peekable();
     let mut found: Vec<(usize, Result<Source, IssueError>)> = Vec::with_capacity(files.len());
     let mut to_read = Vec::new();
-    // Slugs whose page an earlier build wrote, for files gone or changed since.
+    // Pages an earlier build wrote, for files gone or changed since.
     let mut old_pages: Vec<String> = Vec::new();
     for (index, (path, stat)) in files.iter().zip(stats).enumerate() {
         let mut entry = None;
@@ -178,7 +184,7 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
                 Ordering::Less => {
                     let gone = old_rows.next().expect("peeked");
                     if gone.page {
-                        old_pages.push(gone.listing.slug);
+                        old_pages.push(old_page(&gone.listing.slug));
                     }
                 }
                 Ordering::Equal => {
@@ -190,7 +196,10 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
         }
         match (entry, stat) {
             (Some(e), Some((len, mtime)))
-                if e.len == len && e.mtime_ns == mtime && mtime < old_started - RACY_NANOS =>
+                if trusted
+                    && e.len == len
+                    && e.mtime_ns == mtime
+                    && mtime < old_started - RACY_NANOS =>
             {
                 let source = Source {
                     index,
@@ -208,15 +217,19 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
             // Read it; if the bytes turn out the same (a `touch`, or a file read again only
             // because it was modified close to the last build), its page is still good.
             (entry, _) => {
-                let page_of = entry.filter(|e| e.page).map(|e| {
-                    old_pages.push(e.listing.slug);
-                    e.hash
+                let page_of = entry.filter(|e| e.page).and_then(|e| {
+                    old_pages.push(old_page(&e.listing.slug));
+                    trusted.then_some(e.hash)
                 });
                 to_read.push((index, page_of));
             }
         }
     }
-    old_pages.extend(old_rows.filter(|e| e.page).map(|e| e.listing.slug));
+    old_pages.extend(
+        old_rows
+            .filter(|e| e.page)
+            .map(|e| old_page(&e.listing.slug)),
+    );
     let read: Vec<(usize, Result<Source, IssueError>)> = to_read
         .par_iter()
         .map(|(index, page_of)| {
@@ -452,24 +465,26 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
 
     // Remove what earlier builds wrote and this site no longer has.
     let current: HashSet<&str> = outputs.iter().map(|o| o.path.as_str()).collect();
-    let current_pages: HashSet<&str> = published
-        .iter()
-        .map(|&i| sources[i].listing.slug.as_str())
-        .collect();
-    let unpublished = sources
-        .iter()
-        .enumerate()
-        .filter(|(i, s)| s.page_written && !is_published[*i])
-        .map(|(_, s)| s.listing.slug.as_str());
-    let stale_pages: BTreeSet<&str> = old_pages
-        .iter()
-        .map(String::as_str)
-        .chain(unpublished)
-        .filter(|slug| !current_pages.contains(slug))
-        .collect();
-    for slug in stale_pages {
-        if remove_output(root, &archive::page_path(config, slug))? {
-            report.removed += 1;
+    old_pages.extend(
+        sources
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| s.page_written && !is_published[*i])
+            .map(|(_, s)| archive::page_path(config, &s.listing.slug)),
+    );
+    if !old_pages.is_empty() {
+        let current_pages: HashSet<String> = published
+            .iter()
+            .map(|&i| archive::page_path(config, &sources[i].listing.slug))
+            .collect();
+        let stale: BTreeSet<&String> = old_pages
+            .iter()
+            .filter(|p| !current_pages.contains(*p))
+            .collect();
+        for path in stale {
+            if remove_output(root, path)? {
+                report.removed += 1;
+            }
         }
     }
     for path in old_outputs.keys().filter(|p| !current.contains(p.as_str())) {
@@ -485,12 +500,19 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
         .filter(|(o, _)| !failed_outputs.contains(o))
         .map(|(_, o)| (o.path.clone(), o.fingerprint.clone()))
         .collect();
-    if anything_to_save || report.removed > 0 || new_outputs != old_outputs {
+    if !trusted || anything_to_save || report.removed > 0 || new_outputs != old_outputs {
         let json = match optimistic_json {
             Some(json) if failed_pages.is_empty() => json,
             _ => manifest::sources_json(&rows(&|i| is_published[i] && !failed_pages.contains(&i))),
         };
-        manifest::write(&manifest_path, &site_fp, started, &json, &new_outputs)?;
+        manifest::write(
+            &manifest_path,
+            &site_fp,
+            &config.site.permalink_prefix,
+            started,
+            &json,
+            &new_outputs,
+        )?;
     }
     phase("manifest saved");
     if let Some(e) = first_error {

@@ -242,3 +242,35 @@ fn the_cache_lives_beside_the_config_not_in_the_published_folder() {
     assert!(leaked.is_empty(), "{leaked:?}");
     assert!(Path::new(&site.path().join("feeds/index.html")).is_file());
 }
+
+#[test]
+fn files_of_a_build_under_another_config_are_removed() {
+    let site = site();
+    site.run(&["build"]).success();
+    assert!(site.path().join("feeds/archive/rss/6.xml").is_file());
+    assert!(site
+        .path()
+        .join("feeds/issues/05-weekly/index.html")
+        .is_file());
+    // More entries per feed: no archive documents; pages move under another prefix.
+    let site = site
+        .site_config("feed_entries = 20")
+        .site_config("permalink_prefix = \"weekly/\"");
+    let text = site.config_text().replace("feed_entries = 4\n", "");
+    site.write("feedpost.toml", &text);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_feedpost"))
+        .arg("--config")
+        .arg(site.path().join("feedpost.toml"))
+        .arg("build")
+        .env("FEEDPOST_NOW", "2030-01-01T00:00:00Z")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(!site.path().join("feeds/archive").exists());
+    assert!(!site.path().join("feeds/issues").exists());
+    assert!(site
+        .path()
+        .join("feeds/weekly/05-weekly/index.html")
+        .is_file());
+    assert!(site.read("feeds/rss.xml").contains("<fh:complete/>"));
+}
