@@ -132,25 +132,34 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
     };
     let site_fp = site_fingerprint(config);
     let manifest_path = Manifest::path(config);
-    // Read the manifest on one core while the other lists and stats the issue files.
-    let (old, listed) = rayon::join(
+    // Read the manifest on one core while the other lists and stats the issue files, and lists
+    // the folder the pages are in.
+    let root = &config.site.feeds;
+    let page_dir = archive::page_path(config, "x")
+        .rsplit_once('/')
+        .and_then(|(dir, _)| dir.rsplit_once('/'))
+        .map_or(String::new(), |(dir, _)| dir.to_string());
+    let (old, (listed, page_presence)) = rayon::join(
         || {
             Manifest::load(&manifest_path).unwrap_or_else(|e| {
                 warn!("{e:#}; building every file again");
                 Manifest::new("")
             })
         },
-        || -> Result<_> {
-            let files = issue::find_files(&config.site.issues)?;
-            let stats: Vec<Option<(u64, i128)>> = files
-                .par_iter()
-                .map(|path| {
-                    std::fs::metadata(path)
-                        .ok()
-                        .map(|m| (m.len(), mtime_ns(&m)))
-                })
-                .collect();
-            Ok((files, stats))
+        || {
+            rayon::join(
+                || -> Result<_> {
+                    let found = issue::find_files_with(&config.site.issues, |entry| {
+                        let meta = match entry.file_type() {
+                            Ok(t) if t.is_symlink() => std::fs::metadata(entry.path()),
+                            _ => entry.metadata(),
+                        };
+                        meta.ok().map(|m| (m.len(), mtime_ns(&m)))
+                    })?;
+                    Ok(found.into_iter().unzip::<_, _, Vec<_>, Vec<_>>())
+                },
+                || Presence::scan(root, [page_dir.as_str()]),
+            )
         },
     );
     let (files, stats) = listed?;
@@ -248,34 +257,50 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
 
     // Path order decides which of two files with one slug wins, as in `issue::load_files`.
     let mut sources = Vec::with_capacity(found.len());
-    let mut first_by_slug: HashMap<String, PathBuf> = HashMap::new();
     for (_, result) in found {
-        let source = match result {
-            Ok(source) => source,
-            Err(e) => {
-                report.errors.push(e);
+        match result {
+            Ok(source) => sources.push(source),
+            Err(e) => report.errors.push(e),
+        }
+    }
+    let mut by_slug: Vec<usize> = (0..sources.len()).collect();
+    by_slug.sort_unstable_by(|&a, &b| {
+        (sources[a].listing.slug.as_str(), a).cmp(&(sources[b].listing.slug.as_str(), b))
+    });
+    let mut refused = vec![false; sources.len()];
+    let mut first: Option<usize> = None;
+    for &i in &by_slug {
+        let slug = &sources[i].listing.slug;
+        match first {
+            Some(f) if sources[f].listing.slug == *slug => {
+                refused[i] = true;
+                report.errors.push(IssueError::duplicate_slug(
+                    &sources[i].path,
+                    slug,
+                    &sources[f].path,
+                ));
                 continue;
             }
-        };
-        let slug = &source.listing.slug;
-        if let Some(first) = first_by_slug.get(slug) {
-            report
-                .errors
-                .push(IssueError::duplicate_slug(&source.path, slug, first));
-        } else if let Some(clash) = reserved_clash(config, slug) {
+            _ => first = Some(i),
+        }
+        if let Some(clash) = reserved_clash(config, slug) {
+            refused[i] = true;
             report.errors.push(IssueError {
-                path: source.path.clone(),
+                path: sources[i].path.clone(),
                 line: 1,
                 message: format!(
                     "the slug `{slug}` would put the issue's page over the site's `{clash}`: set another `slug` in the front matter, or a `site.permalink_prefix`"
                 ),
             });
-        } else {
-            first_by_slug.insert(slug.clone(), source.path.clone());
-            sources.push(source);
         }
     }
-    drop(first_by_slug);
+    if refused.contains(&true) {
+        let mut i = 0;
+        sources.retain(|_| {
+            i += 1;
+            !refused[i - 1]
+        });
+    }
     sources.sort_by(|a, b| {
         issue::newest_first(
             a.listing.date,
@@ -294,15 +319,14 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
         .collect::<Result<_>>()?;
 
     // Plan the outputs on one core while the other lists the folders they were written to.
-    let root = &config.site.feeds;
-    let page_dir = archive::page_path(config, "x")
-        .rsplit_once('/')
-        .and_then(|(dir, _)| dir.rsplit_once('/'))
-        .map_or(String::new(), |(dir, _)| dir.to_string());
-    let ((docs, outputs, terms), present) = rayon::join(
+    let ((docs, outputs, terms), mut present) = rayon::join(
         || plan_outputs(config, &site_fp, &sources, &published),
-        || Presence::scan(root, &page_dir, old_outputs.keys()),
+        || {
+            let dirs: HashSet<&str> = old_outputs.keys().map(|p| Presence::split(p).0).collect();
+            Presence::scan(root, dirs.into_iter().filter(|d| *d != page_dir))
+        },
     );
+    present.listed.extend(page_presence.listed);
     report.outputs = outputs.len() + published.len();
     phase("outputs planned");
 
@@ -581,16 +605,9 @@ struct Presence {
 }
 
 impl Presence {
-    /// Lists the folder of the pages (`page_dir`, relative to `root`) and the folders of
-    /// `outputs` (paths relative to `root`; those of the last build: no other output can be
-    /// up to date).
-    fn scan<'a>(
-        root: &Path,
-        page_dir: &str,
-        outputs: impl Iterator<Item = &'a String>,
-    ) -> Presence {
-        let mut dirs: HashSet<&str> = outputs.map(|p| Presence::split(p).0).collect();
-        dirs.insert(page_dir);
+    /// Lists `dirs` (relative to `root`).
+    fn scan<'a>(root: &Path, dirs: impl IntoIterator<Item = &'a str>) -> Presence {
+        let dirs: Vec<&str> = dirs.into_iter().collect();
         let listed = dirs
             .into_par_iter()
             .map(|dir| {

@@ -26,7 +26,7 @@ pub mod rss;
 pub mod websub;
 pub mod xml;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -346,35 +346,46 @@ pub fn plan(published: &[&Listing], config: &Config) -> Vec<Document> {
     }
 
     // Per tag and per category. A term's name is taken from the newest issue that uses it.
-    let mut slugs: HashMap<&str, String> = HashMap::new();
-    let mut groups: BTreeMap<(u8, String), (String, Vec<usize>)> = BTreeMap::new();
+    // Slugs are computed once per distinct spelling; groups are keyed by (kind, slug number).
+    let mut slug_of: HashMap<&str, usize> = HashMap::new();
+    let mut slugs: Vec<String> = Vec::new();
+    let mut groups: HashMap<GroupKey, Group<'_>> = HashMap::new();
     for (index, issue) in published.iter().enumerate() {
         for (kind, terms) in [(0u8, &issue.categories), (1u8, &issue.tags)] {
             for term in terms {
-                let slug = slugs
-                    .entry(term.as_str())
-                    .or_insert_with(|| term_slug(term))
-                    .clone();
+                let slug = *slug_of.entry(term.as_str()).or_insert_with(|| {
+                    let slug = term_slug(term);
+                    match slugs.iter().position(|s| *s == slug) {
+                        Some(known) => known,
+                        None => {
+                            slugs.push(slug);
+                            slugs.len() - 1
+                        }
+                    }
+                });
                 let group = groups
                     .entry((kind, slug))
-                    .or_insert_with(|| (term.clone(), Vec::new()));
+                    .or_insert_with(|| (term.as_str(), Vec::new()));
                 if group.1.last() != Some(&index) {
                     group.1.push(index);
                 }
             }
         }
     }
+    let mut groups: Vec<(GroupKey, Group<'_>)> = groups.into_iter().collect();
+    groups.sort_by(|a, b| (a.0 .0, &slugs[a.0 .1]).cmp(&(b.0 .0, &slugs[b.0 .1])));
     for ((kind, slug), (name, members)) in groups {
+        let slug = &slugs[slug];
         let folder = if kind == 0 { "categories" } else { "tags" };
         let path = |format: Format| format!("{folder}/{slug}/{}", format.file_name());
         let scope = if kind == 0 {
             Scope::Category {
-                name,
+                name: name.to_string(),
                 slug: slug.clone(),
             }
         } else {
             Scope::Tag {
-                name,
+                name: name.to_string(),
                 slug: slug.clone(),
             }
         };
@@ -397,6 +408,12 @@ pub fn plan(published: &[&Listing], config: &Config) -> Vec<Document> {
     docs.sort_by(|a, b| a.path.cmp(&b.path));
     docs
 }
+
+/// A tag or category group in [`plan`]: (0 for categories, 1 for tags; the slug's number).
+type GroupKey = (u8, usize);
+
+/// A group's name (from the newest issue) and members (indices, newest first).
+type Group<'a> = (&'a str, Vec<usize>);
 
 /// The path of archive document `k` (1 = oldest) of the main feed in `format`.
 fn archive_path(format: Format, k: usize) -> String {

@@ -175,6 +175,22 @@ pub struct Loaded {
 /// # Errors
 /// `dir` cannot be read.
 pub fn find_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    Ok(find_files_with(dir, |_| ())?
+        .into_iter()
+        .map(|(path, ())| path)
+        .collect())
+}
+
+/// As [`find_files`], with `f` applied to each file's directory entry: e.g. its metadata, which
+/// `DirEntry::metadata` reads relative to the open folder (cheaper than a `stat` by path; it does
+/// not follow a symbolic link, so `f` gets to decide). Sorted by path.
+///
+/// # Errors
+/// `dir` cannot be read.
+pub fn find_files_with<T>(
+    dir: &Path,
+    mut f: impl FnMut(&std::fs::DirEntry) -> T,
+) -> anyhow::Result<Vec<(PathBuf, T)>> {
     use anyhow::Context;
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -197,11 +213,12 @@ pub fn find_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
             if kind.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "md") {
-                out.push(path);
+                let value = f(&entry);
+                out.push((path, value));
             }
         }
     }
-    out.sort();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
 
