@@ -35,7 +35,7 @@ use url::Url;
 
 use crate::archive::{self, SiteView};
 use crate::config::Config;
-use crate::feed::{self, Document, Format, Scope};
+use crate::feed::{self, Document, Format, History, Scope};
 use crate::issue::{self, Issue, IssueError, Listing};
 use manifest::Manifest;
 
@@ -149,14 +149,20 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
         || {
             rayon::join(
                 || -> Result<_> {
-                    let found = issue::find_files_with(&config.site.issues, |entry| {
-                        let meta = match entry.file_type() {
-                            Ok(t) if t.is_symlink() => std::fs::metadata(entry.path()),
-                            _ => entry.metadata(),
-                        };
-                        meta.ok().map(|m| (m.len(), mtime_ns(&m)))
-                    })?;
-                    Ok(found.into_iter().unzip::<_, _, Vec<_>, Vec<_>>())
+                    let found = issue::find_files_with(&config.site.issues, |entry| entry)?;
+                    let (files, entries): (Vec<PathBuf>, Vec<std::fs::DirEntry>) =
+                        found.into_iter().unzip();
+                    let stats = entries
+                        .par_iter()
+                        .map(|entry| {
+                            let meta = match entry.file_type() {
+                                Ok(t) if t.is_symlink() => std::fs::metadata(entry.path()),
+                                _ => entry.metadata(),
+                            };
+                            meta.ok().map(|m| (m.len(), mtime_ns(&m)))
+                        })
+                        .collect::<Vec<_>>();
+                    Ok((files, stats))
                 },
                 || Presence::scan(root, [page_dir.as_str()]),
             )
@@ -570,8 +576,27 @@ fn plan_outputs(
         });
     }
     for (d, doc) in docs.iter().enumerate() {
-        let what = format!("{:?} {:?} {:?}", doc.format, doc.scope, doc.history);
-        let mut parts: Vec<&str> = vec!["feed", &doc.path, &what];
+        let mut parts: Vec<&str> = vec!["feed", &doc.path, doc.format.file_name()];
+        match &doc.scope {
+            Scope::Site => parts.push("site"),
+            Scope::Tag { name, .. } => parts.extend(["tag", name]),
+            Scope::Category { name, .. } => parts.extend(["category", name]),
+        }
+        match &doc.history {
+            History::Complete => parts.push("complete"),
+            History::Partial => parts.push("partial"),
+            History::Subscription { prev_archive } => parts.extend(["subscription", prev_archive]),
+            History::Archive {
+                current,
+                prev_archive,
+                next_archive,
+            } => parts.extend([
+                "archive",
+                current,
+                prev_archive.as_deref().unwrap_or("-"),
+                next_archive.as_deref().unwrap_or("-"),
+            ]),
+        }
         parts.extend(
             doc.entries
                 .iter()

@@ -181,15 +181,15 @@ pub fn find_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// As [`find_files`], with `f` applied to each file's directory entry: e.g. its metadata, which
-/// `DirEntry::metadata` reads relative to the open folder (cheaper than a `stat` by path; it does
-/// not follow a symbolic link, so `f` gets to decide). Sorted by path.
+/// As [`find_files`], with `f` applied to each file's directory entry: e.g. to keep the entry,
+/// whose `metadata` is read relative to the open folder (cheaper than a `stat` by path; it does
+/// not follow a symbolic link). Sorted by path.
 ///
 /// # Errors
 /// `dir` cannot be read.
 pub fn find_files_with<T>(
     dir: &Path,
-    mut f: impl FnMut(&std::fs::DirEntry) -> T,
+    mut f: impl FnMut(std::fs::DirEntry) -> T,
 ) -> anyhow::Result<Vec<(PathBuf, T)>> {
     use anyhow::Context;
     let mut out = Vec::new();
@@ -213,8 +213,7 @@ pub fn find_files_with<T>(
             if kind.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "md") {
-                let value = f(&entry);
-                out.push((path, value));
+                out.push((path, f(entry)));
             }
         }
     }
