@@ -530,20 +530,32 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
         .filter(|(o, _)| !failed_outputs.contains(o))
         .map(|(_, o)| (o.path.clone(), o.fingerprint.clone()))
         .collect();
-    if !trusted || anything_to_save || report.removed > 0 || new_outputs != old_outputs {
-        let json = match optimistic_json {
-            Some(json) if failed_pages.is_empty() => json,
-            _ => manifest::sources_json(&rows(&|i| is_published[i] && !failed_pages.contains(&i))),
-        };
-        manifest::write(
-            &manifest_path,
-            &site_fp,
-            &config.site.permalink_prefix,
-            started,
-            &json,
-            &new_outputs,
-        )?;
-    }
+    let save = !trusted || anything_to_save || report.removed > 0 || new_outputs != old_outputs;
+    let json = match optimistic_json {
+        Some(json) if failed_pages.is_empty() => Some(json),
+        _ if save => Some(manifest::sources_json(&rows(&|i| {
+            is_published[i] && !failed_pages.contains(&i)
+        }))),
+        _ => None,
+    };
+    // Free the build's 10,000 listings on one core while the other writes the manifest.
+    drop((listings, paths, term_refs));
+    let big = (sources, docs, outputs, present, old_outputs, view);
+    let (saved, ()) = rayon::join(
+        || match (save, json) {
+            (true, Some(json)) => manifest::write(
+                &manifest_path,
+                &site_fp,
+                &config.site.permalink_prefix,
+                started,
+                &json,
+                &new_outputs,
+            ),
+            _ => Ok(()),
+        },
+        move || drop(big),
+    );
+    saved?;
     phase("manifest saved");
     if let Some(e) = first_error {
         return Err(e);
