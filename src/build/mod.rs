@@ -269,44 +269,7 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
             Err(e) => report.errors.push(e),
         }
     }
-    let mut by_slug: Vec<usize> = (0..sources.len()).collect();
-    by_slug.sort_unstable_by(|&a, &b| {
-        (sources[a].listing.slug.as_str(), a).cmp(&(sources[b].listing.slug.as_str(), b))
-    });
-    let mut refused = vec![false; sources.len()];
-    let mut first: Option<usize> = None;
-    for &i in &by_slug {
-        let slug = &sources[i].listing.slug;
-        match first {
-            Some(f) if sources[f].listing.slug == *slug => {
-                refused[i] = true;
-                report.errors.push(IssueError::duplicate_slug(
-                    &sources[i].path,
-                    slug,
-                    &sources[f].path,
-                ));
-                continue;
-            }
-            _ => first = Some(i),
-        }
-        if let Some(clash) = reserved_clash(config, slug) {
-            refused[i] = true;
-            report.errors.push(IssueError {
-                path: sources[i].path.clone(),
-                line: 1,
-                message: format!(
-                    "the slug `{slug}` would put the issue's page over the site's `{clash}`: set another `slug` in the front matter, or a `site.permalink_prefix`"
-                ),
-            });
-        }
-    }
-    if refused.contains(&true) {
-        let mut i = 0;
-        sources.retain(|_| {
-            i += 1;
-            !refused[i - 1]
-        });
-    }
+    refuse_clashing_slugs(config, &mut sources, &mut report.errors);
     sources.sort_by(|a, b| {
         issue::newest_first(
             a.listing.date,
@@ -494,7 +457,6 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
     phase("outputs written");
 
     // Remove what earlier builds wrote and this site no longer has.
-    let current: HashSet<&str> = outputs.iter().map(|o| o.path.as_str()).collect();
     old_pages.extend(
         sources
             .iter()
@@ -502,26 +464,13 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
             .filter(|(i, s)| s.page_written && !is_published[*i])
             .map(|(_, s)| archive::page_path(config, &s.listing.slug)),
     );
-    if !old_pages.is_empty() {
-        let current_pages: HashSet<String> = published
+    let current_pages = || {
+        published
             .iter()
             .map(|&i| archive::page_path(config, &sources[i].listing.slug))
-            .collect();
-        let stale: BTreeSet<&String> = old_pages
-            .iter()
-            .filter(|p| !current_pages.contains(*p))
-            .collect();
-        for path in stale {
-            if remove_output(root, path)? {
-                report.removed += 1;
-            }
-        }
-    }
-    for path in old_outputs.keys().filter(|p| !current.contains(p.as_str())) {
-        if remove_output(root, path)? {
-            report.removed += 1;
-        }
-    }
+            .collect::<HashSet<String>>()
+    };
+    report.removed = remove_stale(root, &old_pages, current_pages, &old_outputs, &outputs)?;
 
     // Remember what is on disk now. Failed outputs are left out, so they are tried again.
     let new_outputs: BTreeMap<String, String> = outputs
@@ -561,6 +510,75 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
         return Err(e);
     }
     Ok(report)
+}
+
+/// Takes out of `sources` (in path order) every file whose slug an earlier file already uses,
+/// or that would put its page over one of the site's own files, with an error for each.
+fn refuse_clashing_slugs(config: &Config, sources: &mut Vec<Source>, errors: &mut Vec<IssueError>) {
+    let mut by_slug: Vec<usize> = (0..sources.len()).collect();
+    by_slug.sort_unstable_by(|&a, &b| {
+        (sources[a].listing.slug.as_str(), a).cmp(&(sources[b].listing.slug.as_str(), b))
+    });
+    let mut refused = vec![false; sources.len()];
+    let mut first: Option<usize> = None;
+    for &i in &by_slug {
+        let slug = &sources[i].listing.slug;
+        match first {
+            Some(f) if sources[f].listing.slug == *slug => {
+                refused[i] = true;
+                errors.push(IssueError::duplicate_slug(
+                    &sources[i].path,
+                    slug,
+                    &sources[f].path,
+                ));
+                continue;
+            }
+            _ => first = Some(i),
+        }
+        if let Some(clash) = reserved_clash(config, slug) {
+            refused[i] = true;
+            errors.push(IssueError {
+                path: sources[i].path.clone(),
+                line: 1,
+                message: format!(
+                    "the slug `{slug}` would put the issue's page over the site's `{clash}`: \
+                     set another `slug` in the front matter, or a `site.permalink_prefix`"
+                ),
+            });
+        }
+    }
+    if refused.contains(&true) {
+        let mut i = 0;
+        sources.retain(|_| {
+            i += 1;
+            !refused[i - 1]
+        });
+    }
+}
+
+/// Removes the pages in `old_pages` that are not among `current_pages()` (called only when
+/// there are old pages) and the files in `old_outputs` that are not in `outputs`. Returns how
+/// many files it removed.
+fn remove_stale(
+    root: &Path,
+    old_pages: &[String],
+    current_pages: impl FnOnce() -> HashSet<String>,
+    old_outputs: &BTreeMap<String, String>,
+    outputs: &[Output],
+) -> Result<usize> {
+    let mut removed = 0;
+    if !old_pages.is_empty() {
+        let current = current_pages();
+        let stale: BTreeSet<&String> = old_pages.iter().filter(|p| !current.contains(*p)).collect();
+        for path in stale {
+            removed += usize::from(remove_output(root, path)?);
+        }
+    }
+    let current: HashSet<&str> = outputs.iter().map(|o| o.path.as_str()).collect();
+    for path in old_outputs.keys().filter(|p| !current.contains(p.as_str())) {
+        removed += usize::from(remove_output(root, path)?);
+    }
+    Ok(removed)
 }
 
 /// Every output other than the pages, with its fingerprint; also the feed plan and the index's

@@ -274,3 +274,25 @@ fn files_of_a_build_under_another_config_are_removed() {
         .is_file());
     assert!(site.read("feeds/rss.xml").contains("<fh:complete/>"));
 }
+
+#[test]
+fn a_duplicate_slug_is_reported_on_the_later_file_and_the_rest_is_built() {
+    let site = site().issue(
+        "99-copy.md",
+        "---\ntitle: copy\ndate: 2024-02-01T00:00:00Z\nslug: 05-weekly\n---\ncopy\n",
+    );
+    let out = site.run(&["build"]).failure();
+    assert!(
+        out.stderr
+            .contains("99-copy.md:1: duplicate slug `05-weekly` (also used by `"),
+        "{}",
+        out.stderr
+    );
+    assert!(site
+        .read("feeds/issues/05-weekly/index.html")
+        .contains("第 4 期"));
+    assert!(out.stdout.contains("built 12 issues"), "{}", out.stdout);
+    // Reported again on the next build (a bad file is never cached).
+    let again = site.run(&["build"]).failure();
+    assert!(again.stderr.contains("duplicate slug"), "{}", again.stderr);
+}
