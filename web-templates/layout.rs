@@ -193,8 +193,19 @@ pub fn page(site: &Site<'_>, p: &Page<'_>) -> Markup {
     }
 }
 
-/// Renders the index: every issue, newest first, then the per-category and per-tag feeds.
-pub fn index(site: &Site<'_>, rows: &[Row<'_>], term_feeds: &[Link<'_>]) -> Markup {
+/// Renders rows of the index's list of issues (`li` elements), to be given to [`index`]. Apart
+/// so a large site's list can be rendered in pieces on several cores.
+pub fn index_rows(rows: &[Row<'_>]) -> Markup {
+    html! {
+        @for row in rows {
+            li { time datetime=(row.date_iso) { (row.date) } " " a href=(row.permalink) { (row.title) } }
+        }
+    }
+}
+
+/// Renders the index: every issue, newest first (`rows`, from [`index_rows`]), then the
+/// per-category and per-tag feeds.
+pub fn index(site: &Site<'_>, rows: &[Markup], term_feeds: &[Link<'_>]) -> Markup {
     let og = html! {
         meta property="og:type" content="website";
         meta property="og:title" content=(site.title);
@@ -211,9 +222,7 @@ pub fn index(site: &Site<'_>, rows: &[Row<'_>], term_feeds: &[Link<'_>]) -> Mark
                     p.description { (site.description) }
                     h1 { (site.words.all_issues) }
                     ol.issues {
-                        @for row in rows {
-                            li { time datetime=(row.date_iso) { (row.date) } " " a href=(row.permalink) { (row.title) } }
-                        }
+                        @for part in rows { (part) }
                     }
                     @if !term_feeds.is_empty() {
                         h2 { (site.words.feeds_by_term) }

@@ -10,6 +10,8 @@
 mod layout;
 
 use anyhow::Result;
+use chrono::{DateTime, Datelike, FixedOffset};
+use rayon::prelude::*;
 use url::Url;
 
 use crate::config::Config;
@@ -24,6 +26,15 @@ pub const CSS_FILE: &str = "archive.css";
 
 /// The index page's file name in the feeds folder.
 pub const INDEX_FILE: &str = "index.html";
+
+/// How many issues of the index are rendered as one piece.
+const INDEX_CHUNK: usize = 1_000;
+
+/// A date as `YYYY-MM-DD`, in its own offset.
+fn day(date: DateTime<FixedOffset>) -> String {
+    let d = date.date_naive();
+    format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+}
 
 /// The layout's source, so a build notices a change to it (see `build`).
 pub const LAYOUT_SOURCE: &str = include_str!("../../web-templates/layout.rs");
@@ -135,7 +146,7 @@ pub fn render_page(config: &Config, site: &SiteView, issue: &Issue) -> Result<St
         })
         .collect();
     let date_iso = issue.date.to_rfc3339();
-    let date = issue.date.format("%Y-%m-%d").to_string();
+    let date = day(issue.date);
     let page = layout::Page {
         title: &issue.title,
         summary: &issue.summary,
@@ -163,18 +174,25 @@ pub fn render_index(
     listings: &[&Listing],
     terms: &[(&str, bool)],
 ) -> Result<String> {
-    let dates: Vec<(String, String)> = listings
-        .iter()
-        .map(|l| (l.date.to_rfc3339(), l.date.format("%Y-%m-%d").to_string()))
-        .collect();
-    let rows: Vec<layout::Row<'_>> = listings
-        .iter()
-        .zip(&dates)
-        .map(|(l, (iso, day))| layout::Row {
-            title: &l.title,
-            permalink: &l.permalink,
-            date_iso: iso,
-            date: day,
+    // A large site's list is rendered in pieces on every core, then put together in order.
+    let parts: Vec<maud::Markup> = listings
+        .par_chunks(INDEX_CHUNK)
+        .map(|chunk| {
+            let dates: Vec<(String, String)> = chunk
+                .iter()
+                .map(|l| (l.date.to_rfc3339(), day(l.date)))
+                .collect();
+            let rows: Vec<layout::Row<'_>> = chunk
+                .iter()
+                .zip(&dates)
+                .map(|(l, (iso, day))| layout::Row {
+                    title: &l.title,
+                    permalink: &l.permalink,
+                    date_iso: iso,
+                    date: day,
+                })
+                .collect();
+            layout::index_rows(&rows)
         })
         .collect();
     let mut feeds = Vec::new();
@@ -189,7 +207,7 @@ pub fn render_index(
             media_type: Format::Rss.media_type(),
         })
         .collect();
-    Ok(site.with_layout(|s| layout::index(s, &rows, &links).into_string()))
+    Ok(site.with_layout(|s| layout::index(s, &parts, &links).into_string()))
 }
 
 #[cfg(test)]
