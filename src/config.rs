@@ -40,7 +40,8 @@ pub struct Site {
     /// Folder of issues (`*.md`), relative to the config file.
     #[serde(default = "default_issues")]
     pub issues: PathBuf,
-    /// Folder the feeds are written to.
+    /// Folder the feeds and the web archive are written to: the site's output root, served at
+    /// `base_url`.
     #[serde(default = "default_feeds")]
     pub feeds: PathBuf,
     /// The subscriber list (TOML, see `subscribers.example.toml`).

@@ -167,7 +167,7 @@ impl Sources {
     }
 }
 
-/// One issue file to write, borrowed from the build (see [`write`]).
+/// One issue file to write, borrowed from the build (see [`write()`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Row<'a> {
     /// See [`SourceEntry::path`].
@@ -223,7 +223,7 @@ impl Serialize for Columns<'_, '_> {
     }
 }
 
-/// The JSON of the `sources` of a manifest holding `rows` (used by [`write`]; apart so a caller
+/// The JSON of the `sources` of a manifest holding `rows` (used by [`write()`]; apart so a caller
 /// can serialise it while doing other work).
 pub fn sources_json(rows: &[Row<'_>]) -> Vec<u8> {
     serde_json::to_vec(&Columns(rows)).expect("serialising to a Vec cannot fail")

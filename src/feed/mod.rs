@@ -122,7 +122,7 @@ pub enum History<L = Url> {
 }
 
 impl History<String> {
-    /// The same history with each path made a public URL (see [`url`]).
+    /// The same history with each path made a public URL (see [`url()`]).
     ///
     /// # Errors
     /// A URL cannot be built (not expected for a validated config).
