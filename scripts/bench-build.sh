@@ -143,7 +143,7 @@ for r in $(seq 1 "$RUNS"); do
   find "$FP" -mindepth 1 -maxdepth 1 ! -name feedpost.toml ! -name subscribers.toml -exec rm -rf {} +
   measure "$TMP/feedpost-$r.log" "$FEEDPOST" --config "$FP/feedpost.toml" build
   fp_t+=("$M_SECS"); fp_m+=("$M_KB")
-  echo "run $r: feedpost ${M_SECS}s (CPU ${M_CPU}s)  peak RSS ${M_KB} KB  [$(grep -o 'built [0-9].*' "$TMP/feedpost-$r.log" | tail -n 1 || true)]"
+  echo "run $r: feedpost ${M_SECS}s (CPU ${M_CPU}s)  peak RSS ${M_KB} KB  [$(grep -o 'built feeds for [0-9].*' "$TMP/feedpost-$r.log" | tail -n 1 || true)]"
 done
 hugo_pages=$(find "$SITE/public" -name '*.html' 2>/dev/null | wc -l || true)
 fp_files=$(find "$FP/feeds" -type f 2>/dev/null | wc -l || true)
@@ -181,7 +181,7 @@ PY
   last="$new"
   measure "$TMP/feedpost-incr-$r.log" "$FEEDPOST" --config "$FP/feedpost.toml" build
   inc_t+=("$M_SECS"); inc_m+=("$M_KB")
-  echo "incremental run $r (issue $n added): feedpost ${M_SECS}s (CPU ${M_CPU}s)  peak RSS ${M_KB} KB  [$(grep -o 'built [0-9].*' "$TMP/feedpost-incr-$r.log" | tail -n 1 || true)]"
+  echo "incremental run $r (issue $n added): feedpost ${M_SECS}s (CPU ${M_CPU}s)  peak RSS ${M_KB} KB  [$(grep -o 'built feeds for [0-9].*' "$TMP/feedpost-incr-$r.log" | tail -n 1 || true)]"
 done
 it=$(median "${inc_t[@]}"); im=$(median "${inc_m[@]}")
 

@@ -35,6 +35,13 @@ pub struct Cli {
 pub enum Command {
     /// Write the feeds and the web archive into the feeds folder; send nothing.
     Build,
+    /// Lint the site and write nothing: config, front matter, duplicate slugs, dates in the
+    /// future, drafts, links to issues that do not exist, images without alt text, and Markdown
+    /// emphasis that will show as literal `**`. Prints `file:line: severity: message` per finding
+    /// and a summary; exits 1 on errors, 0 on warnings only. Links are checked only under
+    /// `site.permalink_prefix` (e.g. `/issues/<slug>/`); other site paths are not built by
+    /// feedpost and are left alone.
+    Check,
     /// Build, then send an issue to every subscriber who has not received it.
     Publish(PublishArgs),
     /// Send again what an earlier publish of ISSUE left queued or deferred; adds no recipients.

@@ -121,6 +121,8 @@ pub struct Smtp {
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
     /// Attempts per recipient within one run before the recipient is left deferred for the next run.
+    /// Also how many refused connections in a row a worker accepts, and (times `concurrency`) how
+    /// many throttle replies in a row, with no message accepted, before throttles count as attempts.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
     /// First retry delay in milliseconds; doubles per attempt, with jitter.

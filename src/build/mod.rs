@@ -47,6 +47,8 @@ const RACY_NANOS: i128 = 2_000_000_000;
 /// What a build did.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// Good issue files (drafts and future issues included).
+    pub issues: usize,
     /// Issues listed in the feeds and the archive (published: not drafts, not in the future).
     pub published: usize,
     /// Issue files that could not be loaded, sorted by path; they are left out of every output.
@@ -281,6 +283,7 @@ pub fn run(config: &Config, now: DateTime<FixedOffset>) -> Result<Report> {
     let published: Vec<usize> = (0..sources.len())
         .filter(|&i| sources[i].listing.is_published_at(now))
         .collect();
+    report.issues = sources.len();
     report.published = published.len();
     report.main_feeds = Format::ALL
         .iter()

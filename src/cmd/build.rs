@@ -30,7 +30,8 @@ pub fn run(config: &Config) -> Result<ExitCode> {
         "site built"
     );
     println!(
-        "built {} issues into {}: {} files changed ({} of {} rendered, {} removed), {} bad issue files",
+        "built feeds for {} issues ({} published) into {}: {} files changed ({} of {} rendered, {} removed), {} bad issue files",
+        report.issues,
         report.published,
         config.site.feeds.display(),
         report.written,

@@ -1,6 +1,7 @@
 //! The subcommands, one file each, and what they share: loading the site and finding an issue.
 
 mod build;
+mod check;
 mod preview;
 mod publish;
 mod status;
@@ -21,9 +22,14 @@ use crate::issue::{self, Issue, Loaded};
 /// # Errors
 /// The command could not run: bad config, unreadable folders, a ledger error.
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Check = cli.command {
+        // `check` reports a bad config as a finding instead of stopping on it.
+        return check::run(&cli.config);
+    }
     let config = Config::from_file(&cli.config)?;
     match cli.command {
         Command::Build => build::run(&config),
+        Command::Check => check::run(&cli.config),
         Command::Publish(args) => publish::run(&config, args.issue.as_deref(), args.dry_run, true),
         Command::Retry(args) => publish::run(&config, Some(&args.issue), false, false),
         Command::Preview(args) => preview::run(&config, &args),

@@ -19,12 +19,15 @@ use crate::deliver::transport::SmtpSettings;
 use crate::deliver::{self, Settings, Transport};
 use crate::feed::websub;
 use crate::issue::Issue;
-use crate::ledger::{Ledger, NewDelivery};
+use crate::ledger::{Ledger, NewDelivery, State};
 use crate::mail::IssueMail;
 use crate::subscribers::{self, Subscriber};
 
 /// How many recipients go into the ledger per transaction while queueing.
 const ENQUEUE_CHUNK: usize = 5_000;
+
+/// How many still-deferred recipients the end of a run names on stderr.
+const DEFERRED_SHOWN: usize = 10;
 
 /// Publishes (or, with `enqueue = false`, retries) an issue. See the module docs.
 ///
@@ -64,12 +67,12 @@ pub fn run(
     if dry_run {
         return dry_run_report(config, issue);
     }
+    // Lock first: a publish refused because another is running must change nothing, feeds included.
+    let _lock = Ledger::lock(&config.mail.ledger)?;
     let built = build::run(config, now.fixed_offset())?;
     if let (true, Some(hub)) = (enqueue, &config.site.websub_hub) {
         ping_hub(hub, &built);
     }
-
-    let _lock = Ledger::lock(&config.mail.ledger)?;
     let mut ledger = Ledger::open(&config.mail.ledger)?;
     let secret = ledger.secret()?;
     let mail = Arc::new(IssueMail::compose(issue, config, &secret, now)?);
@@ -112,9 +115,19 @@ pub fn run(
         report.sent, before.sent, skipped, report.failed, left
     );
     if left > 0 {
+        let shown = ledger.rows(issue_id, &[State::Deferred], DEFERRED_SHOWN)?;
+        for row in &shown {
+            warn!(
+                recipient = %row.recipient,
+                attempts = row.attempts,
+                reply = row.last_reply.as_deref().unwrap_or(""),
+                "still deferred"
+            );
+        }
         warn!(
-            deferred = left,
-            "some recipients could not be reached yet; `feedpost retry {}` (or the next publish) tries them again",
+            "{} recipient(s) could not be reached yet{}; `feedpost retry {}` (or the next publish) tries them again",
+            left,
+            if left > shown.len() as u64 { " (`feedpost status` lists them)" } else { "" },
             issue.path.display()
         );
     }
@@ -219,7 +232,7 @@ fn dry_run_report(config: &Config, issue: &Issue) -> Result<ExitCode> {
                 return;
             }
             match ledger.as_ref().map(|l| l.state_of(issue_id, &s.key)) {
-                Some(Ok(Some(crate::ledger::State::Sent))) => already += 1,
+                Some(Ok(Some(State::Sent))) => already += 1,
                 Some(Err(e)) => failure = Some(e),
                 _ => would_send += 1,
             }

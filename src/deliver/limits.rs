@@ -1,7 +1,9 @@
 //! Pacing for the delivery engine: the server's throttling, and the configured rate limits.
 //!
 //! [`Throttle`] reacts to the server (421/454/"too many"): every worker pauses, the pause doubling
-//! with each further throttle reply and shrinking again as messages get through. [`Limiter`] keeps
+//! with each further throttle reply and shrinking again as messages get through; it also counts
+//! the throttle replies since the last accepted message (the streak), which tells a server that
+//! throttles now and then from one that accepts nothing. [`Limiter`] keeps
 //! the configured messages-per-second and per-sliding-hour caps: a limit reached makes a worker
 //! wait, never fail.
 
@@ -11,8 +13,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
-
-use tracing::warn;
 
 /// A shared pause that grows while the server throttles us.
 #[derive(Debug)]
@@ -26,6 +26,16 @@ pub struct Throttle {
 struct ThrottleState {
     until: Option<Instant>,
     delay: Duration,
+    streak: u64,
+}
+
+/// What [`Throttle::hit`] made of a throttle reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleHit {
+    /// How long every worker now pauses.
+    pub pause: Duration,
+    /// Throttle replies since the server last accepted a message, this one included.
+    pub streak: u64,
 }
 
 impl Throttle {
@@ -35,28 +45,38 @@ impl Throttle {
             state: Mutex::new(ThrottleState {
                 until: None,
                 delay: Duration::ZERO,
+                streak: 0,
             }),
             max: max.max(Duration::from_millis(10)),
             hits: AtomicU64::new(0),
         }
     }
 
-    /// Records a throttle reply: pause everyone for twice the last pause (starting at 100 ms).
-    pub fn hit(&self, reply: &str) {
+    /// Records a throttle reply: pause everyone for twice the last pause (starting at 100 ms, at
+    /// most `max`). Returns the new pause and streak; the caller logs them.
+    pub fn hit(&self) -> ThrottleHit {
         self.hits.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut s) = self.state.lock() {
-            s.delay = (s.delay * 2).clamp(Duration::from_millis(100), self.max);
-            s.until = Some(Instant::now() + s.delay);
-            warn!(
-                pause_ms = s.delay.as_millis() as u64,
-                reply, "server is throttling; slowing down"
-            );
+        match self.state.lock() {
+            Ok(mut s) => {
+                s.delay = (s.delay * 2).clamp(Duration::from_millis(100), self.max);
+                s.until = Some(Instant::now() + s.delay);
+                s.streak += 1;
+                ThrottleHit {
+                    pause: s.delay,
+                    streak: s.streak,
+                }
+            }
+            Err(_) => ThrottleHit {
+                pause: self.max,
+                streak: u64::MAX,
+            },
         }
     }
 
-    /// Records a message that got through: the next pause starts smaller.
+    /// Records a message that got through: the next pause starts smaller, the streak ends.
     pub fn success(&self) {
         if let Ok(mut s) = self.state.lock() {
+            s.streak = 0;
             if !s.delay.is_zero() {
                 s.delay /= 2;
                 if s.delay < Duration::from_millis(50) {
@@ -221,14 +241,27 @@ mod tests {
     #[test]
     fn throttle_pause_grows_and_shrinks() {
         let t = Throttle::new(Duration::from_secs(1));
-        t.hit("454");
-        t.hit("454");
-        assert_eq!(t.state.lock().unwrap().delay, Duration::from_millis(200));
+        assert_eq!(t.hit().pause, Duration::from_millis(100));
+        assert_eq!(
+            t.hit(),
+            ThrottleHit {
+                pause: Duration::from_millis(200),
+                streak: 2
+            }
+        );
         t.success();
         t.success();
         assert_eq!(t.state.lock().unwrap().delay, Duration::from_millis(50));
         t.success();
         assert_eq!(t.state.lock().unwrap().delay, Duration::ZERO);
         assert_eq!(t.hits(), 2);
+        assert_eq!(t.hit().streak, 1, "a message got through: a new streak");
+    }
+
+    #[test]
+    fn throttle_pause_is_capped() {
+        let t = Throttle::new(Duration::from_millis(300));
+        let pauses: Vec<u128> = (0..4).map(|_| t.hit().pause.as_millis()).collect();
+        assert_eq!(pauses, [100, 200, 300, 300]);
     }
 }

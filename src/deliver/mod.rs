@@ -5,36 +5,60 @@
 //! and records every outcome before the worker may take its next message (group commit: all
 //! outcomes that arrived together share one transaction). So at any instant at most one accepted
 //! message per worker is unrecorded, which bounds the duplicates a `kill -9` can cause by the
-//! concurrency. Transient failures are retried with exponential backoff and jitter; throttling
-//! slows every worker down without spending attempts; permanent failures suppress the address.
+//! concurrency.
+//!
+//! How each [`Failure`] is met:
+//! - transient (4xx, timeout, dropped connection): the recipient is deferred and retried with
+//!   exponential backoff and jitter, up to `max_attempts` per run;
+//! - throttled (421, 454, "too many"): every worker pauses, and the recipient is deferred (with
+//!   its own growing backoff) without spending an attempt — unless the server has accepted nothing
+//!   over the last `max_attempts × concurrency` throttle replies: then each throttle counts as a
+//!   transient failure, so a server that always throttles ends the run with recipients deferred
+//!   instead of looping;
+//! - permanent (5xx to RCPT or to the message): the recipient fails and is suppressed;
+//! - fatal (the server refuses us: 5xx greeting, failed AUTH, 5xx to `MAIL FROM`): the run stops
+//!   with an error, and nothing is marked failed.
+//!
+//! A 421 or a dropped connection ends that worker's connection only; it connects again. A refused
+//! connection sends the recipient back to the queue (it was not tried) and the worker backs off;
+//! after `max_attempts` refusals in a row the worker retires if other connections are open (the
+//! server limits connections), and the run stops with an error if none is (the server is gone).
 
 pub mod limits;
 pub mod transport;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use indicatif::ProgressBar;
-use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
 
 use crate::ledger::{Job, Ledger, Outcome};
 use crate::mail::{IssueMail, Recipient};
 use limits::{Limiter, Throttle};
 pub use transport::{Connection, Failure, Transport};
 
+/// How many events of one kind (transient failure, permanent failure, throttle reply, refused
+/// connection) a run logs as they happen; the rest go to the debug level, and the summary at the
+/// end of the run counts them all. Keeps a send to thousands of greylisting recipients readable.
+const LOUD_EVENTS: u64 = 10;
+
 /// How the engine paces and retries.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Concurrent connections (workers).
     pub concurrency: usize,
-    /// Attempts per recipient within one run.
+    /// Attempts per recipient within one run. Also bounds the refused connections in a row before
+    /// a worker gives its connection up, and (times `concurrency`) the throttle replies in a row,
+    /// with no message accepted, after which each further one counts as an attempt.
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt.
     pub retry_base: Duration,
-    /// Longest retry delay.
+    /// Longest retry delay, and longest pause while throttled.
     pub retry_max: Duration,
     /// Messages per second over all connections; 0 = unlimited.
     pub rate_per_second: f64,
@@ -57,26 +81,81 @@ pub struct Report {
     pub recovered: u64,
 }
 
+/// What the workers share.
 struct Shared {
     throttle: Throttle,
     limiter: Limiter,
+    /// Set by SIGINT/SIGTERM: claim nothing more.
     stopping: AtomicBool,
+    /// Why the run must stop (the server refuses us); claim nothing more.
     fatal: Mutex<Option<String>>,
+    /// Workers holding an open connection.
+    live: AtomicUsize,
+    /// Throttle replies and refused connections logged so far (see [`LOUD_EVENTS`]).
+    throttles_logged: AtomicU64,
+    refusals_logged: AtomicU64,
     settings: Settings,
 }
 
-type Done = (Outcome, oneshot::Sender<()>);
+impl Shared {
+    fn stopped(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+            || self.fatal.lock().map(|f| f.is_some()).unwrap_or(true)
+    }
+
+    /// Stops the run with `reason` (the first reason wins).
+    fn fail(&self, reason: String) {
+        if let Ok(mut fatal) = self.fatal.lock() {
+            fatal.get_or_insert(reason);
+        }
+    }
+}
+
+/// Whether the `n`-th event of a kind (1-based) is still logged as it happens; the first one past
+/// the limit says where the rest go.
+fn loud(counter: &AtomicU64, kind: &str) -> bool {
+    let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+    if n == LOUD_EVENTS + 1 {
+        info!("more {kind} follow; they are logged at debug level and counted at the end");
+    }
+    n <= LOUD_EVENTS
+}
+
+/// How a worker's attempt ended.
+enum Attempted {
+    /// Settled by the worker.
+    Outcome(Outcome),
+    /// The server throttled us; the run loop decides what it costs (see [`charge_throttle`]).
+    Throttled {
+        key: String,
+        reply: String,
+        /// Throttle replies since the server last accepted a message.
+        streak: u64,
+    },
+}
+
+/// A worker's outcome on its way to the ledger.
+struct Done {
+    attempted: Attempted,
+    /// Answered once the outcome is committed.
+    ack: oneshot::Sender<()>,
+}
 
 /// Sends every due delivery of `issue_id` through `transport` and records each outcome in
 /// `ledger`, until nothing is left that may be tried in this run.
 ///
 /// Before anything is claimed, one connection is opened: if the server is down or refuses us,
-/// the run ends with an error and no delivery changes state. `progress` is advanced per recorded
-/// outcome. Ctrl-C (SIGINT) or SIGTERM stops claiming, lets messages in flight finish, and queues
-/// the rest again.
+/// the run ends with an error and no delivery changes state. When nothing is queued or deferred,
+/// no connection is opened at all. During the run a lost connection
+/// ends that worker's connection only and is opened again; connections refused `max_attempts`
+/// times in a row retire the worker while others still send, and stop the run when none does.
+/// `progress` is advanced per recorded outcome. Ctrl-C (SIGINT) or SIGTERM stops claiming, lets
+/// messages in flight finish, and queues the rest again.
 ///
 /// # Errors
-/// The first connection fails, the server refuses every session, or the ledger cannot be written.
+/// The first connection fails; the server refuses us during the run (a 5xx greeting, failed
+/// authentication, a 5xx to `MAIL FROM`, or no connection possible any more) — the deliveries not
+/// yet sent are then queued again, none is marked failed; or the ledger cannot be written.
 pub async fn run(
     ledger: &mut Ledger,
     issue_id: &str,
@@ -95,6 +174,11 @@ pub async fn run(
             "queued again the messages left in flight by an interrupted run"
         );
     }
+    let pending = ledger.counts(issue_id)?;
+    if pending.queued + pending.deferred == 0 {
+        // Everything is sent or failed: no need for the server (it may well be down).
+        return Ok(report);
+    }
     let first = transport.connect().await.map_err(|f| anyhow!("{f}"))?;
     info!(to = %transport.describe(), concurrency = settings.concurrency, "connected");
     let hour_ago = chrono::Utc::now().timestamp() - 3600;
@@ -107,12 +191,16 @@ pub async fn run(
         ),
         stopping: AtomicBool::new(false),
         fatal: Mutex::new(None),
+        live: AtomicUsize::new(0),
+        throttles_logged: AtomicU64::new(0),
+        refusals_logged: AtomicU64::new(0),
         settings: settings.clone(),
     });
     let capacity = settings.concurrency * 2;
     let (job_tx, job_rx) = mpsc::channel::<Job>(capacity);
     let job_rx = Arc::new(tokio::sync::Mutex::new(job_rx));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let (finished_tx, finished_rx) = watch::channel(false);
     let transport = Arc::new(transport);
     let mut workers = tokio::task::JoinSet::new();
     let mut first = Some(first);
@@ -124,6 +212,7 @@ pub async fn run(
             done_tx.clone(),
             shared.clone(),
             first.take(),
+            finished_rx.clone(),
         ));
     }
     drop(done_tx);
@@ -136,9 +225,10 @@ pub async fn run(
 
     let max_attempts = settings.max_attempts;
     let mut in_flight = 0usize;
+    let mut throttled_in_run: HashMap<String, u32> = HashMap::new();
+    let (transient_logged, failed_logged) = (AtomicU64::new(0), AtomicU64::new(0));
     loop {
-        let stopping = shared.stopping.load(Ordering::SeqCst)
-            || shared.fatal.lock().map(|f| f.is_some()).unwrap_or(true);
+        let stopping = shared.stopped();
         if !stopping && in_flight < capacity {
             let jobs = ledger.claim(issue_id, now_ms(), capacity - in_flight, max_attempts)?;
             in_flight += jobs.len();
@@ -168,11 +258,22 @@ pub async fn run(
         while let Ok(more) = done_rx.try_recv() {
             batch.push(more);
         }
-        let outcomes: Vec<Outcome> = batch.iter().map(|(o, _)| o.clone()).collect();
+        let (outcomes, acks): (Vec<Outcome>, Vec<oneshot::Sender<()>>) = batch
+            .into_iter()
+            .map(|done| {
+                let outcome = match done.attempted {
+                    Attempted::Outcome(outcome) => outcome,
+                    Attempted::Throttled { key, reply, streak } => {
+                        charge_throttle(&mut throttled_in_run, key, reply, streak, &settings)
+                    }
+                };
+                (outcome, done.ack)
+            })
+            .unzip();
         ledger.record(issue_id, &outcomes)?;
-        in_flight -= batch.len();
-        for (outcome, ack) in batch {
-            match &outcome {
+        in_flight -= outcomes.len();
+        for (outcome, ack) in outcomes.iter().zip(acks) {
+            match outcome {
                 Outcome::Sent { .. } => {
                     report.sent += 1;
                     progress.inc(1);
@@ -180,21 +281,36 @@ pub async fn run(
                 Outcome::Failed { key, reply } => {
                     report.failed += 1;
                     progress.inc(1);
-                    warn!(recipient = %key, reply = %reply, "permanent failure; address suppressed");
+                    if loud(&failed_logged, "permanent failures") {
+                        warn!(recipient = %key, reply = %reply, "permanent failure; address suppressed");
+                    } else {
+                        debug!(recipient = %key, reply = %reply, "permanent failure; address suppressed");
+                    }
                 }
                 Outcome::Deferred { key, reply, .. } => {
                     report.transient += 1;
-                    info!(recipient = %key, reply = %reply, "transient failure; will retry");
+                    if loud(&transient_logged, "transient failures") {
+                        info!(recipient = %key, reply = %reply, "transient failure; deferred");
+                    } else {
+                        debug!(recipient = %key, reply = %reply, "transient failure; deferred");
+                    }
                 }
-                Outcome::Requeue { .. } => {}
+                Outcome::Throttled { .. } | Outcome::Requeue { .. } => {}
             }
             let _ = ack.send(());
         }
     }
     drop(job_tx);
+    let _ = finished_tx.send(true);
     while workers.join_next().await.is_some() {}
     signals.abort();
     report.throttled = shared.throttle.hits();
+    if report.transient + report.failed + report.throttled > 0 {
+        info!(
+            "this run met {} transient failures, {} permanent failures and {} throttle replies",
+            report.transient, report.failed, report.throttled
+        );
+    }
     if let Some(fatal) = shared.fatal.lock().ok().and_then(|f| f.clone()) {
         return Err(anyhow!("{fatal}"));
     }
@@ -232,64 +348,132 @@ pub fn backoff(attempts: u32, base: Duration, max: Duration) -> Duration {
     capped.mul_f64(rand::random_range(0.5..=1.0))
 }
 
+/// What a throttle reply costs the recipient `key`. Normally nothing: it is deferred without
+/// spending an attempt, for a backoff that grows with the times it was throttled in this run
+/// (`throttled_in_run`), so other recipients go first. But once the server has accepted nothing
+/// over `max_attempts × concurrency` throttle replies in a row (`streak`), it is not slowing us
+/// down but refusing: each throttle is then a transient failure that spends an attempt, so a run
+/// against a server that always throttles ends.
+fn charge_throttle(
+    throttled_in_run: &mut HashMap<String, u32>,
+    key: String,
+    reply: String,
+    streak: u64,
+    settings: &Settings,
+) -> Outcome {
+    let n = throttled_in_run.entry(key.clone()).or_insert(0);
+    *n += 1;
+    let next_attempt_at =
+        now_ms() + backoff(*n - 1, settings.retry_base, settings.retry_max).as_millis() as i64;
+    let patience = u64::from(settings.max_attempts) * settings.concurrency as u64;
+    if streak > patience {
+        Outcome::Deferred {
+            key,
+            reply,
+            next_attempt_at,
+        }
+    } else {
+        Outcome::Throttled {
+            key,
+            reply,
+            next_attempt_at,
+        }
+    }
+}
+
+/// What a worker does after its outcome is recorded.
+enum Next {
+    /// Take the next message.
+    Go,
+    /// Wait this long first (the server refused a connection).
+    Pause(Duration),
+    /// Stop: the server will not take this worker's connection, and others still send.
+    Retire,
+}
+
+/// One worker: one connection at a time, one message at a time, each outcome committed before
+/// the next message is taken.
 async fn worker(
     transport: Arc<Transport>,
     mail: Arc<IssueMail>,
     jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
     done: mpsc::UnboundedSender<Done>,
     shared: Arc<Shared>,
-    mut conn: Option<Connection>,
+    first: Option<Connection>,
+    mut finished: watch::Receiver<bool>,
 ) {
-    let settings = &shared.settings;
-    let mut connect_failures = 0u32;
+    let mut slot = Slot {
+        conn: None,
+        refused: 0,
+    };
+    if let Some(c) = first {
+        slot.hold(c, &shared);
+    }
     loop {
         let job = { jobs.lock().await.recv().await };
         let Some(job) = job else { break };
-        let stop = shared.stopping.load(Ordering::SeqCst)
-            || shared.fatal.lock().map(|f| f.is_some()).unwrap_or(true);
-        let outcome = if stop {
-            Outcome::Requeue { key: job.key }
-        } else {
-            attempt(
-                &transport,
-                &mail,
-                &shared,
-                &mut conn,
-                &mut connect_failures,
-                job,
-                settings,
+        let (attempted, next) = if shared.stopped() {
+            (
+                Attempted::Outcome(Outcome::Requeue { key: job.key }),
+                Next::Go,
             )
-            .await
+        } else {
+            attempt(&transport, &mail, &shared, &mut slot, job).await
         };
-        let (ack_tx, ack_rx) = oneshot::channel();
-        if done.send((outcome, ack_tx)).is_err() {
+        let (ack, acked) = oneshot::channel();
+        let sent = done.send(Done { attempted, ack });
+        // Group commit: the outcome is on disk before this worker takes another message.
+        if sent.is_err() || acked.await.is_err() {
             break;
         }
-        // Group commit: the outcome is on disk before this worker takes another message.
-        if ack_rx.await.is_err() {
-            break;
+        match next {
+            Next::Go => {}
+            Next::Pause(pause) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = finished.wait_for(|f| *f) => {}
+                }
+            }
+            Next::Retire => break,
         }
     }
-    if let Some(c) = conn {
+    if let Some(c) = slot.drop_conn(&shared) {
         c.close().await;
     }
 }
 
+/// A worker's connection, and how many times in a row the server refused a new one.
+struct Slot {
+    conn: Option<Connection>,
+    refused: u32,
+}
+
+impl Slot {
+    fn hold(&mut self, c: Connection, shared: &Shared) {
+        self.conn = Some(c);
+        self.refused = 0;
+        shared.live.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn drop_conn(&mut self, shared: &Shared) -> Option<Connection> {
+        let c = self.conn.take();
+        if c.is_some() {
+            shared.live.fetch_sub(1, Ordering::SeqCst);
+        }
+        c
+    }
+}
+
+/// One attempt to deliver `job`: (re)connect if needed, send, classify.
 async fn attempt(
     transport: &Transport,
     mail: &IssueMail,
     shared: &Shared,
-    conn: &mut Option<Connection>,
-    connect_failures: &mut u32,
+    slot: &mut Slot,
     job: Job,
-    settings: &Settings,
-) -> Outcome {
-    let deferred = |key: String, reply: String, attempts: u32| Outcome::Deferred {
-        key,
-        reply,
-        next_attempt_at: now_ms()
-            + backoff(attempts, settings.retry_base, settings.retry_max).as_millis() as i64,
-    };
+) -> (Attempted, Next) {
+    let settings = &shared.settings;
+    let requeue = |key: String, next: Next| (Attempted::Outcome(Outcome::Requeue { key }), next);
     let (envelope, message) = match mail.personalise(&Recipient {
         address: &job.address,
         name: job.name.as_deref(),
@@ -297,65 +481,102 @@ async fn attempt(
     }) {
         Ok(m) => m,
         Err(e) => {
-            return Outcome::Failed {
+            let outcome = Outcome::Failed {
                 key: job.key,
                 reply: format!("{e:#}"),
-            }
+            };
+            return (Attempted::Outcome(outcome), Next::Go);
         }
     };
     shared.throttle.wait().await;
-    if conn.as_ref().is_none_or(|c| !c.is_usable()) {
-        *conn = None;
+    if slot.conn.as_ref().is_none_or(|c| !c.is_usable()) {
+        slot.drop_conn(shared);
         match transport.connect().await {
             Ok(c) => {
-                *connect_failures = 0;
-                *conn = Some(c);
-            }
-            Err(Failure::Permanent(m)) => {
-                if let Ok(mut fatal) = shared.fatal.lock() {
-                    fatal.get_or_insert(m);
+                if slot.refused > 0 {
+                    info!(tries = slot.refused + 1, "connected again");
+                } else {
+                    debug!("opened a connection");
                 }
-                return Outcome::Requeue { key: job.key };
+                slot.hold(c, shared);
             }
-            Err(Failure::Transient(m) | Failure::Throttled(m)) => {
-                *connect_failures += 1;
-                warn!(reply = %m, "cannot reconnect");
-                tokio::time::sleep(backoff(
-                    *connect_failures,
-                    settings.retry_base,
-                    settings.retry_max,
-                ))
-                .await;
-                return deferred(job.key, m, job.attempts);
+            Err(Failure::Fatal(m)) => {
+                shared.fail(m);
+                return requeue(job.key, Next::Go);
+            }
+            Err(refused) => {
+                // The recipient was not tried: back to the queue, no attempt spent.
+                slot.refused += 1;
+                let m = refused.to_string();
+                if slot.refused >= settings.max_attempts {
+                    let live = shared.live.load(Ordering::SeqCst);
+                    if live > 0 {
+                        warn!(reply = %m, "the server refused this connection {} times in a row; going on with {live}", slot.refused);
+                        return requeue(job.key, Next::Retire);
+                    }
+                    shared.fail(format!("{m} ({} tries in a row)", slot.refused));
+                    return requeue(job.key, Next::Go);
+                }
+                let pause = backoff(slot.refused - 1, settings.retry_base, settings.retry_max);
+                if loud(&shared.refusals_logged, "refused connections") {
+                    warn!(reply = %m, pause_ms = pause.as_millis() as u64, "cannot connect; trying again");
+                } else {
+                    debug!(reply = %m, pause_ms = pause.as_millis() as u64, "cannot connect; trying again");
+                }
+                return requeue(job.key, Next::Pause(pause));
             }
         }
     }
-    let Some(c) = conn.as_mut() else {
-        return Outcome::Requeue { key: job.key };
+    let Some(c) = slot.conn.as_mut() else {
+        return requeue(job.key, Next::Go);
     };
     shared.limiter.acquire().await;
     let file_name = format!(
         "{}.eml",
         job.message_id.trim_matches(|ch| ch == '<' || ch == '>')
     );
-    match c.send(&envelope, &message, &file_name).await {
+    let result = c.send(&envelope, &message, &file_name).await;
+    if !c.is_usable() {
+        slot.drop_conn(shared);
+        debug!("the connection is closed; the next message opens another");
+    }
+    let key = job.key;
+    let outcome = match result {
         Ok(sent) => {
             shared.throttle.success();
             Outcome::Sent {
-                key: job.key,
+                key,
                 reply: sent.reply,
             }
         }
-        Err(Failure::Throttled(m)) => {
-            shared.throttle.hit(&m);
-            Outcome::Requeue { key: job.key }
+        Err(Failure::Throttled(reply)) => {
+            let hit = shared.throttle.hit();
+            let pause_ms = hit.pause.as_millis() as u64;
+            if loud(&shared.throttles_logged, "throttle replies") {
+                warn!(reply = %reply, pause_ms, "the server is throttling; slowing down");
+            } else {
+                debug!(reply = %reply, pause_ms, "the server is throttling; slowing down");
+            }
+            let throttled = Attempted::Throttled {
+                key,
+                reply,
+                streak: hit.streak,
+            };
+            return (throttled, Next::Go);
         }
-        Err(Failure::Transient(m)) => deferred(job.key, m, job.attempts),
-        Err(Failure::Permanent(m)) => Outcome::Failed {
-            key: job.key,
-            reply: m,
+        Err(Failure::Transient(reply)) => Outcome::Deferred {
+            key,
+            reply,
+            next_attempt_at: now_ms()
+                + backoff(job.attempts, settings.retry_base, settings.retry_max).as_millis() as i64,
         },
-    }
+        Err(Failure::Permanent(reply)) => Outcome::Failed { key, reply },
+        Err(Failure::Fatal(m)) => {
+            shared.fail(m);
+            Outcome::Requeue { key }
+        }
+    };
+    (Attempted::Outcome(outcome), Next::Go)
 }
 
 #[cfg(test)]
@@ -375,6 +596,47 @@ mod tests {
                 "{d3:?}"
             );
             assert!(backoff(40, base, max) <= max);
+        }
+    }
+
+    #[test]
+    fn a_throttle_spends_no_attempt_until_the_server_accepts_nothing() {
+        let settings = Settings {
+            concurrency: 2,
+            max_attempts: 2,
+            retry_base: Duration::from_millis(10),
+            retry_max: Duration::from_millis(100),
+            rate_per_second: 0.0,
+            hourly_cap: 0,
+        };
+        let before = now_ms();
+        let mut counts = HashMap::new();
+        let mut charge = |key: &str, streak| {
+            charge_throttle(
+                &mut counts,
+                key.into(),
+                "454 slow down".into(),
+                streak,
+                &settings,
+            )
+        };
+        // Throttled now and then (messages get through in between): never an attempt, however
+        // often the same recipient is unlucky.
+        for _ in 0..10 {
+            assert!(matches!(charge("a@x.org", 1), Outcome::Throttled { .. }));
+        }
+        // Nothing accepted over max_attempts × concurrency = 4 throttles: now it costs attempts.
+        assert!(matches!(charge("b@x.org", 4), Outcome::Throttled { .. }));
+        match charge("b@x.org", 5) {
+            Outcome::Deferred {
+                key,
+                reply,
+                next_attempt_at,
+            } => {
+                assert_eq!((key.as_str(), reply.as_str()), ("b@x.org", "454 slow down"));
+                assert!(next_attempt_at >= before);
+            }
+            other => panic!("expected a deferral, got {other:?}"),
         }
     }
 }

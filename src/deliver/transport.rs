@@ -18,24 +18,66 @@ use tokio::net::TcpStream;
 
 use crate::config::{Security, Smtp};
 
-/// Why an attempt did not deliver, as the engine must treat it.
+/// Why an attempt did not deliver, as the engine must treat it. Each carries the server's reply
+/// (`550 5.1.1 User unknown`) or the local error, for the ledger and the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
-    /// A 4xx reply, a timeout, or a lost connection: retry later (RFC 5321 §4.2.1).
+    /// A 4xx reply, a timeout, a refused or lost connection, a failed TLS handshake: retry later
+    /// (RFC 5321 §4.2.1).
     #[error("{0}")]
     Transient(String),
     /// The server asks us to slow down (421, 454, "too many"): retry without counting an attempt.
     #[error("{0}")]
     Throttled(String),
-    /// A 5xx reply to MAIL, RCPT or DATA: never retry; suppress the address.
+    /// A 5xx reply to RCPT or to the message (DATA): this recipient will never get it; suppress
+    /// the address.
     #[error("{0}")]
     Permanent(String),
+    /// The server refuses us, not the recipient: a 5xx greeting, failed authentication, no
+    /// STARTTLS, a 5xx reply to `MAIL FROM`. Every other message would meet the same refusal, so
+    /// the run stops and no recipient is marked failed.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// The server's reply as it was sent (`550 5.1.1 User unknown`), or lettre's description of what
+/// went wrong when there was no reply (a dropped connection, a TLS error).
+fn reply_text(e: &lettre::transport::smtp::Error) -> String {
+    use std::error::Error;
+    match (e.status(), e.source()) {
+        (Some(code), Some(text)) => format!("{code} {text}"),
+        _ => e.to_string(),
+    }
+}
+
+/// Whether a connect error is a failed TLS handshake: lettre's TLS kind, or the `InvalidData` I/O
+/// error tokio-rustls reports a handshake failure with.
+fn is_tls_failure(e: &lettre::transport::smtp::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::InvalidData {
+                return true;
+            }
+        }
+        source = err.source();
+    }
+    e.is_tls()
+}
+
+/// The text of the deepest cause of `e`: what actually went wrong, without lettre's wrappers.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
 }
 
 impl Failure {
     /// Classifies a lettre SMTP error by its reply code and text.
     fn from_smtp(e: &lettre::transport::smtp::Error) -> Failure {
-        let text = e.to_string();
+        let text = reply_text(e);
         match e.status() {
             Some(code) => {
                 let n = u16::from(code);
@@ -108,13 +150,14 @@ impl Transport {
     /// `AUTH` as configured.
     ///
     /// # Errors
-    /// [`Failure::Transient`] when the server cannot be reached or answers 4xx;
-    /// [`Failure::Permanent`] when it refuses us (5xx greeting, failed authentication, no STARTTLS).
+    /// [`Failure::Transient`] when the server cannot be reached, answers 4xx, or the TLS handshake
+    /// fails; [`Failure::Fatal`] when it refuses us (5xx greeting, failed authentication, no
+    /// STARTTLS) or TLS cannot be set up at all.
     pub async fn connect(&self) -> Result<Connection, Failure> {
         match self {
             Transport::Outbox(dir) => {
                 tokio::fs::create_dir_all(dir).await.map_err(|e| {
-                    Failure::Permanent(format!("cannot create the outbox `{}`: {e}", dir.display()))
+                    Failure::Fatal(format!("cannot create the outbox `{}`: {e}", dir.display()))
                 })?;
                 Ok(Connection::Outbox(dir.clone()))
             }
@@ -148,7 +191,13 @@ async fn connect_smtp(s: &SmtpSettings) -> Result<AsyncSmtpConnection, Failure> 
     let smtp = &s.smtp;
     let hello = hello_name(smtp);
     let classify = |e: lettre::transport::smtp::Error| match Failure::from_smtp(&e) {
-        Failure::Permanent(m) => Failure::Permanent(format!(
+        _ if is_tls_failure(&e) => Failure::Transient(format!(
+            "the TLS handshake with {}:{} failed: {}",
+            smtp.host,
+            smtp.port,
+            innermost(&e)
+        )),
+        Failure::Permanent(m) | Failure::Fatal(m) => Failure::Fatal(format!(
             "{}:{} refused the session: {m}",
             smtp.host, smtp.port
         )),
@@ -159,7 +208,7 @@ async fn connect_smtp(s: &SmtpSettings) -> Result<AsyncSmtpConnection, Failure> 
     };
     let tls = || {
         TlsParameters::new(smtp.host.clone())
-            .map_err(|e| Failure::Permanent(format!("cannot set up TLS for {}: {e}", smtp.host)))
+            .map_err(|e| Failure::Fatal(format!("cannot set up TLS for {}: {e}", smtp.host)))
     };
     let mut conn = match smtp.security {
         Security::Tls => AsyncSmtpConnection::connect_tokio1(
@@ -187,15 +236,17 @@ async fn connect_smtp(s: &SmtpSettings) -> Result<AsyncSmtpConnection, Failure> 
                 .map_err(classify)?;
             if smtp.security == Security::Starttls {
                 if !conn.can_starttls() {
-                    return Err(Failure::Permanent(format!(
+                    return Err(Failure::Fatal(format!(
                         "{}:{} does not offer STARTTLS; set `smtp.security = \"tls\"` or `\"none\"`",
                         smtp.host, smtp.port
                     )));
                 }
                 conn.starttls(tls()?, &hello).await.map_err(|e| {
                     Failure::Transient(format!(
-                        "STARTTLS with {}:{} failed: {e}",
-                        smtp.host, smtp.port
+                        "the TLS handshake (STARTTLS) with {}:{} failed: {}",
+                        smtp.host,
+                        smtp.port,
+                        innermost(&e)
                     ))
                 })?;
             }
@@ -206,7 +257,7 @@ async fn connect_smtp(s: &SmtpSettings) -> Result<AsyncSmtpConnection, Failure> 
         conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
             .await
             .map_err(|e| {
-                Failure::Permanent(format!(
+                Failure::Fatal(format!(
                     "authentication with {}:{} failed: {e}",
                     smtp.host, smtp.port
                 ))
@@ -226,8 +277,8 @@ impl Connection {
     /// Sends one message. `file_name` names the outbox file (a Message-ID based name).
     ///
     /// On a refused recipient or message the session is reset with `RSET` and stays usable; on a
-    /// lost connection, a timeout or a 421, `broken` returns true afterwards and the caller opens a
-    /// new connection.
+    /// lost connection, a timeout or a 421, [`Connection::is_usable`] returns false afterwards and
+    /// the caller opens a new connection.
     ///
     /// # Errors
     /// The classified [`Failure`].
@@ -255,8 +306,16 @@ impl Connection {
                 let timeout = *timeout;
                 match tokio::time::timeout(timeout, smtp_send(conn, envelope, message)).await {
                     Ok(Ok(reply)) => Ok(Sent { reply }),
-                    Ok(Err(e)) => {
-                        let failure = Failure::from_smtp(&e);
+                    Ok(Err((stage, e))) => {
+                        let failure = match Failure::from_smtp(&e) {
+                            Failure::Permanent(m) if stage == Stage::Mail => {
+                                Failure::Fatal(format!(
+                                    "the server refuses the sender `{}`: {m}",
+                                    envelope.from().map(|a| a.to_string()).unwrap_or_default()
+                                ))
+                            }
+                            other => other,
+                        };
                         let reset = !failure.breaks_connection(&e)
                             && tokio::time::timeout(timeout, conn.command(Rset))
                                 .await
@@ -296,13 +355,21 @@ impl Connection {
     }
 }
 
+/// Where in the transaction a reply came: a refusal of `MAIL FROM` concerns the sender, one of
+/// `RCPT TO` or the message concerns the recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Mail,
+    Recipient,
+}
+
 /// MAIL, RCPT, DATA and the message, without lettre's abort-on-any-error, so a refused recipient
 /// does not cost a reconnect.
 async fn smtp_send(
     conn: &mut AsyncSmtpConnection,
     envelope: &Envelope,
     message: &[u8],
-) -> Result<String, lettre::transport::smtp::Error> {
+) -> Result<String, (Stage, lettre::transport::smtp::Error)> {
     let mut params = Vec::new();
     if !message.is_ascii() {
         params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
@@ -316,12 +383,16 @@ async fn smtp_send(
         params.push(MailParameter::SmtpUtfEight);
     }
     conn.command(Mail::new(envelope.from().cloned(), params))
-        .await?;
+        .await
+        .map_err(|e| (Stage::Mail, e))?;
+    let recipient = |e| (Stage::Recipient, e);
     for to in envelope.to() {
-        conn.command(Rcpt::new(to.clone(), vec![])).await?;
+        conn.command(Rcpt::new(to.clone(), vec![]))
+            .await
+            .map_err(recipient)?;
     }
-    conn.command(Data).await?;
-    let response = conn.message(message).await?;
+    conn.command(Data).await.map_err(recipient)?;
+    let response = conn.message(message).await.map_err(recipient)?;
     Ok(format!(
         "{} {}",
         response.code(),

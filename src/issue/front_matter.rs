@@ -58,7 +58,7 @@ pub fn split(text: &str) -> Result<Split<'_>, FrontMatterError> {
     // Skip blank lines before the opening delimiter.
     let (format, delimiter) = loop {
         let Some(line) = next_line(text, offset) else {
-            return Err(err(line_no, "the file is empty: an issue needs front matter, e.g.\n---\ntitle: \"...\"\ndate: 2024-01-05T15:00:00+08:00\n---"));
+            return Err(err(line_no, "the file is empty: an issue starts with front matter, e.g. the four lines `---`, `title: \"...\"`, `date: 2024-01-05T15:00:00+08:00`, `---`"));
         };
         let trimmed = line.trim_end();
         offset += line.len();
@@ -179,7 +179,13 @@ pub fn parse(split: &Split<'_>) -> Result<RawFrontMatter, FrontMatterError> {
             }
             let value: serde_yaml::Value =
                 serde_yaml::from_str(split.front_matter).map_err(|e| {
-                    let line = e.location().map_or(0, |l| l.line() - 1);
+                    // From the byte index, not libyaml's line: YAML also breaks lines at a
+                    // lone `\r`, U+2028 and U+0085, which editors and this file's lines do not.
+                    // At the end of the input (an unclosed `[`), the last line with text.
+                    let end = split.front_matter.trim_end().len();
+                    let line = e.location().map_or(0, |l| {
+                        newlines_before(split.front_matter, l.index().min(end))
+                    });
                     err(
                         split.front_matter_line + line,
                         format!(
@@ -188,33 +194,84 @@ pub fn parse(split: &Split<'_>) -> Result<RawFrontMatter, FrontMatterError> {
                         ),
                     )
                 })?;
-            let value = yaml_dates_to_strings(value);
-            serde_yaml::from_value(value).map_err(|e| {
-                err(
-                    split.front_matter_line,
-                    format!("unexpected front matter value: {e}"),
-                )
+            let map = match yaml_dates_to_strings(value) {
+                serde_yaml::Value::Mapping(map) => map,
+                serde_yaml::Value::Null => return Ok(RawFrontMatter::default()),
+                _ => return Err(not_a_mapping(split)),
+            };
+            serde_yaml::from_value(serde_yaml::Value::Mapping(map.clone())).map_err(|e| {
+                // Find the key whose value is wrong, to name it and its line.
+                let bad = map.iter().find_map(|(k, v)| {
+                    let one: serde_yaml::Mapping = [(k.clone(), v.clone())].into_iter().collect();
+                    serde_yaml::from_value::<RawFrontMatter>(serde_yaml::Value::Mapping(one))
+                        .is_err()
+                        .then(|| k.as_str().map(str::to_string))
+                });
+                wrong_type(split, bad.flatten(), &e.to_string())
             })
         }
         Format::Toml => {
             let table: toml::Table = toml::from_str(split.front_matter).map_err(|e| {
                 let line = e
                     .span()
-                    .map_or(0, |s| split.front_matter[..s.start].matches('\n').count());
+                    .map_or(0, |s| newlines_before(split.front_matter, s.start));
                 err(
                     split.front_matter_line + line,
                     format!("invalid TOML front matter: {}", e.message()),
                 )
             })?;
-            let table = toml_dates_to_strings(toml::Value::Table(table));
-            table.try_into().map_err(|e: toml::de::Error| {
-                err(
-                    split.front_matter_line,
-                    format!("unexpected front matter value: {}", e.message()),
-                )
-            })
+            let toml::Value::Table(table) = toml_dates_to_strings(toml::Value::Table(table)) else {
+                return Err(not_a_mapping(split));
+            };
+            toml::Value::Table(table.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    let bad = table.iter().find_map(|(k, v)| {
+                        let one: toml::Table = [(k.clone(), v.clone())].into_iter().collect();
+                        toml::Value::Table(one)
+                            .try_into::<RawFrontMatter>()
+                            .is_err()
+                            .then(|| k.clone())
+                    });
+                    wrong_type(split, bad, e.message())
+                })
         }
     }
+}
+
+/// How many `\n` come before byte `index` of `text` (all of them when `index` is past the end).
+fn newlines_before(text: &str, index: usize) -> usize {
+    let bytes = text.as_bytes();
+    bytes[..index.min(bytes.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
+fn not_a_mapping(split: &Split<'_>) -> FrontMatterError {
+    err(
+        split.front_matter_line,
+        "the front matter must be `key: value` lines (YAML) or `key = value` lines (TOML)",
+    )
+}
+
+/// The error for a key whose value has the wrong type, on that key's line when it is known.
+fn wrong_type(split: &Split<'_>, key: Option<String>, detail: &str) -> FrontMatterError {
+    let Some(key) = key else {
+        return err(
+            split.front_matter_line,
+            format!("unexpected front matter value: {detail}"),
+        );
+    };
+    let expected = match key.as_str() {
+        "categories" | "tags" => "a string or a list of strings, e.g. `[\"a\", \"b\"]`",
+        "draft" => "`true` or `false`",
+        _ => "a string",
+    };
+    err(
+        key_line(split, &key).unwrap_or(split.front_matter_line),
+        format!("`{key}` must be {expected}"),
+    )
 }
 
 /// 1-based line in the file of the first line of the front matter that sets `key`, if any.
@@ -335,10 +392,43 @@ mod tests {
 
     #[test]
     fn yaml_syntax_error_has_file_line() {
-        let s = split("---\ntitle: ok\ntags: [unclosed\n---\n").unwrap();
+        let s = split("---\ntitle: ok\ntags: [unclosed\n\n---\n").unwrap();
         let e = parse(&s).unwrap_err();
-        assert!(e.line >= 3, "{e:?}");
+        assert_eq!(e.line, 3, "{e:?}");
         assert!(e.message.contains("invalid YAML"));
+    }
+
+    #[test]
+    fn wrong_types_name_the_key_and_its_line() {
+        let s = split("---\ntitle: ok\ndate: 2020-05-15\ncategories: [1, [2]]\n---\n").unwrap();
+        let e = parse(&s).unwrap_err();
+        assert_eq!(e.line, 4);
+        assert_eq!(
+            e.message,
+            "`categories` must be a string or a list of strings, e.g. `[\"a\", \"b\"]`"
+        );
+        let s = split("+++\ntitle = 't'\ndraft = 'yes'\n+++\n").unwrap();
+        let e = parse(&s).unwrap_err();
+        assert_eq!(
+            (e.line, e.message.as_str()),
+            (3, "`draft` must be `true` or `false`")
+        );
+    }
+
+    #[test]
+    fn front_matter_that_is_not_a_mapping() {
+        let s = split("---\n- a\n- b\n---\n").unwrap();
+        let e = parse(&s).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("`key: value`"), "{e:?}");
+    }
+
+    #[test]
+    fn yaml_error_lines_count_only_newlines() {
+        // libyaml also breaks lines at a lone CR; the file has three lines, not six.
+        let s = split("---\ntitle: x\r\r\r\rtags: [\n---\n").unwrap();
+        let e = parse(&s).unwrap_err();
+        assert_eq!(e.line, 2, "{e:?}");
     }
 
     #[test]

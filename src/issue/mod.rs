@@ -5,12 +5,15 @@
 //! later stage (feeds, archive, email) reads these values and never the files.
 
 pub mod front_matter;
+pub mod lint;
 pub mod markdown;
+#[cfg(test)]
+mod robustness_tests;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, FixedOffset, NaiveDate};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, TimeZone};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -326,7 +329,7 @@ pub fn parse(
         Some(d) if !d.is_empty() => parse_date(d).ok_or_else(|| E {
             line: date_line,
             message: format!(
-                "cannot read the date `{d}`: write it as RFC 3339 with an offset, e.g. `2020-05-15T17:00:00+08:00`"
+                "cannot read the date `{d}`: write it as `YYYY-MM-DD`, or RFC 3339 with an offset, e.g. `2020-05-15T17:00:00+08:00`"
             ),
         })?,
         _ => {
@@ -412,17 +415,76 @@ pub fn parse(
     })
 }
 
-/// Parses an issue date: RFC 3339 (`2020-05-15T17:00:00+08:00`, fractional seconds, `Z`, or a
-/// space for `T`), or a bare `YYYY-MM-DD` taken as midnight UTC.
+/// Parses an issue date. Accepted, after trimming:
+///
+/// - RFC 3339: `2020-05-15T17:00:00+08:00`, with fractional seconds, `Z`, or lowercase `t`/`z`;
+/// - a space for the `T`, seconds left out, an offset without a colon or after a space:
+///   `2020-05-15 17:00`, `2020-05-15 17:00:00 +0800`;
+/// - no offset at all (`2020-05-15T17:00:00`, `2020-05-15 17:00`): the time is taken as UTC, as
+///   Hugo does without a `timeZone` setting, so the result does not depend on the machine;
+/// - a bare day, `2020-05-15` or `2020-5-1`, taken as midnight UTC.
+///
+/// Returns `None` for anything else (another field order such as `15/05/2020`, month names, a day
+/// or time out of range); the caller reports the line.
 pub fn parse_date(text: &str) -> Option<DateTime<FixedOffset>> {
+    let text = text.trim();
     if let Ok(d) = DateTime::parse_from_rfc3339(text) {
         return Some(d);
     }
-    if let Ok(d) = DateTime::parse_from_rfc3339(&text.replacen(' ', "T", 1)) {
-        return Some(d);
+    let (day, rest) = match text.find(['T', 't', ' ']) {
+        Some(i) => (&text[..i], text[i + 1..].trim_start()),
+        None => (text, ""),
+    };
+    let day = parse_day(day)?;
+    if rest.is_empty() {
+        return Some(day.and_time(NaiveTime::MIN).and_utc().fixed_offset());
     }
-    let day = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
-    Some(day.and_hms_opt(0, 0, 0)?.and_utc().fixed_offset())
+    let (time, offset) = match rest.find(['+', '-', 'Z', 'z']) {
+        Some(i) => (rest[..i].trim_end(), parse_offset(&rest[i..])?),
+        None => (rest, FixedOffset::east_opt(0)?),
+    };
+    let time = NaiveTime::parse_from_str(time, "%H:%M:%S%.f")
+        .or_else(|_| NaiveTime::parse_from_str(time, "%H:%M"))
+        .ok()?;
+    offset.from_local_datetime(&day.and_time(time)).single()
+}
+
+/// `YYYY-MM-DD` with a four-digit year; month and day may have one digit.
+fn parse_day(text: &str) -> Option<NaiveDate> {
+    let mut parts = text.split('-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    let digits = |s: &str, lens: std::ops::RangeInclusive<usize>| {
+        lens.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+    };
+    if parts.next().is_some() || !digits(y, 4..=4) || !digits(m, 1..=2) || !digits(d, 1..=2) {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)
+}
+
+/// `Z`, `+08:00`, `+0800` or `+08` (also with `-`) as a fixed offset.
+fn parse_offset(text: &str) -> Option<FixedOffset> {
+    let sign = match text.as_bytes().first()? {
+        b'Z' | b'z' if text.len() == 1 => return FixedOffset::east_opt(0),
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let digits = match &text.as_bytes()[1..] {
+        [h1, h2, b':', m1, m2] => [*h1, *h2, *m1, *m2],
+        [h1, h2, m1, m2] => [*h1, *h2, *m1, *m2],
+        [h1, h2] => [*h1, *h2, b'0', b'0'],
+        _ => return None,
+    };
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let number = |a: u8, b: u8| i32::from(a - b'0') * 10 + i32::from(b - b'0');
+    let (hours, minutes) = (number(digits[0], digits[1]), number(digits[2], digits[3]));
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
 }
 
 /// Percent-encodes one URL path segment (RFC 3986 `pchar`), leaving unreserved ASCII as is; CJK
@@ -505,14 +567,68 @@ mod tests {
 
     #[test]
     fn dates_in_several_shapes() {
-        assert!(parse_date("2020-05-15T17:00:00.123+08:00").is_some());
-        assert!(parse_date("2020-05-15T09:00:00Z").is_some());
-        assert!(parse_date("2020-05-15 09:00:00+08:00").is_some());
+        let rfc = |t: &str| parse_date(t).map(|d| d.to_rfc3339());
         assert_eq!(
-            parse_date("2020-05-15").unwrap().to_rfc3339(),
-            "2020-05-15T00:00:00+00:00"
+            rfc("2020-05-15T17:00:00.123+08:00").as_deref(),
+            Some("2020-05-15T17:00:00.123+08:00")
         );
-        assert!(parse_date("15/05/2020").is_none());
+        assert_eq!(
+            rfc("2020-05-15T09:00:00Z").as_deref(),
+            Some("2020-05-15T09:00:00+00:00")
+        );
+        assert_eq!(
+            rfc("2020-05-15 09:00:00+08:00").as_deref(),
+            Some("2020-05-15T09:00:00+08:00")
+        );
+        assert_eq!(
+            rfc("2020-05-15 17:00:00 +0800").as_deref(),
+            Some("2020-05-15T17:00:00+08:00")
+        );
+        assert_eq!(
+            rfc("2020-05-15T17:00-05").as_deref(),
+            Some("2020-05-15T17:00:00-05:00")
+        );
+        assert_eq!(
+            rfc("2020-05-15").as_deref(),
+            Some("2020-05-15T00:00:00+00:00")
+        );
+        assert_eq!(
+            rfc(" 2020-5-1 ").as_deref(),
+            Some("2020-05-01T00:00:00+00:00")
+        );
+    }
+
+    #[test]
+    fn dates_without_offset_are_utc() {
+        let rfc = |t: &str| parse_date(t).map(|d| d.to_rfc3339());
+        assert_eq!(
+            rfc("2020-05-15T17:00:00").as_deref(),
+            Some("2020-05-15T17:00:00+00:00")
+        );
+        assert_eq!(
+            rfc("2020-05-15 17:00").as_deref(),
+            Some("2020-05-15T17:00:00+00:00")
+        );
+    }
+
+    #[test]
+    fn odd_dates_are_refused() {
+        for text in [
+            "15/05/2020",
+            "2020-13-01",
+            "2020-02-30",
+            "20-05-15",
+            "2020-05-15T25:00",
+            "2020-05-15T17:00+24:00",
+            "2020-05-15T17:00+08:00:00",
+            "2020-05-15 noon",
+            "May 15, 2020",
+            "2020-05-15-",
+            "-2020-05-15",
+            "",
+        ] {
+            assert_eq!(parse_date(text), None, "{text}");
+        }
     }
 
     #[test]

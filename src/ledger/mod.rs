@@ -6,8 +6,9 @@
 //! ```text
 //! queued ──claim──▶ sending ──250──▶ sent
 //!                      │  ├──4xx / timeout / dropped──▶ deferred ──claim──▶ sending …
+//!                      │  ├──throttled──▶ deferred (no attempt counted)
 //!                      │  └──5xx──▶ failed (+ suppression list)
-//!                      └──throttled──▶ queued
+//!                      └──not tried (stopping, no connection)──▶ queued
 //! ```
 //!
 //! A row is `sending` only while its message may be on the wire; after a crash, `publish` turns
@@ -120,6 +121,16 @@ pub enum Outcome {
         /// When the next attempt may start, Unix milliseconds, UTC.
         next_attempt_at: i64,
     },
+    /// The server throttled us (421, 454, "too many"): try again at `next_attempt_at` (Unix
+    /// milliseconds), and count no attempt — the recipient was not refused.
+    Throttled {
+        /// The recipient key.
+        key: String,
+        /// The server's reply.
+        reply: String,
+        /// When the next attempt may start, Unix milliseconds, UTC.
+        next_attempt_at: i64,
+    },
     /// A permanent failure: the address goes on the suppression list.
     Failed {
         /// The recipient key.
@@ -127,7 +138,8 @@ pub enum Outcome {
         /// The server's reply.
         reply: String,
     },
-    /// Not attempted after all (throttled, or the run stopped): back to the queue, no attempt counted.
+    /// Not attempted after all (the run stopped, no connection could be opened): back to the
+    /// queue, no attempt counted.
     Requeue {
         /// The recipient key.
         key: String,
@@ -452,6 +464,10 @@ impl Ledger {
                 "UPDATE deliveries SET state = 'deferred', attempts = attempts + 1, run_attempts = run_attempts + 1,
                  last_reply = ?3, next_attempt_at = ?4, updated_at = ?5 WHERE issue = ?1 AND recipient = ?2",
             )?;
+            let mut throttled = tx.prepare_cached(
+                "UPDATE deliveries SET state = 'deferred', last_reply = ?3, next_attempt_at = ?4, updated_at = ?5
+                 WHERE issue = ?1 AND recipient = ?2",
+            )?;
             let mut failed = tx.prepare_cached(
                 "UPDATE deliveries SET state = 'failed', attempts = attempts + 1, run_attempts = run_attempts + 1,
                  last_reply = ?3, next_attempt_at = NULL, updated_at = ?4 WHERE issue = ?1 AND recipient = ?2",
@@ -473,6 +489,13 @@ impl Ledger {
                         next_attempt_at,
                     } => {
                         deferred.execute(params![issue, key, reply, next_attempt_at, now])?;
+                    }
+                    Outcome::Throttled {
+                        key,
+                        reply,
+                        next_attempt_at,
+                    } => {
+                        throttled.execute(params![issue, key, reply, next_attempt_at, now])?;
                     }
                     Outcome::Failed { key, reply } => {
                         failed.execute(params![issue, key, reply, now])?;
@@ -701,10 +724,13 @@ mod tests {
     #[test]
     fn state_machine_round_trip() {
         let (_d, mut l) = ledger();
-        add(&mut l, &["a@x.org", "b@x.org", "c@x.org", "d@x.org"]);
+        add(
+            &mut l,
+            &["a@x.org", "b@x.org", "c@x.org", "d@x.org", "e@x.org"],
+        );
         let jobs = l.claim("i", 0, 10, 3).unwrap();
-        assert_eq!(jobs.len(), 4);
-        assert_eq!(l.counts("i").unwrap().sending, 4);
+        assert_eq!(jobs.len(), 5);
+        assert_eq!(l.counts("i").unwrap().sending, 5);
         assert!(
             l.claim("i", 0, 10, 3).unwrap().is_empty(),
             "claimed rows are not claimed twice"
@@ -728,13 +754,19 @@ mod tests {
                 Outcome::Requeue {
                     key: "d@x.org".into(),
                 },
+                Outcome::Throttled {
+                    key: "e@x.org".into(),
+                    reply: "454 slow down".into(),
+                    next_attempt_at: 200,
+                },
             ],
         )
         .unwrap();
         let c = l.counts("i").unwrap();
         assert_eq!(
             (c.sent, c.deferred, c.failed, c.queued, c.attempts),
-            (1, 1, 1, 1, 3)
+            (1, 2, 1, 1, 3),
+            "a throttle defers without counting an attempt"
         );
         assert_eq!(l.suppressions().unwrap()[0].address, "c@x.org");
         // The deferred row is not due before its time, and only while run attempts remain.
@@ -746,8 +778,14 @@ mod tests {
             .collect();
         assert_eq!(due, ["d@x.org"]);
         assert_eq!(l.next_retry_at("i", 3).unwrap(), Some(100));
-        assert_eq!(l.next_retry_at("i", 1).unwrap(), None);
+        assert_eq!(
+            l.next_retry_at("i", 1).unwrap(),
+            Some(200),
+            "b has used its one attempt; e has used none"
+        );
         assert_eq!(l.claim("i", 100, 10, 3).unwrap()[0].key, "b@x.org");
+        let e = l.claim("i", 200, 10, 3).unwrap();
+        assert_eq!((e[0].key.as_str(), e[0].attempts), ("e@x.org", 0));
     }
 
     #[test]

@@ -291,7 +291,11 @@ fn a_duplicate_slug_is_reported_on_the_later_file_and_the_rest_is_built() {
     assert!(site
         .read("feeds/issues/05-weekly/index.html")
         .contains("第 4 期"));
-    assert!(out.stdout.contains("built 12 issues"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("built feeds for 12 issues"),
+        "{}",
+        out.stdout
+    );
     // Reported again on the next build (a bad file is never cached).
     let again = site.run(&["build"]).failure();
     assert!(again.stderr.contains("duplicate slug"), "{}", again.stderr);

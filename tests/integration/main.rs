@@ -6,7 +6,12 @@ mod support;
 
 mod archive;
 mod build;
+mod check;
+mod crash;
+mod faults;
 mod feeds;
+mod invalid_site;
 mod preview;
 mod publish;
+mod status;
 mod websub;

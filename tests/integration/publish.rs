@@ -278,7 +278,7 @@ fn a_bad_date_names_the_line_and_how_to_fix_it() {
     );
     let out = site.run(&["publish"]).failure();
     assert!(
-        out.stderr.contains("bad-date.md:4: cannot read the date `next friday`: write it as RFC 3339 with an offset, e.g. `2020-05-15T17:00:00+08:00`"),
+        out.stderr.contains("bad-date.md:4: cannot read the date `next friday`: write it as `YYYY-MM-DD`, or RFC 3339 with an offset, e.g. `2020-05-15T17:00:00+08:00`"),
         "{}",
         out.stderr
     );

@@ -97,9 +97,20 @@ impl Site {
         self
     }
 
-    /// Sends through SMTP on `127.0.0.1:port` (no TLS), with `extra` lines in `[smtp]`.
+    /// Sends through SMTP on `127.0.0.1:port` (no TLS), with `extra` lines in `[smtp]`. A key set
+    /// in `extra` (e.g. `timeout_secs = 1`) replaces the default written here.
     pub fn smtp(mut self, port: u16, extra: &str) -> Site {
-        self.smtp = Some(format!("host = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nhello_name = \"feedpost.test\"\nretry_base_ms = 20\nretry_max_ms = 200\ntimeout_secs = 10\n{extra}\n"));
+        let defaults = format!("host = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nhello_name = \"feedpost.test\"\nretry_base_ms = 20\nretry_max_ms = 200\ntimeout_secs = 10\n");
+        let key = |line: &str| line.split('=').next().unwrap_or("").trim().to_string();
+        let overridden: Vec<String> = extra.lines().map(key).collect();
+        let mut text: String = defaults
+            .lines()
+            .filter(|line| !overridden.contains(&key(line)))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        text.push_str(extra);
+        text.push('\n');
+        self.smtp = Some(text);
         self
     }
 
@@ -217,4 +228,70 @@ pub fn assert_golden(name: &str, actual: &str) {
             diff_at.map(|i| i + 1)
         );
     }
+}
+
+/// The address of subscriber `i` of [`many_subscribers`].
+pub fn reader(i: usize) -> String {
+    format!("reader{i:04}@example.test")
+}
+
+/// The addresses of subscribers `0..n` of [`many_subscribers`].
+pub fn readers(n: usize) -> Vec<String> {
+    (0..n).map(reader).collect()
+}
+
+impl Site {
+    /// `feedpost status --json` for the site's only issue in the ledger: `{issue, counts, problems}`.
+    #[track_caller]
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.run(&["status", "--json"]).success();
+        let json: serde_json::Value =
+            serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+        let issues = json["issues"].as_array().expect("issues array");
+        assert_eq!(issues.len(), 1, "{json}");
+        issues[0].clone()
+    }
+}
+
+/// The messages the server holds, by lowercased envelope recipient.
+pub fn by_recipient(
+    received: &[smtp_server::Received],
+) -> std::collections::BTreeMap<String, Vec<&smtp_server::Received>> {
+    let mut map = std::collections::BTreeMap::<String, Vec<_>>::new();
+    for m in received {
+        for to in &m.rcpt_to {
+            map.entry(to.to_ascii_lowercase()).or_default().push(m);
+        }
+    }
+    map
+}
+
+/// Asserts the server holds a message for exactly the recipients `expected` (lowercased), each
+/// exactly once — apart from copies whose reply the server dropped (`reply_lost`), which the
+/// sender could not know arrived — and that every copy of a recipient's message carries the same
+/// Message-ID. Returns how many such extra copies there were.
+#[track_caller]
+pub fn assert_delivered_once(received: &[smtp_server::Received], expected: &[String]) -> usize {
+    let copies = by_recipient(received);
+    let mut want: Vec<String> = expected.iter().map(|a| a.to_ascii_lowercase()).collect();
+    want.sort();
+    let got: Vec<String> = copies.keys().cloned().collect();
+    assert_eq!(got, want, "the recipients the server holds");
+    let mut extra = 0;
+    for (to, msgs) in &copies {
+        let answered = msgs.iter().filter(|m| !m.reply_lost).count();
+        assert_eq!(
+            answered,
+            1,
+            "{to} got {answered} acknowledged copies ({} in all)",
+            msgs.len()
+        );
+        let ids: std::collections::BTreeSet<_> = msgs
+            .iter()
+            .map(|m| smtp_server::header(&m.data, "Message-ID").expect("Message-ID"))
+            .collect();
+        assert_eq!(ids.len(), 1, "{to}'s copies differ in Message-ID: {ids:?}");
+        extra += msgs.len() - 1;
+    }
+    extra
 }

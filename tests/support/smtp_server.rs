@@ -55,6 +55,10 @@ pub struct Faults {
     throttle_every: Option<usize>,
     drop_after_data: HashSet<usize>,
     greeting_code: Option<u16>,
+    /// 1-based connection numbers (first, last) greeted with a code and closed.
+    refuse_connections: Option<(usize, usize, u16)>,
+    reject_sender: bool,
+    broken_starttls: bool,
     delay_reply: Option<Duration>,
 }
 
@@ -116,6 +120,26 @@ impl Faults {
     /// Greet every new connection with `code` (e.g. 554 or 421) and close.
     pub fn greeting_code(mut self, code: u16) -> Self {
         self.greeting_code = Some(code);
+        self
+    }
+
+    /// Connections number `first ..= first + count - 1` (1-based, counted over the server's
+    /// life) are greeted with `code` (e.g. 421) and closed; the others are served normally.
+    pub fn refuse_connections(mut self, first: usize, count: usize, code: u16) -> Self {
+        self.refuse_connections = Some((first, first + count - 1, code));
+        self
+    }
+
+    /// Every MAIL FROM answers `553 5.7.1 Sender address rejected: not owned by user`.
+    pub fn reject_sender(mut self) -> Self {
+        self.reject_sender = true;
+        self
+    }
+
+    /// Advertise STARTTLS in EHLO, answer `220` to it, then close the socket instead of
+    /// starting TLS (a failed TLS handshake, as the client sees it).
+    pub fn broken_starttls(mut self) -> Self {
+        self.broken_starttls = true;
         self
     }
 
@@ -299,7 +323,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        shared.connections.fetch_add(1, Ordering::SeqCst);
+        let number = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
         let _ = stream.set_nodelay(true);
         let id = shared.next_conn_id.fetch_add(1, Ordering::SeqCst);
         if let Ok(clone) = stream.try_clone() {
@@ -309,7 +333,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let spawned = thread::Builder::new()
             .name(format!("smtp-conn-{id}"))
             .spawn(move || {
-                let _ = handle_connection(stream, &sh);
+                let _ = handle_connection(stream, &sh, number);
                 lock(&sh.live).remove(&id);
             });
         if spawned.is_err() {
@@ -374,7 +398,7 @@ impl Conn<'_> {
     }
 }
 
-fn handle_connection(stream: TcpStream, shared: &Shared) -> Result<(), End> {
+fn handle_connection(stream: TcpStream, shared: &Shared, number: usize) -> Result<(), End> {
     let mut conn = Conn {
         reader: BufReader::with_capacity(READ_BUF, stream),
         shared,
@@ -383,7 +407,12 @@ fn handle_connection(stream: TcpStream, shared: &Shared) -> Result<(), End> {
         rcpt_to: Vec::new(),
     };
 
-    let greeting = lock(&shared.faults).faults.greeting_code;
+    let greeting = {
+        let f = &lock(&shared.faults).faults;
+        f.greeting_code.or(f
+            .refuse_connections
+            .and_then(|(first, last, code)| (first..=last).contains(&number).then_some(code)))
+    };
     if let Some(code) = greeting {
         let _ = conn.reply(&format!("{code} localhost No service\r\n"));
         conn.close();
@@ -404,8 +433,13 @@ fn handle_connection(stream: TcpStream, shared: &Shared) -> Result<(), End> {
             "EHLO" => {
                 conn.reset();
                 let who = if arg.is_empty() { "client" } else { arg };
+                let starttls = if lock(&shared.faults).faults.broken_starttls {
+                    "250-STARTTLS\r\n"
+                } else {
+                    ""
+                };
                 conn.reply(&format!(
-                    "250-localhost Hello {who}\r\n\
+                    "250-localhost Hello {who}\r\n{starttls}\
                      250-8BITMIME\r\n\
                      250-SMTPUTF8\r\n\
                      250-SIZE {MAX_SIZE}\r\n\
@@ -425,6 +459,11 @@ fn handle_connection(stream: TcpStream, shared: &Shared) -> Result<(), End> {
                 conn.reply("250 2.0.0 Ok\r\n")?;
             }
             "NOOP" => conn.reply("250 2.0.0 Ok\r\n")?,
+            "STARTTLS" if lock(&shared.faults).faults.broken_starttls => {
+                let _ = conn.reply("220 2.0.0 Ready to start TLS\r\n");
+                conn.close();
+                return Ok(());
+            }
             "QUIT" => {
                 let _ = conn.reply("221 2.0.0 Bye\r\n");
                 conn.close();
@@ -459,6 +498,9 @@ fn cmd_mail(conn: &mut Conn<'_>, arg: &str) -> Result<(), End> {
     };
     if conn.mail_from.is_some() {
         return conn.reply("503 5.5.1 Error: nested MAIL command\r\n");
+    }
+    if lock(&conn.shared.faults).faults.reject_sender {
+        return conn.reply("553 5.7.1 Sender address rejected: not owned by user\r\n");
     }
     let (disconnect, throttled) = {
         let mut st = lock(&conn.shared.faults);

@@ -1,0 +1,964 @@
+//! Lint: what `feedpost check` reports about a site, without writing anything.
+//!
+//! Beside the first two stages of the pipeline: the issues are loaded by the same loader every
+//! command uses ([`super::load_files`]), so whatever would stop `build` or `publish` is reported
+//! here too, and then each loaded issue is looked over for what loads but will not come out as
+//! the author meant:
+//!
+//! | finding | severity |
+//! | --- | --- |
+//! | unreadable file, missing or invalid front matter, bad `title`/`date`/`slug`, duplicate slug | error |
+//! | a link under the permalink prefix (`/issues/<slug>/`) that names no issue | error |
+//! | a link to a draft | warning |
+//! | `draft: true`; a `date` after now | warning |
+//! | an image without alt text | warning |
+//! | `**`, `__` or paired `*` that pulldown-cmark leaves as literal text | warning |
+//!
+//! Links are checked only under the site's `permalink_prefix` (relative like `/issues/x/` or
+//! absolute on the site's own host): any other relative link (`/blog/x/`) points to a part of the
+//! site feedpost does not build and cannot be checked. Raw HTML (`<a href>`, `<img>`) is not
+//! looked into. Every finding names the file and the 1-based line.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, FixedOffset};
+use pulldown_cmark::{CowStr, Event, LinkType, Parser, Tag, TagEnd};
+use rayon::prelude::*;
+use url::Url;
+
+use super::{front_matter, markdown, Issue, IssueError};
+use crate::config::Config;
+
+/// How bad a finding is: errors make `feedpost check` exit 1, warnings do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// The site will not build as it should: a file is left out, or a link is broken.
+    Error,
+    /// The site builds, but something is probably not what the author meant.
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// One problem found, printed as `path:line: severity: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line in the file; 0 when the problem is not on a line.
+    pub line: usize,
+    /// Error or warning.
+    pub severity: Severity,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:", self.path.display())?;
+        if self.line > 0 {
+            write!(f, "{}:", self.line)?;
+        }
+        write!(f, " {}: {}", self.severity, self.message)
+    }
+}
+
+impl From<IssueError> for Finding {
+    fn from(e: IssueError) -> Finding {
+        Finding {
+            path: e.path,
+            line: e.line,
+            severity: Severity::Error,
+            message: e.message,
+        }
+    }
+}
+
+/// Everything `check` found in a site.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Sorted by path, then line, errors before warnings.
+    pub findings: Vec<Finding>,
+    /// How many issue files were looked at.
+    pub issue_files: usize,
+}
+
+impl Report {
+    /// The number of errors.
+    pub fn errors(&self) -> usize {
+        self.count(Severity::Error)
+    }
+
+    /// The number of warnings.
+    pub fn warnings(&self) -> usize {
+        self.count(Severity::Warning)
+    }
+
+    fn count(&self, severity: Severity) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == severity)
+            .count()
+    }
+
+    /// The closing line: `2 errors, 1 warning in 5 issues`.
+    pub fn summary(&self) -> String {
+        let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+        format!(
+            "{}, {} in {}",
+            plural(self.errors(), "error"),
+            plural(self.warnings(), "warning"),
+            plural(self.issue_files, "issue")
+        )
+    }
+}
+
+/// Loads every issue of the site and lints each one that loads; `now` decides which dates are in
+/// the future.
+///
+/// # Errors
+/// The issues folder cannot be read. Bad files are findings, not errors.
+pub fn check_site(config: &Config, now: DateTime<FixedOffset>) -> anyhow::Result<Report> {
+    let files = super::find_files(&config.site.issues)?;
+    let loaded = super::load_files(&files, config)?;
+    let links = Links::new(&loaded.issues, config);
+    let mut findings: Vec<Finding> = loaded.errors.into_iter().map(Finding::from).collect();
+    findings.par_extend(loaded.issues.par_iter().flat_map_iter(
+        |issue| match std::fs::read_to_string(&issue.path) {
+            Ok(source) => lint_issue(issue, &source, &links, now),
+            Err(e) => vec![Finding {
+                path: issue.path.clone(),
+                line: 0,
+                severity: Severity::Error,
+                message: format!("failed to read the file again: {e}"),
+            }],
+        },
+    ));
+    findings.sort_by(|a, b| {
+        (&a.path, a.line, a.severity, &a.message).cmp(&(&b.path, b.line, b.severity, &b.message))
+    });
+    Ok(Report {
+        findings,
+        issue_files: files.len(),
+    })
+}
+
+/// Lints one loaded issue; `source` is its file's text (for the lines of front matter keys).
+pub fn lint_issue(
+    issue: &Issue,
+    source: &str,
+    links: &Links,
+    now: DateTime<FixedOffset>,
+) -> Vec<Finding> {
+    let split = front_matter::split(source).ok();
+    let key_line = |key: &str| {
+        split
+            .as_ref()
+            .and_then(|s| front_matter::key_line(s, key))
+            .unwrap_or(1)
+    };
+    let mut out = Vec::new();
+    let mut push = |line: usize, severity: Severity, message: String| {
+        out.push(Finding {
+            path: issue.path.clone(),
+            line,
+            severity,
+            message,
+        })
+    };
+    if issue.draft {
+        push(
+            key_line("draft"),
+            Severity::Warning,
+            "draft: it gets no feed entry and `publish` skips it; remove `draft: true` to publish it"
+                .into(),
+        );
+    }
+    if issue.date > now {
+        push(
+            key_line("date"),
+            Severity::Warning,
+            format!(
+                "dated in the future ({}): it gets no feed entry and `publish` skips it until then",
+                issue.date.to_rfc3339()
+            ),
+        );
+    }
+    for note in lint_body(&issue.markdown, links) {
+        push(issue.body_line + note.line - 1, note.severity, note.message);
+    }
+    out
+}
+
+/// A finding in a Markdown body; `line` is 1-based in the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyNote {
+    /// 1-based line in the body (not the file).
+    pub line: usize,
+    /// Error or warning.
+    pub severity: Severity,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// What links in a body may point to: the site's issues, by slug.
+#[derive(Debug, Clone)]
+pub struct Links {
+    base: Url,
+    /// `base_url` + `permalink_prefix`; `None` when the prefix is empty, as then any site path
+    /// could be an issue or something else and no link is checked.
+    prefix: Option<Url>,
+    /// Slug → whether that issue is a draft.
+    slugs: HashMap<String, bool>,
+}
+
+impl Links {
+    /// The link targets of `issues` on the site `config` describes.
+    pub fn new(issues: &[Issue], config: &Config) -> Links {
+        let base = config.site.base_url.clone();
+        let prefix = if config.site.permalink_prefix.is_empty() {
+            None
+        } else {
+            base.join(&config.site.permalink_prefix).ok()
+        };
+        Links {
+            base,
+            prefix,
+            slugs: issues.iter().map(|i| (i.slug.clone(), i.draft)).collect(),
+        }
+    }
+
+    /// Checks one link destination as written in the Markdown; `None` when it is fine or cannot
+    /// be checked.
+    fn check(&self, dest: &str) -> Option<(Severity, String)> {
+        let prefix = self.prefix.as_ref()?;
+        let url = Url::parse(&markdown::absolute(CowStr::Borrowed(dest), &self.base)).ok()?;
+        if url.origin() != prefix.origin() {
+            return None;
+        }
+        let rest = url.path().strip_prefix(prefix.path())?;
+        let segment = rest.split('/').next().filter(|s| !s.is_empty())?;
+        let slug = percent_decode(segment);
+        match self.slugs.get(&slug) {
+            Some(false) => None,
+            Some(true) => Some((
+                Severity::Warning,
+                format!("links to `{dest}`, a draft: the link is broken until that issue is published"),
+            )),
+            None => Some((
+                Severity::Error,
+                format!(
+                    "links to `{dest}`, but no issue has the slug `{slug}`: fix the link, or give the issue it means `slug: {slug}`"
+                ),
+            )),
+        }
+    }
+}
+
+/// Decodes `%XX` escapes (invalid ones are kept as they are); bytes that are not UTF-8 become
+/// U+FFFD.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Lints a Markdown body: links under the permalink prefix, images without alt text, and
+/// emphasis markers left as literal text. Lines are 1-based in `markdown`.
+pub fn lint_body(markdown: &str, links: &Links) -> Vec<BodyNote> {
+    let lines = LineIndex::new(markdown);
+    let mut notes = Vec::new();
+    let mut runs = Vec::new();
+    let mut scanned_to = 0;
+    let mut code_blocks = 0usize;
+    // For each open link, whether it is an autolink (`<https://…>`): URLs are not prose.
+    let mut open_links: Vec<bool> = Vec::new();
+    let mut block = 0usize;
+    // Open images: where each starts, its destination, and the alt text so far.
+    let mut images: Vec<(usize, String, String)> = Vec::new();
+    for (event, range) in Parser::new_ext(markdown, markdown::options()).into_offset_iter() {
+        match event {
+            Event::Start(Tag::CodeBlock(_)) => code_blocks += 1,
+            Event::End(TagEnd::CodeBlock) => code_blocks = code_blocks.saturating_sub(1),
+            Event::Start(Tag::Paragraph | Tag::Heading { .. } | Tag::Item | Tag::TableCell) => {
+                block += 1
+            }
+            Event::Start(Tag::Link {
+                link_type,
+                dest_url,
+                ..
+            }) => {
+                open_links.push(matches!(link_type, LinkType::Autolink | LinkType::Email));
+                if let Some((severity, message)) = links.check(&dest_url) {
+                    notes.push(BodyNote {
+                        line: lines.line_of(range.start),
+                        severity,
+                        message,
+                    });
+                }
+            }
+            Event::End(TagEnd::Link) => {
+                open_links.pop();
+            }
+            Event::Start(Tag::Image { dest_url, .. }) => {
+                images.push((range.start, dest_url.into_string(), String::new()));
+            }
+            Event::End(TagEnd::Image) => {
+                if let Some((start, dest, alt)) = images.pop() {
+                    if alt.trim().is_empty() {
+                        notes.push(BodyNote {
+                            line: lines.line_of(start),
+                            severity: Severity::Warning,
+                            message: format!(
+                                "image `{dest}` has no alt text: write `![what it shows]({dest})`; mail clients and feed readers show it when images are off"
+                            ),
+                        });
+                    }
+                }
+            }
+            Event::Text(text) if code_blocks == 0 => {
+                if let Some(image) = images.last_mut() {
+                    image.2.push_str(&text);
+                }
+                if open_links.last() != Some(&true) {
+                    literal_runs(markdown, range, block, &mut scanned_to, &mut runs);
+                }
+            }
+            Event::Code(text) => {
+                if let Some(image) = images.last_mut() {
+                    image.2.push_str(&text);
+                }
+            }
+            _ => {}
+        }
+    }
+    let runs = classify(markdown, runs);
+    notes.extend(emphasis_notes(markdown, &lines, &runs));
+    notes.sort_by_key(|n| n.line);
+    notes
+}
+
+/// Byte offsets where each line of a text starts.
+struct LineIndex(Vec<usize>);
+
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex(starts)
+    }
+
+    /// 1-based line of byte `offset`.
+    fn line_of(&self, offset: usize) -> usize {
+        self.0.partition_point(|&start| start <= offset).max(1)
+    }
+
+    /// The byte range of the line holding `offset`, without its line ending.
+    fn line_range(&self, text: &str, offset: usize) -> Range<usize> {
+        let line = self.line_of(offset);
+        let start = self.0[line - 1];
+        let end = self.0.get(line).map_or(text.len(), |&next| next - 1);
+        let end = if text[start..end].ends_with('\r') {
+            end - 1
+        } else {
+            end
+        };
+        start..end
+    }
+}
+
+/// A run of one emphasis character (`*` or `_`) that the parser left as literal text.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    /// Byte range in the body.
+    start: usize,
+    end: usize,
+    /// `b'*'` or `b'_'`.
+    ch: u8,
+    /// Which paragraph, heading, list item or table cell it is in.
+    block: usize,
+    /// White space (or the start or end of the body) on both sides, like `2 ** 10`: reported only
+    /// when paired with a run that is not.
+    spaced: bool,
+}
+
+impl Run {
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    fn marker(&self) -> String {
+        (self.ch as char).to_string().repeat(self.len())
+    }
+}
+
+/// Collects the `*`/`_` characters in the source of one Text event (`range`), skipping
+/// backslash-escaped ones. pulldown-cmark gives each unmatched delimiter character its own Text
+/// event, so characters next to each other are merged into one run here.
+fn literal_runs(
+    body: &str,
+    range: Range<usize>,
+    block: usize,
+    scanned_to: &mut usize,
+    out: &mut Vec<Run>,
+) {
+    let start = range.start.max(*scanned_to);
+    let Some(slice) = body.get(start..range.end) else {
+        return;
+    };
+    *scanned_to = range.end;
+    for (k, ch) in slice.bytes().enumerate() {
+        if ch != b'*' && ch != b'_' {
+            continue;
+        }
+        let at = start + k;
+        if at > 0 && body.as_bytes()[at - 1] == b'\\' {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if last.end == at && last.ch == ch && last.block == block => last.end += 1,
+            _ => out.push(Run {
+                start: at,
+                end: at + 1,
+                ch,
+                block,
+                spaced: false,
+            }),
+        }
+    }
+}
+
+/// Marks runs with white space on both sides and drops `_` runs inside a word (`snake_case`,
+/// `a__b` in a URL), which CommonMark never treats as emphasis.
+fn classify(body: &str, runs: Vec<Run>) -> Vec<Run> {
+    runs.into_iter()
+        .filter_map(|mut run| {
+            let (before, after) = neighbours(body, &run);
+            run.spaced = is_space(before) && is_space(after);
+            let in_word = run.ch == b'_' && is_word(before) && is_word(after);
+            (!in_word).then_some(run)
+        })
+        .collect()
+}
+
+/// The characters just before and after a run, `None` at the ends of the body.
+fn neighbours(body: &str, run: &Run) -> (Option<char>, Option<char>) {
+    (
+        body[..run.start].chars().next_back(),
+        body[run.end..].chars().next(),
+    )
+}
+
+fn is_space(c: Option<char>) -> bool {
+    c.is_none_or(char::is_whitespace)
+}
+
+/// Unicode punctuation or symbol, as CommonMark's flanking rules count it (approximated as
+/// anything that is neither a letter, a digit nor white space).
+fn is_punct(c: Option<char>) -> bool {
+    c.is_some_and(|c| !c.is_alphanumeric() && !c.is_whitespace())
+}
+
+fn is_word(c: Option<char>) -> bool {
+    c.is_some_and(char::is_alphanumeric)
+}
+
+/// Turns the literal runs into one warning per pair (or lone run), with the reason and, where a
+/// simple edit makes it render, the fixed text.
+fn emphasis_notes(body: &str, lines: &LineIndex, runs: &[Run]) -> Vec<BodyNote> {
+    let mut notes = Vec::new();
+    // Single `*` left literal is usually meant (`*注`), so it is reported only when two of them in
+    // the same block look like a failed pair; single `_` is never reported (`_config.yml`).
+    let mut singles: HashMap<usize, usize> = HashMap::new();
+    for r in runs
+        .iter()
+        .filter(|r| r.len() == 1 && r.ch == b'*' && !r.spaced)
+    {
+        *singles.entry(r.block).or_default() += 1;
+    }
+    let reported = |r: &Run| {
+        r.len() >= 2 || (r.ch == b'*' && singles.get(&r.block).copied().unwrap_or(0) >= 2)
+    };
+    let runs: Vec<Run> = runs.iter().copied().filter(reported).collect();
+    let mut used = vec![false; runs.len()];
+    for i in 0..runs.len() {
+        if used[i] {
+            continue;
+        }
+        used[i] = true;
+        let open = runs[i];
+        // Its partner: the next free run of the same character in the same block, when it has
+        // the same length and is on the same line.
+        let partner = (i + 1..runs.len())
+            .take_while(|&j| runs[j].block == open.block)
+            .find(|&j| !used[j] && runs[j].ch == open.ch)
+            .filter(|&j| {
+                runs[j].len() == open.len()
+                    && lines.line_of(runs[j].start) == lines.line_of(open.start)
+            });
+        let message = match partner {
+            Some(j) if open.spaced && runs[j].spaced => continue,
+            Some(j) => {
+                used[j] = true;
+                pair_message(body, lines, open, runs[j])
+            }
+            None if open.spaced => continue,
+            None => format!(
+                "`{m}` shows as literal text, not {kind}: it has no matching `{m}`; close it, or write `{escaped}` for the characters themselves",
+                m = open.marker(),
+                kind = kind(&open),
+                escaped = format!("\\{}", open.ch as char).repeat(open.len()),
+            ),
+        };
+        notes.push(BodyNote {
+            line: lines.line_of(open.start),
+            severity: Severity::Warning,
+            message,
+        });
+    }
+    notes
+}
+
+fn kind(run: &Run) -> &'static str {
+    if run.len() >= 2 {
+        "bold"
+    } else {
+        "italics"
+    }
+}
+
+/// The warning for two literal runs that the author meant as an opening and a closing marker.
+fn pair_message(body: &str, lines: &LineIndex, open: Run, close: Run) -> String {
+    let m = open.marker();
+    let (open_before, open_after) = neighbours(body, &open);
+    let (close_before, close_after) = neighbours(body, &close);
+    let mut reasons = Vec::new();
+    if is_space(close_before) {
+        reasons.push(format!(
+            "a space before the closing `{m}` keeps it from closing"
+        ));
+    } else if is_punct(close_before) && is_word(close_after) {
+        reasons.push(format!(
+            "a closing `{m}` between punctuation and a letter (`{}{m}{}`) does not close",
+            close_before.unwrap_or(' '),
+            close_after.unwrap_or(' ')
+        ));
+    }
+    if is_space(open_after) {
+        reasons.push(format!(
+            "a space after the opening `{m}` keeps it from opening"
+        ));
+    } else if is_punct(open_after) && is_word(open_before) {
+        reasons.push(format!(
+            "an opening `{m}` between a letter and punctuation (`{}{m}{}`) does not open",
+            open_before.unwrap_or(' '),
+            open_after.unwrap_or(' ')
+        ));
+    }
+    if reasons.is_empty() {
+        reasons.push(format!("the two `{m}` do not pair up"));
+    }
+    let mut message = format!(
+        "`{m}` shows as literal text, not {}: {}",
+        kind(&open),
+        reasons.join(", and ")
+    );
+    match fix(body, lines, open, close) {
+        Some(fixed) => message.push_str(&format!("; write `{}`", elide(&fixed, 24))),
+        None => message.push_str(&format!(
+            "; check the text between them: `{}`",
+            elide(&body[open.start..close.end], 24)
+        )),
+    }
+    message
+}
+
+/// The text from `open` to `close` rewritten so that it renders as emphasis, with the
+/// characters around it that the edit touches: spaces inside the markers removed, and punctuation
+/// that keeps a marker from working moved outside it, or, for brackets and quotes that belong
+/// inside, a space put between the marker and the letter next to it. `None` when the edit, tried
+/// on the whole line, still does not render.
+fn fix(body: &str, lines: &LineIndex, open: Run, close: Run) -> Option<String> {
+    let m = open.marker();
+    let inner = body[open.end..close.start].trim();
+    let (open_before, _) = neighbours(body, &open);
+    let (_, close_after) = neighbours(body, &close);
+    let punct = |c: char| is_punct(Some(c));
+    let lead_len = inner.len() - inner.trim_start_matches(punct).len();
+    let trail_len = inner.len() - inner.trim_end_matches(punct).len();
+    let lead_stuck = is_word(open_before) && lead_len > 0;
+    let trail_stuck = is_word(close_after) && trail_len > 0;
+    if lead_len + trail_len >= inner.len() {
+        return None;
+    }
+    let brackets = |s: &str| s.contains(|c| "()[]{}（）「」『』【】《》〈〉“”‘’\"'".contains(c));
+    let lead = if lead_stuck { &inner[..lead_len] } else { "" };
+    let trail = if trail_stuck {
+        &inner[inner.len() - trail_len..]
+    } else {
+        ""
+    };
+    let before = if lead_stuck { open_before } else { None };
+    let after = if trail_stuck { close_after } else { None };
+    let (before, after) = (
+        before.map(String::from).unwrap_or_default(),
+        after.map(String::from).unwrap_or_default(),
+    );
+    let fixed = if !brackets(lead) && !brackets(trail) {
+        // Move the punctuation that meets a letter outside the markers.
+        let core = &inner[lead.len()..inner.len() - trail.len()];
+        format!("{before}{lead}{m}{core}{m}{trail}{after}")
+    } else {
+        // Brackets and quotes belong inside: part the marker from the letter with a space.
+        let spaced_before = if lead_stuck {
+            format!("{before} ")
+        } else {
+            String::new()
+        };
+        let spaced_after = if trail_stuck {
+            format!(" {after}")
+        } else {
+            String::new()
+        };
+        format!("{spaced_before}{m}{inner}{m}{spaced_after}")
+    };
+    // Tried within the line, at most WINDOW bytes either side, so a huge line stays linear.
+    const WINDOW: usize = 256;
+    let line = lines.line_range(body, open.start);
+    let mut from = line.start.max(open.start.saturating_sub(WINDOW));
+    while !body.is_char_boundary(from) {
+        from -= 1;
+    }
+    let mut to = line.end.max(close.end).min(close.end + WINDOW);
+    while !body.is_char_boundary(to) {
+        to += 1;
+    }
+    let prefix_end = open.start - before.len();
+    let suffix_start = close.end + after.len();
+    let candidate = format!(
+        "{}{fixed}{}",
+        body.get(from..prefix_end).unwrap_or(""),
+        body.get(suffix_start..to).unwrap_or("")
+    );
+    let wanted = if open.len() >= 2 {
+        |t: &Tag<'_>| matches!(t, Tag::Strong)
+    } else {
+        |t: &Tag<'_>| matches!(t, Tag::Emphasis)
+    };
+    let count = |text: &str| {
+        Parser::new_ext(text, markdown::options())
+            .filter(|e| matches!(e, Event::Start(t) if wanted(t)))
+            .count()
+    };
+    let original = &body[from..to];
+    (count(&candidate) > count(original)).then_some(fixed)
+}
+
+/// `text` cut to its first and last `keep` characters around a `…` when it is longer.
+fn elide(text: &str, keep: usize) -> String {
+    let count = text.chars().count();
+    if count <= 2 * keep + 1 {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(keep).collect();
+    let tail: String = text.chars().skip(count - keep).collect();
+    format!("{head}…{tail}")
+}
+
+/// A site-level error as a finding on the config file `path`: an error from
+/// [`Config::from_file`] or from reading the issues folder it names. The line is that of the key
+/// the error names, when it can be found (`TOML parse error at line N`, or a `` `table.key` `` in
+/// the message), else 0.
+pub fn config_finding(path: &Path, error: &anyhow::Error) -> Finding {
+    let named = format!("`{}`", path.display());
+    let mut causes: Vec<String> = error.chain().map(|c| c.to_string()).collect();
+    // "invalid config file `path`" only repeats the path the finding starts with.
+    if causes.len() > 1 && causes[0].contains(&named) {
+        causes.remove(0);
+    }
+    let (line, message) = match causes.iter().find_map(|c| toml_error_line(c)) {
+        Some(found) => found,
+        None => {
+            let message = causes.join(": ");
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            (config_key_line(&text, &message).unwrap_or(0), message)
+        }
+    };
+    Finding {
+        path: path.to_path_buf(),
+        line,
+        severity: Severity::Error,
+        message: message.trim().replace('\n', " "),
+    }
+}
+
+/// Splits the `toml` crate's message (`TOML parse error at line 3, column 1`, a source excerpt,
+/// then the message) into the line and the message.
+fn toml_error_line(message: &str) -> Option<(usize, String)> {
+    let first = message.lines().next()?;
+    let rest = first.strip_prefix("TOML parse error at line ")?;
+    let line = rest.split(',').next()?.trim().parse().ok()?;
+    let text: Vec<&str> = message
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let t = l.trim_start();
+            !(t.starts_with('|')
+                || t.split_once(" |")
+                    .is_some_and(|(n, _)| n.trim().parse::<usize>().is_ok()))
+        })
+        .collect();
+    Some((line, text.join(" ")))
+}
+
+/// The line of the first `` `table.key` `` a validation message names, in the config text.
+fn config_key_line(text: &str, message: &str) -> Option<usize> {
+    let is_name = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    let named = message.split('`').skip(1).step_by(2).find(|s| {
+        s.split_once('.')
+            .is_some_and(|(t, k)| is_name(t) && is_name(k))
+    })?;
+    let (table, key) = named.split_once('.')?;
+    let mut current = "";
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = header.trim();
+        } else if current == table {
+            let rest = line.strip_prefix(key).map(str::trim_start);
+            if rest.is_some_and(|r| r.starts_with('=')) {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(prefix: &str) -> Config {
+        Config::parse(
+            &format!("[site]\ntitle='t'\nbase_url='https://www.sofastack.tech/'\npermalink_prefix='{prefix}'\n[mail]\nfrom='a@b.org'\n"),
+            Path::new("/site"),
+        )
+        .unwrap()
+    }
+
+    fn issue(name: &str, front: &str, body: &str) -> Issue {
+        let text = format!("---\ntitle: t\ndate: 2020-05-15T17:00:00+08:00\n{front}---\n{body}");
+        super::super::parse(&text, Path::new(name), &config("issues/")).unwrap()
+    }
+
+    fn links() -> Links {
+        let issues = [
+            issue("2020-05-15-sofa-weekly.md", "", ""),
+            issue("b.md", "slug: 周报\n", ""),
+            issue("c.md", "draft: true\n", ""),
+        ];
+        Links::new(&issues, &config("issues/"))
+    }
+
+    fn notes(body: &str) -> Vec<BodyNote> {
+        lint_body(body, &links())
+    }
+
+    fn messages(body: &str) -> Vec<String> {
+        notes(body)
+            .into_iter()
+            .map(|n| format!("{}: {}: {}", n.line, n.severity, n.message))
+            .collect()
+    }
+
+    #[test]
+    fn space_before_closing_bold_is_reported_with_the_fix() {
+        assert_eq!(
+            messages("SOFA\n\n**1、@黄泽宏 **提问：\n"),
+            ["3: warning: `**` shows as literal text, not bold: a space before the closing `**` keeps it from closing; write `**1、@黄泽宏**`"]
+        );
+    }
+
+    #[test]
+    fn closing_bold_after_cjk_punctuation_is_reported() {
+        assert_eq!(
+            messages("- **直播主题：**SOFAChannel#16\n"),
+            ["1: warning: `**` shows as literal text, not bold: a closing `**` between punctuation and a letter (`：**S`) does not close; write `**直播主题**：S`"]
+        );
+        assert_eq!(
+            messages("同时，恭喜**姚昌宇（@trainyao）**成为 MOSN Committer\n"),
+            ["1: warning: `**` shows as literal text, not bold: a closing `**` between punctuation and a letter (`）**成`) does not close; write `**姚昌宇（@trainyao）** 成`"]
+        );
+        assert_eq!(
+            messages("- **SOFAStack 官网: **[https://www.sofastack.tech](https://www.sofastack.tech/)\n"),
+            ["1: warning: `**` shows as literal text, not bold: a space before the closing `**` keeps it from closing; write `**SOFAStack 官网:**`"]
+        );
+    }
+
+    #[test]
+    fn space_after_opening_and_unmatched_markers() {
+        assert_eq!(
+            messages("** 加粗**文字\n"),
+            ["1: warning: `**` shows as literal text, not bold: a space after the opening `**` keeps it from opening; write `**加粗**`"]
+        );
+        assert_eq!(
+            messages("start **here\n\nand there\n"),
+            ["1: warning: `**` shows as literal text, not bold: it has no matching `**`; close it, or write `\\*\\*` for the characters themselves"]
+        );
+        assert_eq!(
+            messages("这是 *强调 *文字\n"),
+            ["1: warning: `*` shows as literal text, not italics: a space before the closing `*` keeps it from closing; write `*强调*`"]
+        );
+    }
+
+    #[test]
+    fn intended_text_is_not_reported() {
+        for body in [
+            "**bold** and *em* and __strong__ and _em_\n",
+            "### ****SOFA 项目进展****\n",
+            "`a ** b` and `**`\n",
+            "```\n**1、@黄泽宏 **提问\n```\n",
+            "    **indented code **x\n",
+            "\\*\\*not bold\\*\\* and \\*\n",
+            "snake_case_name and foo__bar and <https://x.org/a__b> and https://x.org/a__b\n",
+            "2 * 3 = 6 and 2 ** 10\n",
+            "*注：一个星号\n",
+            "* item\n* item\n\n***\n\n___\n",
+            "__init__ and _config.yml and _posts\n",
+            "- **直播时间：** 2020/5/21（周四）\n",
+        ] {
+            assert_eq!(messages(body), Vec::<String>::new(), "{body}");
+        }
+    }
+
+    #[test]
+    fn images_need_alt_text() {
+        assert_eq!(
+            messages("![weekly](a.png)\n\nx ![](/img/b.png) ![ ](c.png)\n"),
+            [
+                "3: warning: image `/img/b.png` has no alt text: write `![what it shows](/img/b.png)`; mail clients and feed readers show it when images are off",
+                "3: warning: image `c.png` has no alt text: write `![what it shows](c.png)`; mail clients and feed readers show it when images are off",
+            ]
+        );
+        assert!(messages("![`code` alt](a.png)").is_empty());
+    }
+
+    #[test]
+    fn links_under_the_permalink_prefix_must_name_an_issue() {
+        assert_eq!(
+            messages("[a](/issues/2020-05-15-sofa-weekly/) [b](/issues/周报/#q) [c](https://www.sofastack.tech/issues/%E5%91%A8%E6%8A%A5/)\n[d](/issues/) [e](/blog/x/) [f](https://other.org/issues/nope/) [g](#top) [h](mailto:a@b.org)\n"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            messages("x\n[gone](/issues/2020-05-16-sofa-weekly/)\n[abs](https://www.sofastack.tech/issues/nope)\n[draft](issues/c/)\n"),
+            [
+                "2: error: links to `/issues/2020-05-16-sofa-weekly/`, but no issue has the slug `2020-05-16-sofa-weekly`: fix the link, or give the issue it means `slug: 2020-05-16-sofa-weekly`",
+                "3: error: links to `https://www.sofastack.tech/issues/nope`, but no issue has the slug `nope`: fix the link, or give the issue it means `slug: nope`",
+                "4: warning: links to `issues/c/`, a draft: the link is broken until that issue is published",
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_permalink_prefix_no_link_is_checked() {
+        let links = Links::new(&[], &config(""));
+        assert!(lint_body("[a](/nope/) [b](/issues/nope/)", &links).is_empty());
+    }
+
+    #[test]
+    fn issue_findings_have_file_lines() {
+        let text = "---\ntitle: t\ndraft: true\ndate: 2030-01-01T00:00:00Z\n---\n\n**a **b\n";
+        let i = super::super::parse(text, Path::new("x.md"), &config("issues/")).unwrap();
+        let now = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap();
+        let found: Vec<String> = lint_issue(&i, text, &links(), now)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "x.md:3: warning: draft: it gets no feed entry and `publish` skips it; remove `draft: true` to publish it",
+                "x.md:4: warning: dated in the future (2030-01-01T00:00:00+00:00): it gets no feed entry and `publish` skips it until then",
+                "x.md:7: warning: `**` shows as literal text, not bold: a space before the closing `**` keeps it from closing; write `**a**`",
+            ]
+        );
+    }
+
+    #[test]
+    fn summary_counts_and_pluralises() {
+        let finding = |severity| Finding {
+            path: "a.md".into(),
+            line: 1,
+            severity,
+            message: String::new(),
+        };
+        let report = Report {
+            findings: vec![
+                finding(Severity::Error),
+                finding(Severity::Warning),
+                finding(Severity::Warning),
+            ],
+            issue_files: 1,
+        };
+        assert_eq!(report.summary(), "1 error, 2 warnings in 1 issue");
+        assert_eq!(
+            Report::default().summary(),
+            "0 errors, 0 warnings in 0 issues"
+        );
+    }
+
+    #[test]
+    fn config_errors_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feedpost.toml");
+        let base = "[site]\ntitle = 't'\nbase_url = 'https://x.org/'\n[mail]\nfrom = 'a@b.org'\n";
+        let finding = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            let e = Config::from_file(&path).unwrap_err();
+            let f = config_finding(&path, &e);
+            (f.line, f.message)
+        };
+        let (line, message) = finding(&base.replace("[mail]", "colour = 'red'\n[mail]"));
+        assert_eq!(line, 4);
+        assert!(message.starts_with("unknown field `colour`"), "{message}");
+        let (line, message) = finding(&base.replace("a@b.org", "not an address"));
+        assert_eq!(line, 5);
+        assert!(
+            message.starts_with("`mail.from` is not a valid mailbox"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("%E5%91%A8x%2"), "周x%2");
+        assert_eq!(percent_decode("%zz%"), "%zz%");
+    }
+}
