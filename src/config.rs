@@ -108,15 +108,23 @@ pub struct Smtp {
     pub security: Security,
     /// User name for `AUTH`; the password comes only from `FEEDPOST_SMTP_PASSWORD`.
     pub username: Option<String>,
+    /// PEM file of certificates to trust besides the public roots, for a relay whose certificate
+    /// a private CA signed (or a self-signed one); relative to the config file.
+    pub ca_file: Option<PathBuf>,
     /// Concurrent SMTP connections.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// At most this many messages per second in total (0 = no limit).
     #[serde(default)]
     pub rate_per_second: f64,
-    /// At most this many messages in any sliding hour (0 = no limit).
+    /// At most this many messages in any sliding hour (0 = no limit), counting those sent by
+    /// earlier runs in the last hour.
     #[serde(default)]
     pub hourly_cap: u64,
+    /// Longest wait, in seconds, for the hourly cap to free a slot. When the next slot is further
+    /// away the run ends, leaving the rest queued for `feedpost retry` (exit code 1).
+    #[serde(default = "default_hourly_cap_wait_secs")]
+    pub hourly_cap_wait_secs: u64,
     /// Seconds to wait for any one server reply before the attempt counts as a transient failure.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
@@ -167,6 +175,9 @@ fn default_security() -> Security {
 }
 fn default_concurrency() -> usize {
     8
+}
+fn default_hourly_cap_wait_secs() -> u64 {
+    300
 }
 fn default_timeout() -> u64 {
     60
@@ -240,6 +251,9 @@ impl Config {
         resolve(&mut config.site.subscribers);
         resolve(&mut config.mail.outbox);
         resolve(&mut config.mail.ledger);
+        if let Some(ca_file) = config.smtp.as_mut().and_then(|s| s.ca_file.as_mut()) {
+            resolve(ca_file);
+        }
         Ok(config)
     }
 

@@ -5,7 +5,8 @@
 //! the throttle replies since the last accepted message (the streak), which tells a server that
 //! throttles now and then from one that accepts nothing. [`Limiter`] keeps
 //! the configured messages-per-second and per-sliding-hour caps: a limit reached makes a worker
-//! wait, never fail.
+//! wait, never fail. Only an hourly cap whose next free slot is further away than the configured
+//! longest wait ends the run instead, with the rest left queued for a later run.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -105,7 +106,15 @@ impl Throttle {
 pub struct Limiter {
     interval: Option<Duration>,
     hourly_cap: u64,
+    max_wait: Duration,
     state: Mutex<LimiterState>,
+}
+
+/// The hourly cap is reached and its next slot is further away than the longest wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapReached {
+    /// How long until the sliding hour frees a slot.
+    pub wait: Duration,
 }
 
 #[derive(Debug)]
@@ -118,8 +127,14 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 impl Limiter {
     /// A limiter for `rate_per_second` (0 = none) and `hourly_cap` (0 = none), counting the
-    /// messages already sent at `sent_times` (Unix seconds) against the hour.
-    pub fn new(rate_per_second: f64, hourly_cap: u64, sent_times: &[i64]) -> Limiter {
+    /// messages already sent at `sent_times` (Unix seconds) against the hour. A worker waits at
+    /// most `max_wait` for the hourly cap (see [`Limiter::acquire`]).
+    pub fn new(
+        rate_per_second: f64,
+        hourly_cap: u64,
+        max_wait: Duration,
+        sent_times: &[i64],
+    ) -> Limiter {
         let now = Instant::now();
         let now_unix = chrono::Utc::now().timestamp();
         let window = if hourly_cap > 0 {
@@ -137,6 +152,7 @@ impl Limiter {
             interval: (rate_per_second > 0.0)
                 .then(|| Duration::from_secs_f64(1.0 / rate_per_second)),
             hourly_cap,
+            max_wait,
             state: Mutex::new(LimiterState {
                 next_slot: now,
                 window,
@@ -145,16 +161,23 @@ impl Limiter {
     }
 
     /// Waits until one more message may go out, and takes its slot.
-    pub async fn acquire(&self) {
+    ///
+    /// # Errors
+    /// [`CapReached`] when the hourly cap is reached and a slot frees only after more than the
+    /// longest wait; no slot is taken then.
+    pub async fn acquire(&self) -> Result<(), CapReached> {
         if self.interval.is_none() && self.hourly_cap == 0 {
-            return;
+            return Ok(());
         }
         loop {
             let wait = match self.reserve() {
-                Reservation::Go => return,
+                Reservation::Go => return Ok(()),
                 Reservation::At(wait) => {
                     tokio::time::sleep(wait).await;
-                    return;
+                    return Ok(());
+                }
+                Reservation::Retry(wait) if wait > self.max_wait => {
+                    return Err(CapReached { wait })
                 }
                 Reservation::Retry(wait) => wait,
             };
@@ -213,10 +236,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn rate_limit_spaces_messages() {
-        let l = Limiter::new(10.0, 0, &[]);
+        let l = Limiter::new(10.0, 0, Duration::ZERO, &[]);
         let start = tokio::time::Instant::now();
         for _ in 0..11 {
-            l.acquire().await;
+            l.acquire().await.unwrap();
         }
         let took = start.elapsed();
         assert!(took >= Duration::from_millis(999), "{took:?}");
@@ -226,16 +249,32 @@ mod tests {
     async fn hourly_cap_waits_for_the_window() {
         let now = chrono::Utc::now().timestamp();
         // Two of three already used 59 minutes ago: the third goes at once, the fourth waits ~1 min.
-        let l = Limiter::new(0.0, 3, &[now - 3540, now - 3540]);
+        let l = Limiter::new(0.0, 3, Duration::from_secs(300), &[now - 3540, now - 3540]);
         let start = tokio::time::Instant::now();
-        l.acquire().await;
+        l.acquire().await.unwrap();
         assert!(start.elapsed() < Duration::from_secs(1));
-        l.acquire().await;
+        l.acquire().await.unwrap();
         assert!(
             start.elapsed() >= Duration::from_secs(55),
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_hourly_cap_too_far_away_ends_the_wait() {
+        let now = chrono::Utc::now().timestamp();
+        // Both slots used 10 minutes ago: the next frees in ~50 minutes, more than 5.
+        let l = Limiter::new(0.0, 2, Duration::from_secs(300), &[now - 600, now - 600]);
+        let start = tokio::time::Instant::now();
+        let reached = l.acquire().await.unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(1));
+        assert!(
+            reached.wait > Duration::from_secs(49 * 60)
+                && reached.wait <= Duration::from_secs(3000),
+            "{reached:?}"
+        );
+        assert_eq!(l.state.lock().unwrap().window.len(), 2, "no slot was taken");
     }
 
     #[test]

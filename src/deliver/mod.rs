@@ -2,8 +2,11 @@
 //!
 //! The last stage of `publish`. [`run`] claims due deliveries from the [`Ledger`] in small
 //! batches, hands them to `concurrency` workers — each holding one long-lived [`Connection`] —
-//! and records every outcome before the worker may take its next message (group commit: all
-//! outcomes that arrived together share one transaction). So at any instant at most one accepted
+//! and records every outcome before the worker's next message can be accepted (group commit: the
+//! outcomes held are recorded, and their replacements claimed, in one transaction). A worker
+//! builds its next message and opens its mail transaction meanwhile, and waits for the commit only
+//! before the end-of-data; the coordinator commits when a worker so waits (or the queue runs low,
+//! or 5 ms have passed), so one commit carries many outcomes. At any instant at most one accepted
 //! message per worker is unrecorded, which bounds the duplicates a `kill -9` can cause by the
 //! concurrency.
 //!
@@ -25,6 +28,7 @@
 //! server limits connections), and the run stops with an error if none is (the server is gone).
 
 pub mod limits;
+pub mod tls;
 pub mod transport;
 
 use std::collections::HashMap;
@@ -34,7 +38,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use indicatif::ProgressBar;
-use tokio::sync::{mpsc, oneshot, watch};
+use lettre::address::Envelope;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{debug, info, warn};
 
 use crate::ledger::{Job, Ledger, Outcome};
@@ -64,6 +69,9 @@ pub struct Settings {
     pub rate_per_second: f64,
     /// Messages per sliding hour; 0 = unlimited.
     pub hourly_cap: u64,
+    /// Longest wait for the hourly cap to free a slot; a longer one ends the run (see
+    /// [`Report::cap_reached_until`]).
+    pub hourly_cap_wait: Duration,
 }
 
 /// What one run did.
@@ -79,6 +87,10 @@ pub struct Report {
     pub throttled: u64,
     /// Deliveries left `sending` by a crashed run and queued again.
     pub recovered: u64,
+    /// Set when the run ended because the hourly cap was reached and its next free slot was
+    /// further away than `Settings::hourly_cap_wait`: when that slot frees (UTC). The recipients
+    /// not sent are left queued.
+    pub cap_reached_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What the workers share.
@@ -94,6 +106,12 @@ struct Shared {
     /// Throttle replies and refused connections logged so far (see [`LOUD_EVENTS`]).
     throttles_logged: AtomicU64,
     refusals_logged: AtomicU64,
+    /// When the hourly cap's next free slot was too far away: the run stops (see [`Report`]).
+    cap_reached_until: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
+    /// Workers waiting for their previous outcome to be recorded.
+    acks_wanted: AtomicUsize,
+    /// Wakes the coordinator when a worker starts waiting for its outcome to be recorded.
+    commit_wanted: Notify,
     settings: Settings,
 }
 
@@ -141,6 +159,10 @@ struct Done {
     ack: oneshot::Sender<()>,
 }
 
+/// Longest an outcome waits to be recorded when no worker needs it yet (e.g. all are waiting for
+/// a rate limit): the bound on how long an accepted message stays unrecorded.
+const MAX_HOLD: Duration = Duration::from_millis(5);
+
 /// Sends every due delivery of `issue_id` through `transport` and records each outcome in
 /// `ledger`, until nothing is left that may be tried in this run.
 ///
@@ -187,6 +209,7 @@ pub async fn run(
         limiter: Limiter::new(
             settings.rate_per_second,
             settings.hourly_cap,
+            settings.hourly_cap_wait,
             &ledger.sent_times_since(hour_ago)?,
         ),
         stopping: AtomicBool::new(false),
@@ -194,9 +217,14 @@ pub async fn run(
         live: AtomicUsize::new(0),
         throttles_logged: AtomicU64::new(0),
         refusals_logged: AtomicU64::new(0),
+        cap_reached_until: Mutex::new(None),
+        acks_wanted: AtomicUsize::new(0),
+        commit_wanted: Notify::new(),
         settings: settings.clone(),
     });
-    let capacity = settings.concurrency * 2;
+    // Jobs claimed and not yet recorded: per worker, the message it sends, the outcome of the
+    // one before (being committed), and two waiting in the queue.
+    let capacity = settings.concurrency * 4;
     let (job_tx, job_rx) = mpsc::channel::<Job>(capacity);
     let job_rx = Arc::new(tokio::sync::Mutex::new(job_rx));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
@@ -224,13 +252,72 @@ pub async fn run(
     });
 
     let max_attempts = settings.max_attempts;
+    // Claim in batches of at least half the workers, so the queue still holds half a batch per
+    // worker between claims and a claim seldom needs a transaction of its own.
+    let refill = (settings.concurrency / 2).max(1);
     let mut in_flight = 0usize;
+    let mut batch: Vec<Done> = Vec::new();
+    let mut held_since: Option<std::time::Instant> = None;
     let mut throttled_in_run: HashMap<String, u32> = HashMap::new();
     let (transient_logged, failed_logged) = (AtomicU64::new(0), AtomicU64::new(0));
     loop {
         let stopping = shared.stopped();
-        if !stopping && in_flight < capacity {
-            let jobs = ledger.claim(issue_id, now_ms(), capacity - in_flight, max_attempts)?;
+        let free = capacity - (in_flight - batch.len());
+        let limit = if !stopping && free >= refill { free } else { 0 };
+        // Outcomes are recorded as late as possible, so that one commit carries many: when a
+        // worker is about to send its next end-of-data and waits for its outcome, when the
+        // queue runs low, when nobody is sending, when stopping, or after MAX_HOLD.
+        let queued = job_tx.max_capacity() - job_tx.capacity();
+        let commit_now = stopping
+            || shared.acks_wanted.load(Ordering::SeqCst) > 0
+            || queued < refill
+            || in_flight == batch.len()
+            || held_since.is_some_and(|t| t.elapsed() >= MAX_HOLD);
+        if commit_now && (!batch.is_empty() || limit > 0) {
+            held_since = None;
+            let (outcomes, acks): (Vec<Outcome>, Vec<oneshot::Sender<()>>) = batch
+                .drain(..)
+                .map(|done| {
+                    let outcome = match done.attempted {
+                        Attempted::Outcome(outcome) => outcome,
+                        Attempted::Throttled { key, reply, streak } => {
+                            charge_throttle(&mut throttled_in_run, key, reply, streak, &settings)
+                        }
+                    };
+                    (outcome, done.ack)
+                })
+                .unzip();
+            // One transaction records the outcomes held and claims their replacements.
+            let jobs =
+                ledger.record_and_claim(issue_id, &outcomes, now_ms(), limit, max_attempts)?;
+            in_flight -= outcomes.len();
+            for (outcome, ack) in outcomes.iter().zip(acks) {
+                match outcome {
+                    Outcome::Sent { .. } => {
+                        report.sent += 1;
+                        progress.inc(1);
+                    }
+                    Outcome::Failed { key, reply } => {
+                        report.failed += 1;
+                        progress.inc(1);
+                        if loud(&failed_logged, "permanent failures") {
+                            warn!(recipient = %key, reply = %reply, "permanent failure; address suppressed");
+                        } else {
+                            debug!(recipient = %key, reply = %reply, "permanent failure; address suppressed");
+                        }
+                    }
+                    Outcome::Deferred { key, reply, .. } => {
+                        report.transient += 1;
+                        if loud(&transient_logged, "transient failures") {
+                            info!(recipient = %key, reply = %reply, "transient failure; deferred");
+                        } else {
+                            debug!(recipient = %key, reply = %reply, "transient failure; deferred");
+                        }
+                    }
+                    Outcome::Throttled { .. } | Outcome::Requeue { .. } => {}
+                }
+                let _ = ack.send(());
+            }
             in_flight += jobs.len();
             for job in jobs {
                 if job_tx.send(job).await.is_err() {
@@ -246,58 +333,24 @@ pub async fn run(
                 Some(at) => Duration::from_millis((at - now_ms()).clamp(1, 60_000) as u64),
                 None => break,
             }
+        } else if let Some(since) = held_since {
+            MAX_HOLD.saturating_sub(since.elapsed())
         } else {
             Duration::from_millis(200)
         };
-        let first = tokio::select! {
-            d = done_rx.recv() => d,
-            _ = tokio::time::sleep(wait) => None,
-        };
-        let Some(first) = first else { continue };
-        let mut batch = vec![first];
+        tokio::select! {
+            done = done_rx.recv() => match done {
+                Some(done) => batch.push(done),
+                None => return Err(anyhow!("every sending worker stopped")),
+            },
+            _ = shared.commit_wanted.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
         while let Ok(more) = done_rx.try_recv() {
             batch.push(more);
         }
-        let (outcomes, acks): (Vec<Outcome>, Vec<oneshot::Sender<()>>) = batch
-            .into_iter()
-            .map(|done| {
-                let outcome = match done.attempted {
-                    Attempted::Outcome(outcome) => outcome,
-                    Attempted::Throttled { key, reply, streak } => {
-                        charge_throttle(&mut throttled_in_run, key, reply, streak, &settings)
-                    }
-                };
-                (outcome, done.ack)
-            })
-            .unzip();
-        ledger.record(issue_id, &outcomes)?;
-        in_flight -= outcomes.len();
-        for (outcome, ack) in outcomes.iter().zip(acks) {
-            match outcome {
-                Outcome::Sent { .. } => {
-                    report.sent += 1;
-                    progress.inc(1);
-                }
-                Outcome::Failed { key, reply } => {
-                    report.failed += 1;
-                    progress.inc(1);
-                    if loud(&failed_logged, "permanent failures") {
-                        warn!(recipient = %key, reply = %reply, "permanent failure; address suppressed");
-                    } else {
-                        debug!(recipient = %key, reply = %reply, "permanent failure; address suppressed");
-                    }
-                }
-                Outcome::Deferred { key, reply, .. } => {
-                    report.transient += 1;
-                    if loud(&transient_logged, "transient failures") {
-                        info!(recipient = %key, reply = %reply, "transient failure; deferred");
-                    } else {
-                        debug!(recipient = %key, reply = %reply, "transient failure; deferred");
-                    }
-                }
-                Outcome::Throttled { .. } | Outcome::Requeue { .. } => {}
-            }
-            let _ = ack.send(());
+        if !batch.is_empty() {
+            held_since.get_or_insert_with(std::time::Instant::now);
         }
     }
     drop(job_tx);
@@ -305,6 +358,7 @@ pub async fn run(
     while workers.join_next().await.is_some() {}
     signals.abort();
     report.throttled = shared.throttle.hits();
+    report.cap_reached_until = shared.cap_reached_until.lock().ok().and_then(|c| *c);
     if report.transient + report.failed + report.throttled > 0 {
         info!(
             "this run met {} transient failures, {} permanent failures and {} throttle replies",
@@ -392,7 +446,7 @@ enum Next {
 }
 
 /// One worker: one connection at a time, one message at a time, each outcome committed before
-/// the next message is taken.
+/// the end-of-data of the next message (which is built, and its transaction opened, meanwhile).
 async fn worker(
     transport: Arc<Transport>,
     mail: Arc<IssueMail>,
@@ -409,6 +463,8 @@ async fn worker(
     if let Some(c) = first {
         slot.hold(c, &shared);
     }
+    // The commit of this worker's previous outcome, while it is under way.
+    let mut committing: Option<oneshot::Receiver<()>> = None;
     loop {
         let job = { jobs.lock().await.recv().await };
         let Some(job) = job else { break };
@@ -418,14 +474,18 @@ async fn worker(
                 Next::Go,
             )
         } else {
-            attempt(&transport, &mail, &shared, &mut slot, job).await
+            attempt(&transport, &mail, &shared, &mut slot, &mut committing, job).await
         };
-        let (ack, acked) = oneshot::channel();
-        let sent = done.send(Done { attempted, ack });
-        // Group commit: the outcome is on disk before this worker takes another message.
-        if sent.is_err() || acked.await.is_err() {
+        // `attempt` waited for the previous commit before the end-of-data; when it stopped
+        // earlier, wait here, so a worker has one outcome at most in the coordinator's hands.
+        if !committed(&shared, &mut committing).await {
             break;
         }
+        let (ack, acked) = oneshot::channel();
+        if done.send(Done { attempted, ack }).is_err() {
+            break;
+        }
+        committing = Some(acked);
         match next {
             Next::Go => {}
             Next::Pause(pause) => {
@@ -439,6 +499,26 @@ async fn worker(
     }
     if let Some(c) = slot.drop_conn(&shared) {
         c.close().await;
+    }
+}
+
+/// Waits for the group commit of the worker's previous outcome, if it is not on disk yet, and
+/// tells the coordinator someone is waiting. False when the coordinator is gone (the run is
+/// ending with an error).
+async fn committed(shared: &Shared, committing: &mut Option<oneshot::Receiver<()>>) -> bool {
+    let Some(mut ack) = committing.take() else {
+        return true;
+    };
+    match ack.try_recv() {
+        Ok(()) => true,
+        Err(oneshot::error::TryRecvError::Closed) => false,
+        Err(oneshot::error::TryRecvError::Empty) => {
+            shared.acks_wanted.fetch_add(1, Ordering::SeqCst);
+            shared.commit_wanted.notify_one();
+            let recorded = ack.await.is_ok();
+            shared.acks_wanted.fetch_sub(1, Ordering::SeqCst);
+            recorded
+        }
     }
 }
 
@@ -464,17 +544,19 @@ impl Slot {
     }
 }
 
-/// One attempt to deliver `job`: (re)connect if needed, send, classify.
+/// One attempt to deliver `job`: build the message, (re)connect if needed, open the mail
+/// transaction, wait for the previous outcome's commit (`committing`), end the data, classify.
 async fn attempt(
     transport: &Transport,
     mail: &IssueMail,
     shared: &Shared,
     slot: &mut Slot,
+    committing: &mut Option<oneshot::Receiver<()>>,
     job: Job,
 ) -> (Attempted, Next) {
     let settings = &shared.settings;
     let requeue = |key: String, next: Next| (Attempted::Outcome(Outcome::Requeue { key }), next);
-    let (envelope, message) = match mail.personalise(&Recipient {
+    let (envelope, message): (Envelope, Vec<u8>) = match mail.personalise(&Recipient {
         address: &job.address,
         name: job.name.as_deref(),
         message_id: &job.message_id,
@@ -530,12 +612,32 @@ async fn attempt(
     let Some(c) = slot.conn.as_mut() else {
         return requeue(job.key, Next::Go);
     };
-    shared.limiter.acquire().await;
+    if let Err(reached) = shared.limiter.acquire().await {
+        // Stop the run rather than hold it open for long: this and every message not yet
+        // accepted stay queued.
+        let until = chrono::Utc::now() + reached.wait;
+        if let Ok(mut cap) = shared.cap_reached_until.lock() {
+            cap.get_or_insert(until);
+        }
+        shared.stopping.store(true, Ordering::SeqCst);
+        return requeue(job.key, Next::Go);
+    }
     let file_name = format!(
         "{}.eml",
         job.message_id.trim_matches(|ch| ch == '<' || ch == '>')
     );
-    let result = c.send(&envelope, &message, &file_name).await;
+    let result = match c.start(&envelope, &message).await {
+        Ok(()) if committed(shared, committing).await => {
+            c.finish(&envelope, &message, &file_name).await
+        }
+        Ok(()) => {
+            // The run is ending with an error: leave without delivering.
+            c.abort().await;
+            slot.drop_conn(shared);
+            return requeue(job.key, Next::Go);
+        }
+        Err(failure) => Err(failure),
+    };
     if !c.is_usable() {
         slot.drop_conn(shared);
         debug!("the connection is closed; the next message opens another");
@@ -608,6 +710,7 @@ mod tests {
             retry_max: Duration::from_millis(100),
             rate_per_second: 0.0,
             hourly_cap: 0,
+            hourly_cap_wait: Duration::ZERO,
         };
         let before = now_ms();
         let mut counts = HashMap::new();

@@ -4,8 +4,10 @@
 //! layout in `mail-templates/` once per issue, inlines its CSS, derives the plain-text part, and
 //! encodes both parts as quoted-printable *around* slot markers for the personal values (the
 //! greeting and the unsubscribe link). [`IssueMail::personalise`] then fills the slots with the
-//! recipient's encoded values between soft line breaks and lets lettre write the headers, so a
-//! recipient costs a few small encodings and a copy of the body — not a render.
+//! recipient's encoded values between soft line breaks. lettre formats the whole message once,
+//! with placeholders for what differs per recipient (`To`, `Message-ID`, `List-Unsubscribe` and
+//! the two bodies); a recipient then costs three header lines formatted by lettre, a few small
+//! encodings and one copy of the rest — not a render, nor a run of lettre's message builder.
 //!
 //! Standards: RFC 5322 (message format), RFC 2045–2047 (MIME, quoted-printable, encoded words),
 //! RFC 2046 `multipart/alternative`, RFC 2369/2919 (`List-Unsubscribe`, `List-Id`), RFC 8058
@@ -19,8 +21,10 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use lettre::address::Envelope;
-use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
-use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{
+    self, ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue, Headers,
+};
+use lettre::message::{Body, Mailbox, Mailboxes, MultiPart, SinglePart};
 use lettre::Message;
 use sha2::{Digest, Sha256};
 
@@ -81,18 +85,27 @@ impl Template {
         Template { pieces, html }
     }
 
-    /// The encoded part with the slots filled: each value encoded on its own, joined with soft
-    /// line breaks (`=\r\n`) so no line grows past 76 characters.
-    fn fill(&self, values: &Values<'_>) -> Vec<u8> {
-        let size: usize = self
-            .pieces
+    /// About how many bytes the filled part takes.
+    fn size(&self) -> usize {
+        self.pieces
             .iter()
             .map(|p| match p {
                 Piece::Encoded(e) => e.len(),
                 Piece::Slot(_) => 256,
             })
-            .sum();
-        let mut out = Vec::with_capacity(size);
+            .sum()
+    }
+
+    /// The encoded part with the slots filled: each value encoded on its own, joined with soft
+    /// line breaks (`=\r\n`) so no line grows past 76 characters.
+    fn fill(&self, values: &Values<'_>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.size());
+        self.fill_into(values, &mut out);
+        out
+    }
+
+    /// [`Template::fill`], appending to `out`.
+    fn fill_into(&self, values: &Values<'_>, out: &mut Vec<u8>) {
         for piece in &self.pieces {
             match piece {
                 Piece::Encoded(e) => out.extend_from_slice(e),
@@ -112,7 +125,6 @@ impl Template {
                 }
             }
         }
-        out
     }
 }
 
@@ -164,6 +176,33 @@ pub struct IssueMail {
     boundary: String,
     html: Template,
     text: Template,
+    skeleton: Vec<Frame>,
+}
+
+/// A piece of the message as lettre formats it: bytes that are the same for every recipient, or
+/// the place of something that is not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Frame {
+    Fixed(Vec<u8>),
+    To,
+    MessageId,
+    ListUnsubscribe,
+    Text,
+    Html,
+}
+
+/// Placeholders for what differs per recipient, in the message formatted once.
+const PLACEHOLDER_TO: &str = "to@feedpost-placeholder.invalid";
+const PLACEHOLDER_MESSAGE_ID: &str = "<message-id@feedpost-placeholder.invalid>";
+const PLACEHOLDER_LIST_UNSUBSCRIBE: &str = "<FEEDPOSTSLOTLISTUNSUBSCRIBE>";
+const PLACEHOLDER_TEXT: &[u8] = b"FEEDPOSTSLOTTEXTBODY";
+const PLACEHOLDER_HTML: &[u8] = b"FEEDPOSTSLOTHTMLBODY";
+
+/// One header line (folded, CRLF-terminated) exactly as lettre writes it in a message.
+fn header_line(value: HeaderValue) -> String {
+    let mut headers = Headers::new();
+    headers.insert_raw(value);
+    headers.to_string()
 }
 
 impl IssueMail {
@@ -229,7 +268,7 @@ impl IssueMail {
             .map(|m| m.trim_start_matches("mailto:").to_string())
             .unwrap_or_else(|| from.email.to_string());
         let digest = Sha256::digest(issue.permalink.as_str().as_bytes());
-        Ok(IssueMail {
+        let mut mail = IssueMail {
             reply_to: config
                 .mail
                 .reply_to
@@ -249,7 +288,58 @@ impl IssueMail {
             boundary: format!("feedpost-{}", hex(&digest[..12])),
             html: Template::new(&html, true),
             text: Template::new(&text, false),
-        })
+            skeleton: Vec::new(),
+        };
+        mail.skeleton = mail.skeleton()?;
+        Ok(mail)
+    }
+
+    /// The message formatted once by lettre with placeholders, cut at them.
+    fn skeleton(&self) -> Result<Vec<Frame>> {
+        let to = Mailbox::new(None, PLACEHOLDER_TO.parse()?);
+        let formatted = self
+            .build(
+                to.clone(),
+                PLACEHOLDER_MESSAGE_ID,
+                PLACEHOLDER_LIST_UNSUBSCRIBE.to_string(),
+                PLACEHOLDER_TEXT.to_vec(),
+                PLACEHOLDER_HTML.to_vec(),
+            )?
+            .formatted();
+        let markers = [
+            (to_line(to).into_bytes(), Frame::To),
+            (
+                message_id_line(PLACEHOLDER_MESSAGE_ID).into_bytes(),
+                Frame::MessageId,
+            ),
+            (
+                list_unsubscribe_line(PLACEHOLDER_LIST_UNSUBSCRIBE.to_string()).into_bytes(),
+                Frame::ListUnsubscribe,
+            ),
+            (PLACEHOLDER_TEXT.to_vec(), Frame::Text),
+            (PLACEHOLDER_HTML.to_vec(), Frame::Html),
+        ];
+        let mut found = Vec::new();
+        for (marker, frame) in markers {
+            let mut hits = memchr::memmem::find_iter(&formatted, &marker);
+            match (hits.next(), hits.next()) {
+                (Some(at), None) => found.push((at, marker.len(), frame)),
+                _ => anyhow::bail!(
+                    "internal error: the message skeleton holds the {frame:?} placeholder {} times",
+                    memchr::memmem::find_iter(&formatted, &marker).count()
+                ),
+            }
+        }
+        found.sort_by_key(|(at, _, _)| *at);
+        let mut frames = Vec::new();
+        let mut copied = 0;
+        for (at, len, frame) in found {
+            frames.push(Frame::Fixed(formatted[copied..at].to_vec()));
+            frames.push(frame);
+            copied = at + len;
+        }
+        frames.push(Frame::Fixed(formatted[copied..].to_vec()));
+        Ok(frames)
     }
 
     /// The `Message-ID` of `issue`'s message to the recipient whose lowercased address is `key`:
@@ -317,6 +407,8 @@ impl IssueMail {
             .address
             .parse()
             .with_context(|| format!("`{}` is not a valid address", r.address))?;
+        let envelope = Envelope::new(Some(self.from.email.clone()), vec![address.clone()])
+            .context("failed to build the envelope")?;
         let to = Mailbox::new(r.name.map(str::to_string), address);
         let unsubscribe = self.unsubscribe_link(r.address);
         let greeting = self.greeting(r.name);
@@ -324,18 +416,58 @@ impl IssueMail {
             greeting: &greeting,
             unsubscribe_url: &unsubscribe,
         };
-        let mut list_unsubscribe = String::new();
-        if let Some(url) = &self.unsubscribe_url {
-            list_unsubscribe.push_str(&format!("<{}>, ", self.https_unsubscribe(url, r.address)));
+        let list_unsubscribe = self.list_unsubscribe(r.address);
+        let size: usize = self
+            .skeleton
+            .iter()
+            .map(|f| match f {
+                Frame::Fixed(bytes) => bytes.len(),
+                _ => 0,
+            })
+            .sum::<usize>()
+            + self.text.size()
+            + self.html.size()
+            + 1024;
+        let mut out = Vec::with_capacity(size);
+        for frame in &self.skeleton {
+            match frame {
+                Frame::Fixed(bytes) => out.extend_from_slice(bytes),
+                Frame::To => out.extend_from_slice(to_line(to.clone()).as_bytes()),
+                Frame::MessageId => out.extend_from_slice(message_id_line(r.message_id).as_bytes()),
+                Frame::ListUnsubscribe => out
+                    .extend_from_slice(list_unsubscribe_line(list_unsubscribe.clone()).as_bytes()),
+                Frame::Text => self.text.fill_into(&values, &mut out),
+                Frame::Html => self.html.fill_into(&values, &mut out),
+            }
         }
-        list_unsubscribe.push_str(&format!("<{}>", self.mailto_unsubscribe()));
+        Ok((envelope, out))
+    }
 
+    /// The `List-Unsubscribe` value for `address`: the https link (when configured), then mailto.
+    fn list_unsubscribe(&self, address: &str) -> String {
+        let mut value = String::new();
+        if let Some(url) = &self.unsubscribe_url {
+            value.push_str(&format!("<{}>, ", self.https_unsubscribe(url, address)));
+        }
+        value.push_str(&format!("<{}>", self.mailto_unsubscribe()));
+        value
+    }
+
+    /// The whole message built by lettre's message builder, with these per-recipient values.
+    fn build(
+        &self,
+        to: Mailbox,
+        message_id: &str,
+        list_unsubscribe: String,
+        text: Vec<u8>,
+        html: Vec<u8>,
+    ) -> Result<Message> {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(self.subject.clone())
             .date(self.date)
-            .message_id(Some(r.message_id.to_string()))
+            .message_id(Some(message_id.to_string()))
             .raw_header(raw("List-Id", format!("<{}>", self.list_id)))
             .raw_header(raw("List-Unsubscribe", list_unsubscribe))
             .raw_header(raw("List-Archive", format!("<{}>", self.site_url)))
@@ -350,28 +482,36 @@ impl IssueMail {
             builder = builder.reply_to(reply_to.clone());
         }
         let text = SinglePart::builder().header(ContentType::TEXT_PLAIN).body(
-            Body::dangerous_pre_encoded(
-                self.text.fill(&values),
-                ContentTransferEncoding::QuotedPrintable,
-            ),
+            Body::dangerous_pre_encoded(text, ContentTransferEncoding::QuotedPrintable),
         );
         let html =
             SinglePart::builder()
                 .header(ContentType::TEXT_HTML)
                 .body(Body::dangerous_pre_encoded(
-                    self.html.fill(&values),
+                    html,
                     ContentTransferEncoding::QuotedPrintable,
                 ));
-        let message = builder
+        builder
             .multipart(
                 MultiPart::alternative()
                     .boundary(self.boundary.clone())
                     .singlepart(text)
                     .singlepart(html),
             )
-            .context("failed to build the message")?;
-        Ok((message.envelope().clone(), message.formatted()))
+            .context("failed to build the message")
     }
+}
+
+fn to_line(to: Mailbox) -> String {
+    header_line(header::To::from(Mailboxes::from(to)).display())
+}
+
+fn message_id_line(message_id: &str) -> String {
+    header_line(header::MessageId::from(message_id.to_string()).display())
+}
+
+fn list_unsubscribe_line(value: String) -> String {
+    header_line(raw("List-Unsubscribe", value))
 }
 
 impl IssueMail {
@@ -438,6 +578,77 @@ mod tests {
                 "line too long: {}",
                 String::from_utf8_lossy(line)
             );
+        }
+    }
+
+    fn mail_for(mail_config: &str) -> IssueMail {
+        let config = Config::parse(
+            &format!(
+                "[site]\ntitle = \"SOFA Weekly\"\nbase_url = \"https://www.sofastack.tech/\"\nlanguage = \"zh-CN\"\n[mail]\nfrom = \"SOFA Weekly <weekly@example.org>\"\n{mail_config}\n"
+            ),
+            std::path::Path::new("/site"),
+        )
+        .unwrap();
+        let issue = crate::issue::parse(
+            "---\ntitle: \"SOFA Weekly | 一个相当长的标题，用来检验主题行的折叠与 <lettre> & 其他\"\ndate: 2024-03-01T15:00:00+08:00\n---\nHello **world**.\n\n.A line that starts with a dot.\n",
+            std::path::Path::new("/site/issues/2024-03-01-long.md"),
+            &config,
+        )
+        .unwrap();
+        let now = DateTime::parse_from_rfc3339("2024-03-01T08:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        IssueMail::compose(&issue, &config, b"secret", now).unwrap()
+    }
+
+    #[test]
+    fn personalise_writes_what_lettres_message_builder_writes() {
+        let long_name = "很长的名字".repeat(12);
+        let recipients = [
+            ("reader@example.org", None),
+            (
+                "Ada.Lovelace+news@Example.org",
+                Some("Ada \"The Countess\" Lovelace, of Lovelace"),
+            ),
+            ("reader0001@example.test", Some("读者 1")),
+            ("x@example.org", Some(long_name.as_str())),
+        ];
+        for mail_config in [
+            "",
+            "reply_to = \"Team <team@example.org>\"\nunsubscribe_url = \"https://www.sofastack.tech/unsubscribe/with/a/rather/long/path?token={token}&email={email}\"\nunsubscribe_mailto = \"unsubscribe@example.org\"",
+        ] {
+            let mail = mail_for(mail_config);
+            for (address, name) in recipients {
+                let message_id = IssueMail::message_id_for("issue", address, &mail.from);
+                let (envelope, fast) = mail
+                    .personalise(&Recipient {
+                        address,
+                        name,
+                        message_id: &message_id,
+                    })
+                    .unwrap();
+                let unsubscribe = mail.unsubscribe_link(address);
+                let greeting = mail.greeting(name);
+                let values = Values {
+                    greeting: &greeting,
+                    unsubscribe_url: &unsubscribe,
+                };
+                let reference = mail
+                    .build(
+                        Mailbox::new(name.map(str::to_string), address.parse().unwrap()),
+                        &message_id,
+                        mail.list_unsubscribe(address),
+                        mail.text.fill(&values),
+                        mail.html.fill(&values),
+                    )
+                    .unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&fast),
+                    String::from_utf8_lossy(&reference.formatted()),
+                    "{address} {name:?} with {mail_config:?}"
+                );
+                assert_eq!(&envelope, reference.envelope());
+            }
         }
     }
 

@@ -7,6 +7,8 @@
 //! live in the ledger, see [`crate::ledger`].
 
 use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -74,28 +76,36 @@ struct RawChunk {
 }
 
 /// Reads the subscriber file at `path` and calls `each` for every valid entry, in file order, and
-/// `bad` for every invalid one.
+/// `bad` for every invalid one. The file is read one entry at a time: memory does not grow with
+/// the list.
 ///
 /// # Errors
-/// The file cannot be read. Entry problems go to `bad` and are not errors.
+/// The file cannot be opened or read. Entry problems go to `bad` and are not errors.
 pub fn read(path: &Path, each: impl FnMut(Subscriber), bad: impl FnMut(EntryError)) -> Result<()> {
-    let text = std::fs::read_to_string(path).with_context(|| {
+    let file = File::open(path).with_context(|| {
         format!(
             "failed to read the subscriber list `{}` (set `site.subscribers` in the config)",
             path.display()
         )
     })?;
-    parse(&text, path, each, bad);
-    Ok(())
+    parse_from(BufReader::new(file), path, each, bad)
+        .with_context(|| format!("failed to read the subscriber list `{}`", path.display()))
 }
 
 /// Parses subscriber TOML `text`; `path` only names the file in errors. See [`read`].
-pub fn parse(
-    text: &str,
+pub fn parse(text: &str, path: &Path, each: impl FnMut(Subscriber), bad: impl FnMut(EntryError)) {
+    // Reading from a byte slice cannot fail.
+    let _ = parse_from(text.as_bytes(), path, each, bad);
+}
+
+/// Cuts the input at each `[[subscribers]]` header line and parses the pieces one by one; text
+/// before the first header is a piece of its own. A line that is not UTF-8 spoils its piece.
+fn parse_from(
+    mut input: impl BufRead,
     path: &Path,
     mut each: impl FnMut(Subscriber),
     mut bad: impl FnMut(EntryError),
-) {
+) -> std::io::Result<()> {
     let mut report = |line: usize, message: String| {
         bad(EntryError {
             path: path.to_path_buf(),
@@ -103,41 +113,85 @@ pub fn parse(
             message,
         })
     };
-    for (line, chunk) in chunks(text) {
-        let parsed: RawChunk = match toml::from_str(chunk) {
-            Ok(c) => c,
-            Err(e) => {
-                let at = e.span().map_or(0, |s| {
-                    chunk[..s.start.min(chunk.len())].matches('\n').count()
-                });
-                report(line + at, format!("invalid TOML: {}", e.message()));
-                continue;
+    let mut chunk = String::new();
+    let mut chunk_line = 1;
+    let mut not_utf8 = None;
+    let mut line_no = 0;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if input.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        line_no += 1;
+        let line = match std::str::from_utf8(&buf) {
+            Ok(line) => line,
+            Err(_) => {
+                not_utf8.get_or_insert(line_no);
+                "\n"
             }
         };
-        let count = parsed.subscribers.len();
-        for table in parsed.subscribers {
-            match entry(table) {
-                Ok((email, name, topics)) => each(Subscriber {
-                    key: email.to_lowercase(),
-                    email,
-                    name,
-                    topics,
-                    line,
-                }),
-                Err(message) => report(line, message),
+        if line.trim() == "[[subscribers]]" {
+            if !chunk.is_empty() {
+                parse_chunk(chunk_line, &chunk, not_utf8.take(), &mut each, &mut report);
+                chunk.clear();
             }
+            chunk_line = line_no;
         }
-        if count == 0
-            && !chunk.trim().is_empty()
-            && chunk
-                .lines()
-                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        {
-            report(
+        chunk.push_str(line);
+    }
+    parse_chunk(chunk_line, &chunk, not_utf8, &mut each, &mut report);
+    Ok(())
+}
+
+/// Parses one piece of the file starting at 1-based `line`.
+fn parse_chunk(
+    line: usize,
+    chunk: &str,
+    not_utf8: Option<usize>,
+    each: &mut impl FnMut(Subscriber),
+    report: &mut impl FnMut(usize, String),
+) {
+    if let Some(at) = not_utf8 {
+        report(
+            at,
+            "this line is not UTF-8; save the file as UTF-8 (the entry was skipped)".into(),
+        );
+        return;
+    }
+    let parsed: RawChunk = match toml::from_str(chunk) {
+        Ok(c) => c,
+        Err(e) => {
+            let at = e.span().map_or(0, |s| {
+                chunk[..s.start.min(chunk.len())].matches('\n').count()
+            });
+            report(line + at, format!("invalid TOML: {}", e.message()));
+            return;
+        }
+    };
+    let count = parsed.subscribers.len();
+    for table in parsed.subscribers {
+        match entry(table) {
+            Ok((email, name, topics)) => each(Subscriber {
+                key: email.to_lowercase(),
+                email,
+                name,
+                topics,
                 line,
-                "expected `[[subscribers]]` tables; nothing here was read".into(),
-            );
+            }),
+            Err(message) => report(line, message),
         }
+    }
+    if count == 0
+        && !chunk.trim().is_empty()
+        && chunk
+            .lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+    {
+        report(
+            line,
+            "expected `[[subscribers]]` tables; nothing here was read".into(),
+        );
     }
 }
 
@@ -191,31 +245,6 @@ fn entry(table: toml::Table) -> Result<(String, Option<String>, Vec<String>), St
     ))
 }
 
-/// Cuts the file at each `[[subscribers]]` header line: (1-based line of the chunk, chunk text).
-/// Text before the first header is its own chunk.
-fn chunks(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    let mut starts = vec![(1usize, 0usize)];
-    let mut offset = 0;
-    for (i, line) in text.split_inclusive('\n').enumerate() {
-        if line.trim() == "[[subscribers]]" && offset > 0 {
-            starts.push((i + 1, offset));
-        } else if line.trim() == "[[subscribers]]" {
-            starts[0] = (i + 1, 0);
-        }
-        offset += line.len();
-    }
-    let ends: Vec<usize> = starts
-        .iter()
-        .skip(1)
-        .map(|s| s.1)
-        .chain([text.len()])
-        .collect();
-    starts
-        .into_iter()
-        .zip(ends)
-        .map(move |((line, start), end)| (line, &text[start..end]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +272,25 @@ mod tests {
         assert_eq!(good[0].name.as_deref(), Some("读者"));
         assert_eq!(good[0].line, 2);
         assert_eq!(good[1].line, 7);
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_skips_only_its_entry() {
+        let mut text = b"[[subscribers]]\nemail = \"a@example.org\"\n[[subscribers]]\nemail = \"b@example.org\"\nname = \"".to_vec();
+        text.extend_from_slice(&[0xff, 0xfe]);
+        text.extend_from_slice(b"\"\n[[subscribers]]\nemail = \"c@example.org\"\n");
+        let (mut good, mut bad) = (vec![], vec![]);
+        parse_from(
+            &text[..],
+            Path::new("subs.toml"),
+            |s| good.push(s.key),
+            |e| bad.push(e),
+        )
+        .unwrap();
+        assert_eq!(good, ["a@example.org", "c@example.org"]);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].line, 5);
+        assert!(bad[0].message.contains("not UTF-8"), "{}", bad[0].message);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod http_server;
 pub mod smtp_server;
+pub mod tls_front;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -60,6 +60,7 @@ pub struct Faults {
     reject_sender: bool,
     broken_starttls: bool,
     delay_reply: Option<Duration>,
+    pipelining: bool,
 }
 
 impl Faults {
@@ -123,6 +124,14 @@ impl Faults {
         self
     }
 
+    /// Advertise `PIPELINING` (RFC 2920) in the EHLO reply. Commands are read the same way
+    /// either way; `SmtpServer::pipelined_commands` counts those that arrived before the reply
+    /// to the previous one was written.
+    pub fn pipelining(mut self) -> Self {
+        self.pipelining = true;
+        self
+    }
+
     /// Connections number `first ..= first + count - 1` (1-based, counted over the server's
     /// life) are greeted with `code` (e.g. 421) and closed; the others are served normally.
     pub fn refuse_connections(mut self, first: usize, count: usize, code: u16) -> Self {
@@ -171,6 +180,8 @@ struct Shared {
     /// lines excluded), in arrival order across connections
     commands: Mutex<Vec<String>>,
     connections: AtomicUsize,
+    /// commands already buffered when the previous reply had been written
+    pipelined: AtomicUsize,
     stop: AtomicBool,
     next_conn_id: AtomicU64,
     /// clones of live connection sockets, shut down on drop
@@ -203,6 +214,7 @@ impl SmtpServer {
             received_cv: Condvar::new(),
             commands: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
+            pipelined: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             next_conn_id: AtomicU64::new(1),
             live: Mutex::new(HashMap::new()),
@@ -280,6 +292,12 @@ impl SmtpServer {
     /// `greeting_code`).
     pub fn connections_accepted(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Commands that arrived before the reply to the previous command was written: sent
+    /// pipelined (RFC 2920).
+    pub fn pipelined_commands(&self) -> usize {
+        self.shared.pipelined.load(Ordering::SeqCst)
     }
 
     /// How many times RCPT TO was attempted for `addr` (case-insensitive),
@@ -422,6 +440,9 @@ fn handle_connection(stream: TcpStream, shared: &Shared, number: usize) -> Resul
 
     let mut buf = Vec::with_capacity(1024);
     loop {
+        if !conn.reader.buffer().is_empty() {
+            shared.pipelined.fetch_add(1, Ordering::SeqCst);
+        }
         let line = conn.read_line(&mut buf)?;
         lock(&shared.commands).push(line.clone());
         let (verb, arg) = match line.find(' ') {
@@ -433,13 +454,23 @@ fn handle_connection(stream: TcpStream, shared: &Shared, number: usize) -> Resul
             "EHLO" => {
                 conn.reset();
                 let who = if arg.is_empty() { "client" } else { arg };
-                let starttls = if lock(&shared.faults).faults.broken_starttls {
-                    "250-STARTTLS\r\n"
-                } else {
-                    ""
+                let (pipelining, starttls) = {
+                    let faults = &lock(&shared.faults).faults;
+                    (
+                        if faults.pipelining {
+                            "250-PIPELINING\r\n"
+                        } else {
+                            ""
+                        },
+                        if faults.broken_starttls {
+                            "250-STARTTLS\r\n"
+                        } else {
+                            ""
+                        },
+                    )
                 };
                 conn.reply(&format!(
-                    "250-localhost Hello {who}\r\n{starttls}\
+                    "250-localhost Hello {who}\r\n{pipelining}{starttls}\
                      250-8BITMIME\r\n\
                      250-SMTPUTF8\r\n\
                      250-SIZE {MAX_SIZE}\r\n\
