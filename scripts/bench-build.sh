@@ -2,13 +2,16 @@
 # bench-build.sh — how fast `feedpost build` turns 10,000 issues into feeds and pages, next to Hugo.
 #
 # Measures, on one generated corpus of 10,000 issues (shared/tools/gen-corpus.py 10000 1):
-#   - full build wall time and peak RSS (GNU /usr/bin/time), three runs each, median:
+#   - full build wall time, CPU time and peak RSS (GNU /usr/bin/time), three runs each, median:
 #       hugo --quiet   over a minimal site with the same issues as content/posts/
 #                      (a page per issue, the home page and list pages, RSS for home and section)
 #       feedpost --config feedpost.toml build
+#                      (every feed, RFC 5005 archive document and archive page; the build cache
+#                      beside the config is deleted before each full build)
 #     and the ratios hugo_time / feedpost_time and feedpost_rss / hugo_rss;
-#   - the incremental case: one issue added to the corpus, `feedpost build` again, its time as
-#     a % of the median full build.
+#   - the incremental case: one issue added to the built site, `feedpost build` again (three
+#     times, one new issue each), the median's wall time as a % of the median full build;
+#   - a verdict per target: >= 5x faster, <= 1/5 of Hugo's peak RSS, incremental <= 10%.
 #
 # Run:   scripts/bench-build.sh                 (from anywhere; builds target/release/feedpost
 #                                               with `cargo build --release` unless FEEDPOST is set)
@@ -60,7 +63,7 @@ make_tmp bench-build "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}"
 echo "work dir: $TMP ($(df -PT "$TMP" | awk 'NR==2 {print $2}'))"
 
 # measure LOG CMD...: sets M_SECS (wall) and M_KB (peak RSS); fails the script if CMD fails.
-measure() { local log="$1"; shift; WALL_LOG="$log" wall_secs "$@"; M_SECS="$WALL"; M_KB="$RSS_KB"; }
+measure() { local log="$1"; shift; WALL_LOG="$log" wall_secs "$@"; M_SECS="$WALL"; M_KB="$RSS_KB"; M_CPU="$CPU_SECS"; }
 
 echo "$_ME: generating corpus: $ISSUES issues..." >&2
 python3 "$GEN" "$ISSUES" 1 "$TMP/corpus" >/dev/null
@@ -135,12 +138,12 @@ for r in $(seq 1 "$RUNS"); do
   rm -rf "$SITE/public" "$SITE/resources" "$SITE/.hugo_build.lock"
   measure "$TMP/hugo-$r.log" "$HUGO" --quiet --source "$SITE" --cacheDir "$TMP/hugo-cache"
   hugo_t+=("$M_SECS"); hugo_m+=("$M_KB")
-  echo "run $r: hugo     ${M_SECS}s  peak RSS ${M_KB} KB"
+  echo "run $r: hugo     ${M_SECS}s (CPU ${M_CPU}s)  peak RSS ${M_KB} KB"
   # full build: remove everything feedpost wrote beside its config (feeds, any cache or ledger)
   find "$FP" -mindepth 1 -maxdepth 1 ! -name feedpost.toml ! -name subscribers.toml -exec rm -rf {} +
   measure "$TMP/feedpost-$r.log" "$FEEDPOST" --config "$FP/feedpost.toml" build
   fp_t+=("$M_SECS"); fp_m+=("$M_KB")
-  echo "run $r: feedpost ${M_SECS}s  peak RSS ${M_KB} KB"
+  echo "run $r: feedpost ${M_SECS}s (CPU ${M_CPU}s)  peak RSS ${M_KB} KB  [$(grep -o 'built feeds for [0-9].*' "$TMP/feedpost-$r.log" | tail -n 1 || true)]"
 done
 hugo_pages=$(find "$SITE/public" -name '*.html' 2>/dev/null | wc -l || true)
 fp_files=$(find "$FP/feeds" -type f 2>/dev/null | wc -l || true)
@@ -156,8 +159,13 @@ print("ratio feedpost_rss/hugo_rss   = %.2f" % (fm / hm if hm else float("inf"))
 PY
 
 # --- incremental: one more issue, build again over the last full build's output ---------------
-new="$TMP/corpus/issues/$(printf '%05d' $((ISSUES + 1)))-weekly.md"
-python3 - "$TMP/corpus/issues/$(printf '%05d' "$ISSUES")-weekly.md" "$new" "$((ISSUES + 1))" <<'PY'
+# Each run adds a new issue (dated after the last) to the site the previous run left.
+inc_t=(); inc_m=()
+last="$TMP/corpus/issues/$(printf '%05d' "$ISSUES")-weekly.md"
+for r in $(seq 1 "$RUNS"); do
+  n=$((ISSUES + r))
+  new="$TMP/corpus/issues/$(printf '%05d' "$n")-weekly.md"
+  python3 - "$last" "$new" "$n" <<'PY'
 import datetime, re, sys
 src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 text = open(src, encoding="utf-8").read()
@@ -170,10 +178,25 @@ text = text.replace(m.group(0), "date: " + date.isoformat(), 1)
 text = re.sub(r'^title: .*$', 'title: "SOFA Weekly | 第 %d 期 增量构建测试"' % n, text, count=1, flags=re.M)
 open(dst, "w", encoding="utf-8").write(text)
 PY
-measure "$TMP/feedpost-incr.log" "$FEEDPOST" --config "$FP/feedpost.toml" build
-python3 - "$M_SECS" "$ft" "$M_KB" <<'PY'
+  last="$new"
+  measure "$TMP/feedpost-incr-$r.log" "$FEEDPOST" --config "$FP/feedpost.toml" build
+  inc_t+=("$M_SECS"); inc_m+=("$M_KB")
+  echo "incremental run $r (issue $n added): feedpost ${M_SECS}s (CPU ${M_CPU}s)  peak RSS ${M_KB} KB  [$(grep -o 'built feeds for [0-9].*' "$TMP/feedpost-incr-$r.log" | tail -n 1 || true)]"
+done
+it=$(median "${inc_t[@]}"); im=$(median "${inc_m[@]}")
+
+echo
+echo "== summary ($ISSUES issues, $(nproc) cores, median of $RUNS runs) =="
+python3 - "$ht" "$ft" "$hm" "$fm" "$it" "$im" <<'PY'
 import sys
-t, full, kb = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-print("incremental (1 issue added): feedpost %.3fs = %.1f%% of the full build, peak RSS %s KB"
-      % (t, 100 * t / full if full else float("nan"), kb))
+ht, ft, hm, fm, it, im = map(float, sys.argv[1:])
+speed = ht / ft if ft else float("inf")
+mem = fm / hm if hm else float("inf")
+inc = it / ft if ft else float("nan")
+ok = lambda b: "yes" if b else "NO"
+print("full build:   hugo %.3fs %d KB | feedpost %.3fs %d KB" % (ht, hm, ft, fm))
+print("speed:        hugo_time / feedpost_time = %.2fx   (target >= 5: %s)" % (speed, ok(speed >= 5)))
+print("memory:       feedpost_rss / hugo_rss   = %.3f    (target <= 0.20: %s)" % (mem, ok(mem <= 0.2)))
+print("incremental:  feedpost %.3fs, peak RSS %d KB = %.1f%% of the full build (target <= 10%%: %s)"
+      % (it, im, 100 * inc, ok(inc <= 0.10)))
 PY

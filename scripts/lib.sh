@@ -10,13 +10,14 @@
 #   ensure_postfix_tools          /usr/sbin/smtp-sink and smtp-source (Debian package `postfix`),
 #                                 installed without configuring or starting the mail system
 #   ensure_feedpost               FEEDPOST=binary (env FEEDPOST, else `cargo build --release`, in
-#                                 CARGO_TARGET_DIR when set)
+#                                 $CARGO_TARGET_DIR when set)
 #   free_port [PREFERRED]         print PREFERRED if free on 127.0.0.1, else a free port
 #   start_sink PORT DIR [ARGS..]  smtp-sink on 127.0.0.1:PORT with running counters in DIR/sink.out;
 #                                 waits (bounded) until it accepts; killed on exit
 #   sink_count DIR                messages the sink has received so far (its last "mesg=N")
 #   wait_sink_count DIR N SECS    wait until the sink has counted N messages, at most SECS seconds
-#   wall_secs CMD...              run CMD, set WALL=seconds (ns clock) and RSS_KB=peak RSS (GNU time);
+#   wall_secs CMD...              run CMD, set WALL=seconds (ns clock), RSS_KB=peak RSS and
+#                                 CPU_SECS=user+system CPU seconds (GNU time);
 #                                 CMD's stdout+stderr go to $WALL_LOG (default /dev/null); fails if CMD fails
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -85,7 +86,7 @@ ensure_feedpost() {
     command -v cargo >/dev/null || die "cargo not found; set FEEDPOST to a feedpost binary"
     echo "$_ME: building feedpost (cargo build --release)..." >&2
     (cd "$REPO" && timeout 3600 cargo build --release --quiet) || die "cargo build --release failed"
-    FEEDPOST="${CARGO_TARGET_DIR:-$REPO/target}/release/feedpost"
+    FEEDPOST="$(cd "$REPO" && cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/feedpost"
   fi
   [ -x "$FEEDPOST" ] || die "feedpost binary not found at $FEEDPOST"
   FEEDPOST="$(cd "$(dirname "$FEEDPOST")" && pwd)/$(basename "$FEEDPOST")"
@@ -137,7 +138,7 @@ wall_secs() {
   local t0 t1 rc=0
   ensure_gnu_time
   t0=$(date +%s%N)
-  /usr/bin/time -f '%M' -o "$TMP/.time.out" timeout "$STEP_TIMEOUT" "$@" >"${WALL_LOG:-/dev/null}" 2>&1 || rc=$?
+  /usr/bin/time -f '%M %U %S' -o "$TMP/.time.out" timeout "$STEP_TIMEOUT" "$@" >"${WALL_LOG:-/dev/null}" 2>&1 || rc=$?
   t1=$(date +%s%N)
   if [ "$rc" != 0 ]; then
     echo "$_ME: FAILED (exit $rc): $*" >&2
@@ -145,7 +146,8 @@ wall_secs() {
     return "$rc"
   fi
   WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
-  RSS_KB=$(tail -n 1 "$TMP/.time.out")
+  read -r RSS_KB CPU_U CPU_S < <(tail -n 1 "$TMP/.time.out")
+  CPU_SECS=$(awk -v u="$CPU_U" -v s="$CPU_S" 'BEGIN { printf "%.2f", u + s }')
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Publish a Markdown newsletter as RSS, Atom and email, delivered exactly once over SMTP.
+/// Publish a Markdown newsletter as RSS, Atom and JSON feeds, a web archive, and email delivered
+/// exactly once over SMTP.
 #[derive(Debug, Parser)]
 #[command(name = "feedpost", version, about)]
 pub struct Cli {
@@ -32,7 +33,7 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write the feeds (rss.xml, atom.xml) into the feeds folder; send nothing.
+    /// Write the feeds and the web archive into the feeds folder; send nothing.
     Build,
     /// Lint the site and write nothing: config, front matter, duplicate slugs, dates in the
     /// future, drafts, links to issues that do not exist, images without alt text, and Markdown

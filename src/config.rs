@@ -40,7 +40,8 @@ pub struct Site {
     /// Folder of issues (`*.md`), relative to the config file.
     #[serde(default = "default_issues")]
     pub issues: PathBuf,
-    /// Folder the feeds are written to.
+    /// Folder the feeds and the web archive are written to: the site's output root, served at
+    /// `base_url`.
     #[serde(default = "default_feeds")]
     pub feeds: PathBuf,
     /// The subscriber list (TOML, see `subscribers.example.toml`).
@@ -53,6 +54,9 @@ pub struct Site {
     /// `https://example.org/issues/<slug>/`.
     #[serde(default = "default_permalink_prefix")]
     pub permalink_prefix: String,
+    /// A WebSub hub (`http(s)` URL, e.g. `https://pubsubhubbub.appspot.com/`): the feeds link it
+    /// (`rel="hub"`) and `publish` pings it when the feeds change. None: no WebSub.
+    pub websub_hub: Option<Url>,
 }
 
 /// `[mail]`: addressing shared by every message of an issue.
@@ -268,6 +272,11 @@ impl Config {
         } else {
             format!("{prefix}/")
         };
+        if let Some(hub) = &self.site.websub_hub {
+            if !matches!(hub.scheme(), "http" | "https") || hub.host().is_none() {
+                bail!("`site.websub_hub` must be an absolute http(s) URL, got `{hub}`");
+            }
+        }
         if self.site.feed_entries == 0 {
             bail!("`site.feed_entries` must be at least 1");
         }
@@ -381,6 +390,16 @@ from = "SOFA Weekly <weekly@example.org>"
             ),
             (0.0, 0, 300)
         );
+    }
+
+    #[test]
+    fn websub_hub_must_be_http() {
+        let text = MINIMAL.replace("[mail]", "websub_hub = \"ftp://hub.example/\"\n[mail]");
+        let err = format!("{:#}", Config::parse(&text, Path::new("/")).unwrap_err());
+        assert!(err.contains("site.websub_hub"), "{err}");
+        let text = MINIMAL.replace("[mail]", "websub_hub = \"https://hub.example/\"\n[mail]");
+        let c = Config::parse(&text, Path::new("/")).unwrap();
+        assert_eq!(c.site.websub_hub.unwrap().as_str(), "https://hub.example/");
     }
 
     #[test]

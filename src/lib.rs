@@ -1,14 +1,18 @@
-//! feedpost: publish a Markdown newsletter as RSS, Atom and email, delivered exactly once.
+//! feedpost: publish a Markdown newsletter as RSS, Atom and JSON feeds, a web archive, and email
+//! delivered exactly once.
 //!
 //! The pipeline, one module per stage:
 //!
 //! ```text
-//! config → issue (front matter, Markdown → HTML) → feed (RSS, Atom)
+//! config → issue (front matter, Markdown → HTML) → feed (RSS, Atom, JSON Feed) ┐ build (incremental)
+//!                                               → archive (pages, index)     ┘
 //!                                               → mail (compose once, personalise) → deliver → ledger
 //! ```
 //!
 //! `main.rs` parses the command line ([`cli`]) and calls one of [`cmd`]; everything else is here.
 
+pub mod archive;
+pub mod build;
 pub mod cli;
 pub mod cmd;
 pub mod config;

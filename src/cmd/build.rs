@@ -1,37 +1,46 @@
-//! `feedpost build`: load the issues and write the feeds.
+//! `feedpost build`: write the feeds and the web archive; send nothing.
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 use tracing::info;
 
+use crate::build;
 use crate::config::Config;
-use crate::feed;
 
-/// Writes the feeds for every good issue; bad files are reported and left out, and make the exit
-/// code 1.
+/// Builds the feeds and archive pages for every good issue (see [`build::run`]); bad files are
+/// reported on stderr as `path:line: message`, left out, and make the exit code 1.
 ///
 /// # Errors
-/// The issues folder cannot be read or a feed cannot be written.
+/// The issues folder cannot be read or an output cannot be written.
 pub fn run(config: &Config) -> Result<ExitCode> {
-    let loaded = super::load_issues(config)?;
     let now = crate::now()?.fixed_offset();
-    let changed = feed::write_all(&loaded.issues, config, now)?;
+    let report = build::run(config, now)?;
+    for e in &report.errors {
+        eprintln!("error: {e}");
+    }
     info!(
-        issues = loaded.issues.len(),
-        errors = loaded.errors.len(),
-        changed,
-        feeds = %config.site.feeds.display(),
-        "feeds built"
+        published = report.published,
+        errors = report.errors.len(),
+        loaded = report.loaded,
+        rendered = report.rendered,
+        written = report.written,
+        removed = report.removed,
+        folder = %config.site.feeds.display(),
+        "site built"
     );
     println!(
-        "built feeds for {} issues into {} ({} files changed, {} bad issue files)",
-        loaded.issues.len(),
+        "built feeds for {} issues ({} published) into {}: {} files changed ({} of {} rendered, {} removed), {} bad issue files",
+        report.issues,
+        report.published,
         config.site.feeds.display(),
-        changed,
-        loaded.errors.len()
+        report.written,
+        report.rendered,
+        report.outputs,
+        report.removed,
+        report.errors.len()
     );
-    Ok(if loaded.errors.is_empty() {
+    Ok(if report.errors.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -14,11 +14,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use crate::build;
 use crate::config::Config;
 use crate::deliver::tls::TrustedRoots;
 use crate::deliver::transport::SmtpSettings;
 use crate::deliver::{self, Settings, Transport};
-use crate::feed;
+use crate::feed::websub;
 use crate::issue::Issue;
 use crate::ledger::{Ledger, NewDelivery, State};
 use crate::mail::IssueMail;
@@ -70,7 +71,10 @@ pub fn run(
     }
     // Lock first: a publish refused because another is running must change nothing, feeds included.
     let _lock = Ledger::lock(&config.mail.ledger)?;
-    feed::write_all(&loaded.issues, config, now.fixed_offset())?;
+    let built = build::run(config, now.fixed_offset())?;
+    if let (true, Some(hub)) = (enqueue, &config.site.websub_hub) {
+        ping_hub(hub, &built);
+    }
     let mut ledger = Ledger::open(&config.mail.ledger)?;
     let _checkpoints = ledger.checkpoint_in_background()?;
     let secret = ledger.secret()?;
@@ -146,6 +150,24 @@ pub fn run(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// How long a WebSub hub may take to answer one ping.
+const HUB_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Tells the WebSub hub about the main feeds and every other subscription feed this build
+/// changed; a failure is only a warning (readers' hubs still poll).
+fn ping_hub(hub: &url::Url, built: &build::Report) {
+    let mut topics = built.main_feeds.clone();
+    for url in &built.changed_feeds {
+        if !topics.contains(url) {
+            topics.push(url.clone());
+        }
+    }
+    match websub::ping(hub, &topics, HUB_TIMEOUT) {
+        Ok(n) => info!(hub = %hub, feeds = n, "WebSub hub notified"),
+        Err(e) => warn!("{e}; feed readers will see the new issue at their next poll"),
+    }
 }
 
 /// Reads the subscriber list and queues every subscriber who wants `issue`. Returns how many were

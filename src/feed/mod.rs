@@ -1,87 +1,449 @@
-//! Feeds: RSS 2.0 and Atom 1.0 documents built from the loaded issues.
+//! Feeds: RSS 2.0, Atom 1.0 and JSON Feed 1.1 documents built from the loaded issues.
 //!
-//! Third stage of the pipeline, beside the email: a pure function of `&[Issue]` and the site
-//! config per format ([`rss::render`], [`atom::render`]), so the same input gives the same bytes.
-//! [`write_all`] puts them in the feeds folder, rewriting a file only when its bytes change.
+//! Third stage of the pipeline, beside the web archive and the email. [`plan`] decides which
+//! documents the site has — the main feeds, one set per tag and per category, and the RFC 5005
+//! archive documents that hold the main feed's history — and which issues each lists; the
+//! renderers ([`rss::render`], [`atom::render`], [`json::render`]) are pure functions of
+//! `&[&Issue]` and a [`FeedMeta`], so the same input gives the same bytes. `crate::build` decides
+//! which documents need rendering again and writes them.
+//!
+//! Layout of the feeds folder (the site's output root, served at `site.base_url`):
+//!
+//! ```text
+//! rss.xml atom.xml feed.json                 every issue (newest `feed_entries`)
+//! tags/<slug>/{rss.xml,atom.xml,feed.json}   issues with that tag
+//! categories/<slug>/{…}                      issues in that category
+//! archive/rss/<n>.xml archive/atom/<n>.xml   RFC 5005 archive documents, n = 1 the oldest
+//! feed.xsl                                   the stylesheet browsers use to show a feed
+//! ```
+//!
+//! Tag and category slugs are lowercased; runs of anything but letters and digits become one
+//! `-`; non-ASCII letters (CJK) are kept and percent-encoded in URLs (UTF-8), not transliterated.
 
 pub mod atom;
+pub mod json;
 pub mod rss;
+pub mod websub;
+pub mod xml;
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, FixedOffset};
 use url::Url;
 
 use crate::config::Config;
-use crate::issue::Issue;
+use crate::issue::{percent_encode_segment, Issue, Listing};
 
-/// What one feed document describes: the whole site, or later one tag or category.
-#[derive(Debug, Clone)]
-pub struct FeedMeta<'a> {
-    /// Feed title.
+/// The XSLT stylesheet linked from every RSS and Atom document, so a browser shows a page.
+pub const STYLESHEET: &str = include_str!("../../web-templates/feed.xsl");
+
+/// The stylesheet's file name in the feeds folder.
+pub const STYLESHEET_FILE: &str = "feed.xsl";
+
+/// A feed format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Format {
+    /// RSS 2.0.
+    Rss,
+    /// Atom 1.0, RFC 4287.
+    Atom,
+    /// JSON Feed 1.1.
+    Json,
+}
+
+impl Format {
+    /// All formats, in the order documents are listed.
+    pub const ALL: [Format; 3] = [Format::Rss, Format::Atom, Format::Json];
+
+    /// The document's file name in its folder.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Format::Rss => "rss.xml",
+            Format::Atom => "atom.xml",
+            Format::Json => "feed.json",
+        }
+    }
+
+    /// The IANA media type (`rel="alternate" type=…` in HTML autodiscovery).
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Rss => "application/rss+xml",
+            Format::Atom => "application/atom+xml",
+            Format::Json => "application/feed+json",
+        }
+    }
+
+    /// A short human name: `RSS`, `Atom`, `JSON Feed`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Format::Rss => "RSS",
+            Format::Atom => "Atom",
+            Format::Json => "JSON Feed",
+        }
+    }
+
+    /// Renders a document in this format.
+    pub fn render(self, issues: &[&Issue], meta: &FeedMeta) -> String {
+        match self {
+            Format::Rss => rss::render(issues, meta),
+            Format::Atom => atom::render(issues, meta),
+            Format::Json => json::render(issues, meta),
+        }
+    }
+}
+
+/// Where a document stands in its feed's history (RFC 5005, "Feed Paging and Archiving"). The
+/// links are `L`: URLs in a [`FeedMeta`], paths relative to the feeds folder in a [`Document`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum History<L = Url> {
+    /// The document lists every entry of its feed: `<fh:complete/>` (§2).
+    Complete,
+    /// A subscription document holding the newest entries; the older ones are in archive
+    /// documents, the newest of which is `prev_archive` (§4).
+    Subscription {
+        /// The newest archive document.
+        prev_archive: L,
+    },
+    /// An archive document: `<fh:archive/>`, with a `current` link to the subscription document
+    /// and links to its older and newer neighbours (§4).
+    Archive {
+        /// The subscription document.
+        current: L,
+        /// The next older archive document, if any.
+        prev_archive: Option<L>,
+        /// The next newer archive document, if any.
+        next_archive: Option<L>,
+    },
+    /// Nothing said: a per-tag feed that shows only its newest entries, or a JSON Feed (which
+    /// has no archive documents).
+    Partial,
+}
+
+impl History<String> {
+    /// The same history with each path made a public URL (see [`url()`]).
+    ///
+    /// # Errors
+    /// A URL cannot be built (not expected for a validated config).
+    pub fn to_urls(&self, config: &Config) -> Result<History<Url>> {
+        let u = |path: &String| url(config, path);
+        Ok(match self {
+            History::Complete => History::Complete,
+            History::Partial => History::Partial,
+            History::Subscription { prev_archive } => History::Subscription {
+                prev_archive: u(prev_archive)?,
+            },
+            History::Archive {
+                current,
+                prev_archive,
+                next_archive,
+            } => History::Archive {
+                current: u(current)?,
+                prev_archive: prev_archive.as_ref().map(u).transpose()?,
+                next_archive: next_archive.as_ref().map(u).transpose()?,
+            },
+        })
+    }
+}
+
+/// What one feed document says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FeedMeta {
+    /// Feed title, plain text.
     pub title: String,
-    /// Feed description / subtitle.
+    /// Feed description / subtitle, plain text.
     pub description: String,
-    /// The page the feed is the feed of (`rel="alternate"`).
+    /// The page the feed is the feed of (`rel="alternate"`, RSS `<link>`, JSON `home_page_url`).
     pub home: Url,
-    /// The URL this document is served at (`rel="self"`); also the Atom feed id.
+    /// The URL this document is served at (`rel="self"`).
     pub self_url: Url,
+    /// The feed's Atom `id`: the subscription document's URL, shared by its RFC 5005 archive
+    /// documents (one logical feed, RFC 4287 §4.2.6).
+    pub id: Url,
     /// Language tag, BCP 47.
-    pub language: &'a str,
+    pub language: String,
+    /// The site's name, the feed-level author.
+    pub site_title: String,
+    /// The `href` of the XSLT stylesheet (absolute, same origin as the feed).
+    pub stylesheet: String,
+    /// The WebSub hub (`rel="hub"`), if configured.
+    pub hub: Option<Url>,
+    /// RFC 5005 history.
+    pub history: History,
 }
 
-/// The issues a feed lists: published (not draft, not in the future at `now`), newest first, at
-/// most `site.feed_entries` of them.
-pub fn entries<'a>(
-    issues: &'a [Issue],
-    config: &Config,
-    now: DateTime<FixedOffset>,
-) -> Vec<&'a Issue> {
-    issues
-        .iter()
-        .filter(|i| i.is_published_at(now))
-        .take(config.site.feed_entries)
-        .collect()
+/// Which feed a document belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Every issue.
+    Site,
+    /// Issues with one tag (`name` as first written, `slug` as in the path).
+    Tag {
+        /// The tag as written in the newest issue that carries it.
+        name: String,
+        /// Its slug (unencoded).
+        slug: String,
+    },
+    /// Issues in one category.
+    Category {
+        /// The category as written in the newest issue that carries it.
+        name: String,
+        /// Its slug (unencoded).
+        slug: String,
+    },
 }
 
-/// The main feeds' descriptions for the site.
-///
-/// # Errors
-/// None in practice: the file names are valid relative URLs.
-pub fn site_meta<'a>(config: &'a Config, file: &str) -> Result<FeedMeta<'a>> {
-    let site = &config.site;
-    Ok(FeedMeta {
-        title: site.title.clone(),
-        description: if site.description.is_empty() {
+/// One feed document to write: what it is and which issues it lists. Its [`FeedMeta`] (URLs
+/// and all) is made only for the documents that are rendered ([`Document::meta`]).
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// The file, relative to the feeds folder, `/`-separated, unencoded.
+    pub path: String,
+    /// Its format.
+    pub format: Format,
+    /// Its feed.
+    pub scope: Scope,
+    /// Whether it is an RFC 5005 archive document (rather than a subscription document).
+    pub archive: bool,
+    /// Its RFC 5005 history, with paths relative to the feeds folder.
+    pub history: History<String>,
+    /// The issues it lists, newest first, as indices into the list given to [`plan`].
+    pub entries: Vec<usize>,
+}
+
+impl Document {
+    /// What the document says about itself: title, description, URLs, stylesheet, hub, history.
+    ///
+    /// # Errors
+    /// A URL cannot be built from `site.base_url` (not expected for a validated config).
+    pub fn meta(&self, config: &Config) -> Result<FeedMeta> {
+        let site = &config.site;
+        let description = if site.description.is_empty() {
             site.title.clone()
         } else {
             site.description.clone()
-        },
-        home: site.base_url.clone(),
-        self_url: site
-            .base_url
-            .join(file)
-            .context("cannot build the feed URL")?,
-        language: &site.language,
-    })
+        };
+        let title = match &self.scope {
+            Scope::Site => site.title.clone(),
+            Scope::Tag { name, .. } | Scope::Category { name, .. } => {
+                format!("{} · {name}", site.title)
+            }
+        };
+        let self_url = url(config, &self.path)?;
+        let id = match &self.history {
+            History::Archive { current, .. } => url(config, current)?,
+            _ => self_url.clone(),
+        };
+        Ok(FeedMeta {
+            title,
+            description,
+            home: site.base_url.clone(),
+            self_url,
+            id,
+            language: site.language.clone(),
+            site_title: site.title.clone(),
+            stylesheet: stylesheet_href(config),
+            hub: site.websub_hub.clone(),
+            history: self.history.to_urls(config)?,
+        })
+    }
 }
 
-/// Writes `rss.xml` and `atom.xml` for `issues` (sorted newest first) into the feeds folder.
+/// The slug of a tag or category: lowercased, every run of characters other than letters and
+/// digits (Unicode) turned into one `-`, no `-` at either end. CJK letters stay as they are (they
+/// are percent-encoded in URLs by [`percent_encode_segment`]). A term with no letter or digit
+/// gets `term-` and the hex of its UTF-8 bytes, so every term has a non-empty, safe slug.
+pub fn term_slug(term: &str) -> String {
+    let mut slug = String::with_capacity(term.len());
+    for c in term.chars().flat_map(char::to_lowercase) {
+        if c.is_alphanumeric() {
+            slug.push(c);
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    while slug.ends_with('-') {
+        slug.pop();
+    }
+    if slug.is_empty() {
+        slug.push_str("term-");
+        for b in term.bytes() {
+            slug.push_str(&format!("{b:02x}"));
+        }
+    }
+    slug
+}
+
+/// How many entries an RFC 5005 archive document holds: half of `feed_entries` (at least one).
+/// With that size, whenever the site has more issues than the subscription document shows there
+/// are at least two archive documents (each then links a neighbour, as the W3C validator asks),
+/// and the issues not yet in a full archive document (fewer than the archive size) are always in
+/// the subscription document.
+pub fn archive_size(feed_entries: usize) -> usize {
+    (feed_entries / 2).max(1)
+}
+
+/// Every feed document of the site for `published` (the issues listed in feeds, newest first).
 ///
-/// Returns the number of files whose bytes changed.
+/// - the main feeds in each [`Format`]: the newest `site.feed_entries` issues; marked complete
+///   when that is all of them, else linked (RSS and Atom) to the newest archive document;
+/// - RFC 5005 archive documents (RSS and Atom) when the main feed is not complete: the issues
+///   cut, oldest first, into full documents of [`archive_size`] entries numbered from 1; an
+///   archive document's entries never change as newer issues arrive, so readers may cache it;
+/// - per tag and per category, the three formats with that term's newest `feed_entries` issues,
+///   marked complete when that is all of them.
+///
+/// Sorted by path.
+pub fn plan(published: &[&Listing], config: &Config) -> Vec<Document> {
+    let n = config.site.feed_entries;
+    let mut docs = Vec::new();
+
+    // The main feeds and their archive.
+    let size = archive_size(n);
+    let archives = if published.len() > n {
+        published.len() / size
+    } else {
+        0
+    };
+    for format in Format::ALL {
+        let history = match (archives, format) {
+            (0, _) => History::Complete,
+            (_, Format::Json) => History::Partial,
+            (count, _) => History::Subscription {
+                prev_archive: archive_path(format, count),
+            },
+        };
+        docs.push(Document {
+            path: format.file_name().to_string(),
+            format,
+            scope: Scope::Site,
+            archive: false,
+            history,
+            entries: (0..published.len().min(n)).collect(),
+        });
+        if format == Format::Json {
+            continue;
+        }
+        for k in 1..=archives {
+            // Archive document k holds the issues (k-1)*size .. k*size-1 counted from the
+            // oldest; it lists them newest first.
+            let oldest_first = |i: usize| published.len() - 1 - i;
+            let entries: Vec<usize> = ((k - 1) * size..k * size).rev().map(oldest_first).collect();
+            docs.push(Document {
+                path: archive_path(format, k),
+                format,
+                scope: Scope::Site,
+                archive: true,
+                history: History::Archive {
+                    current: format.file_name().to_string(),
+                    prev_archive: (k > 1).then(|| archive_path(format, k - 1)),
+                    next_archive: (k < archives).then(|| archive_path(format, k + 1)),
+                },
+                entries,
+            });
+        }
+    }
+
+    // Per tag and per category. A term's name is taken from the newest issue that uses it.
+    // Slugs are computed once per distinct spelling; groups are keyed by (kind, slug number).
+    let mut slug_of: HashMap<&str, usize> = HashMap::new();
+    let mut slugs: Vec<String> = Vec::new();
+    let mut groups: HashMap<GroupKey, Group<'_>> = HashMap::new();
+    for (index, issue) in published.iter().enumerate() {
+        for (kind, terms) in [(0u8, &issue.categories), (1u8, &issue.tags)] {
+            for term in terms {
+                let slug = *slug_of.entry(term.as_str()).or_insert_with(|| {
+                    let slug = term_slug(term);
+                    match slugs.iter().position(|s| *s == slug) {
+                        Some(known) => known,
+                        None => {
+                            slugs.push(slug);
+                            slugs.len() - 1
+                        }
+                    }
+                });
+                let group = groups
+                    .entry((kind, slug))
+                    .or_insert_with(|| (term.as_str(), Vec::new()));
+                if group.1.last() != Some(&index) {
+                    group.1.push(index);
+                }
+            }
+        }
+    }
+    let mut groups: Vec<(GroupKey, Group<'_>)> = groups.into_iter().collect();
+    groups.sort_by(|a, b| (a.0 .0, &slugs[a.0 .1]).cmp(&(b.0 .0, &slugs[b.0 .1])));
+    for ((kind, slug), (name, members)) in groups {
+        let slug = &slugs[slug];
+        let folder = if kind == 0 { "categories" } else { "tags" };
+        let path = |format: Format| format!("{folder}/{slug}/{}", format.file_name());
+        let scope = if kind == 0 {
+            Scope::Category {
+                name: name.to_string(),
+                slug: slug.clone(),
+            }
+        } else {
+            Scope::Tag {
+                name: name.to_string(),
+                slug: slug.clone(),
+            }
+        };
+        let history = if members.len() <= n {
+            History::Complete
+        } else {
+            History::Partial
+        };
+        for format in Format::ALL {
+            docs.push(Document {
+                path: path(format),
+                format,
+                scope: scope.clone(),
+                archive: false,
+                history: history.clone(),
+                entries: members.iter().copied().take(n).collect(),
+            });
+        }
+    }
+    docs.sort_by(|a, b| a.path.cmp(&b.path));
+    docs
+}
+
+/// A tag or category group in [`plan`]: (0 for categories, 1 for tags; the slug's number).
+type GroupKey = (u8, usize);
+
+/// A group's name (from the newest issue) and members (indices, newest first).
+type Group<'a> = (&'a str, Vec<usize>);
+
+/// The path of archive document `k` (1 = oldest) of the main feed in `format`.
+fn archive_path(format: Format, k: usize) -> String {
+    let kind = match format {
+        Format::Rss => "rss",
+        Format::Atom => "atom",
+        Format::Json => "json",
+    };
+    format!("archive/{kind}/{k}.xml")
+}
+
+/// The public URL of `path` (relative to the feeds folder, unencoded, `/`-separated): each
+/// segment percent-encoded, joined to `site.base_url`.
 ///
 /// # Errors
-/// The folder cannot be created or a file cannot be written.
-pub fn write_all(issues: &[Issue], config: &Config, now: DateTime<FixedOffset>) -> Result<usize> {
-    let listed = entries(issues, config, now);
-    let dir = &config.site.feeds;
-    let mut changed = 0;
-    let rss = rss::render(&listed, &site_meta(config, "rss.xml")?);
-    changed += usize::from(write_if_changed(&dir.join("rss.xml"), rss.as_bytes())?);
-    let atom = atom::render(&listed, &site_meta(config, "atom.xml")?);
-    changed += usize::from(write_if_changed(&dir.join("atom.xml"), atom.as_bytes())?);
-    Ok(changed)
+/// The joined URL is invalid (not expected: every segment is encoded).
+pub fn url(config: &Config, path: &str) -> Result<Url> {
+    let encoded: Vec<String> = path.split('/').map(percent_encode_segment).collect();
+    config
+        .site
+        .base_url
+        .join(&encoded.join("/"))
+        .with_context(|| format!("cannot build the URL of `{path}` from `site.base_url`"))
+}
+
+/// The URL a browser fetches the XSLT stylesheet from: [`STYLESHEET_FILE`] under
+/// `site.base_url` (absolute, like every link feedpost writes; browsers load an XSLT only from
+/// the feed's own origin, which this is).
+pub fn stylesheet_href(config: &Config) -> String {
+    format!("{}{STYLESHEET_FILE}", config.site.base_url)
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, unless the file already holds
@@ -90,16 +452,47 @@ pub fn write_all(issues: &[Issue], config: &Config, now: DateTime<FixedOffset>) 
 /// # Errors
 /// The parent folder cannot be created, or the file cannot be written or renamed.
 pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
-    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+    write_file(path, bytes, true)
+}
+
+/// As [`write_if_changed`]; with `may_exist = false` (the caller knows the file is not there)
+/// it skips looking at the old file and writes the file in place: the temporary file and rename
+/// only matter when replacing a file someone may be reading.
+///
+/// # Errors
+/// The parent folder cannot be created, or the file cannot be written or renamed.
+pub fn write_file(path: &Path, bytes: &[u8], may_exist: bool) -> Result<bool> {
+    if may_exist
+        && std::fs::metadata(path).is_ok_and(|m| m.len() == bytes.len() as u64)
+        && std::fs::read(path).is_ok_and(|old| old == bytes)
+    {
         return Ok(false);
     }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("failed to create the folder `{}`", parent.display()))?;
+    let target = if may_exist {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp~");
+        PathBuf::from(tmp)
+    } else {
+        path.to_path_buf()
+    };
+    if let Err(e) = std::fs::write(&target, bytes) {
+        // Most often the folder is missing: create it and try once more.
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        match (e.kind(), parent) {
+            (std::io::ErrorKind::NotFound, Some(parent)) => {
+                std::fs::create_dir_all(parent).with_context(|| {
+                    format!("failed to create the folder `{}`", parent.display())
+                })?;
+                std::fs::write(&target, bytes)
+                    .with_context(|| format!("failed to write `{}`", target.display()))?;
+            }
+            _ => return Err(e).with_context(|| format!("failed to write `{}`", target.display())),
+        }
     }
-    let tmp = path.with_extension("tmp~");
-    std::fs::write(&tmp, bytes).with_context(|| format!("failed to write `{}`", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("failed to write `{}`", path.display()))?;
+    if may_exist {
+        std::fs::rename(&target, path)
+            .with_context(|| format!("failed to write `{}`", path.display()))?;
+    }
     Ok(true)
 }
 
@@ -111,4 +504,184 @@ pub fn newest_date(issues: &[&Issue]) -> DateTime<FixedOffset> {
         .map(|i| i.date)
         .max()
         .unwrap_or_else(|| DateTime::UNIX_EPOCH.fixed_offset())
+}
+
+/// The media type of an image, from the extension of its URL path (`png`, `jpg`/`jpeg`, `gif`,
+/// `webp`, `avif`, `svg`); `None` when the extension says nothing.
+pub fn image_type(url: &Url) -> Option<&'static str> {
+    let path = url.path();
+    let ext = path.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "avif" => "image/avif",
+        "svg" => "image/svg+xml",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(entries: usize) -> Config {
+        Config::parse(
+            &format!("[site]\ntitle='T'\nbase_url='https://example.org/news/'\nfeed_entries={entries}\n[mail]\nfrom='a@b.org'\n"),
+            Path::new("/site"),
+        )
+        .unwrap()
+    }
+
+    fn listing(i: usize, tags: &[&str]) -> Listing {
+        Listing {
+            slug: format!("i{i}"),
+            title: format!("Issue {i}"),
+            date: DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap()
+                + chrono::Duration::days(i as i64),
+            draft: false,
+            categories: vec!["Weekly".into()],
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            permalink: format!("https://example.org/news/issues/i{i}/"),
+        }
+    }
+
+    #[test]
+    fn slugs_are_lowercase_dashed_and_keep_cjk() {
+        assert_eq!(term_slug("SOFA Weekly"), "sofa-weekly");
+        assert_eq!(term_slug("  C++ / Rust!  "), "c-rust");
+        assert_eq!(term_slug("周报"), "周报");
+        assert_eq!(term_slug("../etc"), "etc");
+        assert_eq!(term_slug("!!"), "term-2121");
+        assert_eq!(
+            url(&config(20), "tags/周报/rss.xml").unwrap().as_str(),
+            "https://example.org/news/tags/%E5%91%A8%E6%8A%A5/rss.xml"
+        );
+    }
+
+    #[test]
+    fn small_site_feeds_are_complete() {
+        let issues: Vec<Listing> = (0..3).rev().map(|i| listing(i, &["MOSN"])).collect();
+        let refs: Vec<&Listing> = issues.iter().collect();
+        let docs = plan(&refs, &config(20));
+        let paths: Vec<&str> = docs.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "atom.xml",
+                "categories/weekly/atom.xml",
+                "categories/weekly/feed.json",
+                "categories/weekly/rss.xml",
+                "feed.json",
+                "rss.xml",
+                "tags/mosn/atom.xml",
+                "tags/mosn/feed.json",
+                "tags/mosn/rss.xml",
+            ]
+        );
+        assert!(docs.iter().all(|d| d.history == History::Complete));
+        let c = config(20);
+        assert_eq!(docs[0].meta(&c).unwrap().title, "T");
+        assert_eq!(docs[1].meta(&c).unwrap().title, "T · Weekly");
+        assert_eq!(
+            docs[1].meta(&c).unwrap().self_url.as_str(),
+            "https://example.org/news/categories/weekly/atom.xml"
+        );
+        assert_eq!(docs[5].entries, [0, 1, 2]);
+    }
+
+    #[test]
+    fn large_site_gets_stable_archive_documents() {
+        // 25 issues, 4 per feed: archive documents of 2, numbered from the oldest.
+        let issues: Vec<Listing> = (0..25).rev().map(|i| listing(i, &[])).collect();
+        let refs: Vec<&Listing> = issues.iter().collect();
+        let docs = plan(&refs, &config(4));
+        let rss_archives: Vec<&Document> = docs
+            .iter()
+            .filter(|d| d.archive && d.format == Format::Rss)
+            .collect();
+        assert_eq!(rss_archives.len(), 12);
+        let first = rss_archives
+            .iter()
+            .find(|d| d.path == "archive/rss/1.xml")
+            .unwrap();
+        // Issues i0 and i1 (the two oldest), newest first.
+        let slugs: Vec<&str> = first
+            .entries
+            .iter()
+            .map(|&e| refs[e].slug.as_str())
+            .collect();
+        assert_eq!(slugs, ["i1", "i0"]);
+        assert_eq!(
+            first.meta(&config(4)).unwrap().id.as_str(),
+            "https://example.org/news/rss.xml"
+        );
+        assert_eq!(
+            first.meta(&config(4)).unwrap().history,
+            History::Archive {
+                current: Url::parse("https://example.org/news/rss.xml").unwrap(),
+                prev_archive: None,
+                next_archive: Some(
+                    Url::parse("https://example.org/news/archive/rss/2.xml").unwrap()
+                ),
+            }
+        );
+        let main = docs.iter().find(|d| d.path == "rss.xml").unwrap();
+        assert_eq!(
+            main.history,
+            History::Subscription {
+                prev_archive: "archive/rss/12.xml".to_string()
+            }
+        );
+        // The newest issue not in a full archive document (i24) is in the subscription document.
+        assert_eq!(refs[main.entries[0]].slug, "i24");
+        let json = docs.iter().find(|d| d.path == "feed.json").unwrap();
+        assert_eq!(json.history, History::Partial);
+
+        // One more issue leaves every archive document's entries as they were.
+        let mut more = issues.clone();
+        more.insert(0, listing(25, &[]));
+        let refs2: Vec<&Listing> = more.iter().collect();
+        let docs2 = plan(&refs2, &config(4));
+        let first2 = docs2
+            .iter()
+            .find(|d| d.path == "archive/rss/1.xml")
+            .unwrap();
+        let slugs2: Vec<&str> = first2
+            .entries
+            .iter()
+            .map(|&e| refs2[e].slug.as_str())
+            .collect();
+        assert_eq!(slugs2, slugs);
+    }
+
+    #[test]
+    fn tag_spellings_share_one_feed() {
+        let issues = [listing(2, &["Rust"]), listing(1, &["rust"])];
+        let refs: Vec<&Listing> = issues.iter().collect();
+        let docs = plan(&refs, &config(20));
+        let tag = docs.iter().find(|d| d.path == "tags/rust/rss.xml").unwrap();
+        assert_eq!(tag.entries, [0, 1]);
+        assert_eq!(tag.meta(&config(20)).unwrap().title, "T · Rust");
+    }
+
+    #[test]
+    fn files_are_written_only_when_their_bytes_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/rss.xml");
+        assert!(write_file(&path, b"one", false).unwrap());
+        assert!(!write_if_changed(&path, b"one").unwrap());
+        assert!(write_if_changed(&path, b"two").unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        assert!(!dir.path().join("a/b/rss.xml.tmp~").exists());
+    }
+
+    #[test]
+    fn image_types_from_extensions() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        assert_eq!(image_type(&u("https://cdn/x/a.PNG")), Some("image/png"));
+        assert_eq!(image_type(&u("https://cdn/a.jpeg?x=1")), Some("image/jpeg"));
+        assert_eq!(image_type(&u("https://cdn/a")), None);
+    }
 }

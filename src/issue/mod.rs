@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, TimeZone};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::config::Config;
@@ -73,6 +74,57 @@ impl Issue {
     pub fn is_published_at(&self, now: DateTime<FixedOffset>) -> bool {
         !self.draft && self.date <= now
     }
+
+    /// The issue as lists see it, without its body.
+    pub fn listing(&self) -> Listing {
+        Listing {
+            slug: self.slug.clone(),
+            title: self.title.clone(),
+            date: self.date,
+            draft: self.draft,
+            categories: self.categories.clone(),
+            tags: self.tags.clone(),
+            permalink: self.permalink.to_string(),
+        }
+    }
+}
+
+/// An issue as the feed plan and the archive index see it: enough to sort, group and link it,
+/// without its body. `build` keeps these between runs (serde) so unchanged files are not read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// See [`Issue::slug`].
+    pub slug: String,
+    /// See [`Issue::title`].
+    pub title: String,
+    /// See [`Issue::date`]; serialised as RFC 3339.
+    pub date: DateTime<FixedOffset>,
+    /// See [`Issue::draft`].
+    pub draft: bool,
+    /// See [`Issue::categories`].
+    pub categories: Vec<String>,
+    /// See [`Issue::tags`].
+    pub tags: Vec<String>,
+    /// See [`Issue::permalink`]; as text, since lists only print it (and a build reads 10,000
+    /// of these from its cache: parsing them back into URLs would cost more than the rest).
+    pub permalink: String,
+}
+
+impl Listing {
+    /// See [`Issue::is_published_at`].
+    pub fn is_published_at(&self, now: DateTime<FixedOffset>) -> bool {
+        !self.draft && self.date <= now
+    }
+}
+
+/// The order of issues everywhere: newest first, ties broken by slug.
+pub fn newest_first(
+    a_date: DateTime<FixedOffset>,
+    a_slug: &str,
+    b_date: DateTime<FixedOffset>,
+    b_slug: &str,
+) -> std::cmp::Ordering {
+    b_date.cmp(&a_date).then_with(|| a_slug.cmp(b_slug))
 }
 
 /// A problem with one issue file: `path:line: message`.
@@ -98,6 +150,20 @@ impl fmt::Display for IssueError {
 
 impl std::error::Error for IssueError {}
 
+impl IssueError {
+    /// The error for a file whose slug `first` already uses (files are taken in path order).
+    pub fn duplicate_slug(path: &Path, slug: &str, first: &Path) -> IssueError {
+        IssueError {
+            path: path.to_path_buf(),
+            line: 1,
+            message: format!(
+                "duplicate slug `{slug}` (also used by `{}`): set a different `slug` in the front matter",
+                first.display()
+            ),
+        }
+    }
+}
+
 /// The outcome of loading a folder: good issues, newest first, and per-file errors.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -112,6 +178,22 @@ pub struct Loaded {
 /// # Errors
 /// `dir` cannot be read.
 pub fn find_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    Ok(find_files_with(dir, |_| ())?
+        .into_iter()
+        .map(|(path, ())| path)
+        .collect())
+}
+
+/// As [`find_files`], with `f` applied to each file's directory entry: e.g. to keep the entry,
+/// whose `metadata` is read relative to the open folder (cheaper than a `stat` by path; it does
+/// not follow a symbolic link). Sorted by path.
+///
+/// # Errors
+/// `dir` cannot be read.
+pub fn find_files_with<T>(
+    dir: &Path,
+    mut f: impl FnMut(std::fs::DirEntry) -> T,
+) -> anyhow::Result<Vec<(PathBuf, T)>> {
     use anyhow::Context;
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -134,11 +216,11 @@ pub fn find_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
             if kind.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "md") {
-                out.push(path);
+                out.push((path, f(entry)));
             }
         }
     }
-    out.sort();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
 
@@ -167,15 +249,11 @@ pub fn load_files(files: &[PathBuf], config: &Config) -> anyhow::Result<Loaded> 
     for result in results {
         match result {
             Ok(issue) => match slugs.get(&issue.slug) {
-                Some(first) => loaded.errors.push(IssueError {
-                    path: issue.path.clone(),
-                    line: 1,
-                    message: format!(
-                        "duplicate slug `{}` (also used by `{}`): set a different `slug` in the front matter",
-                        issue.slug,
-                        first.display()
-                    ),
-                }),
+                Some(first) => {
+                    loaded
+                        .errors
+                        .push(IssueError::duplicate_slug(&issue.path, &issue.slug, first))
+                }
                 None => {
                     slugs.insert(issue.slug.clone(), issue.path.clone());
                     loaded.issues.push(issue);
@@ -186,7 +264,7 @@ pub fn load_files(files: &[PathBuf], config: &Config) -> anyhow::Result<Loaded> 
     }
     loaded
         .issues
-        .sort_by(|a, b| b.date.cmp(&a.date).then_with(|| a.slug.cmp(&b.slug)));
+        .sort_by(|a, b| newest_first(a.date, &a.slug, b.date, &b.slug));
     Ok(loaded)
 }
 
@@ -201,6 +279,14 @@ pub fn load_file(path: &Path, config: &Config) -> Result<Issue, IssueError> {
         line: 0,
         message: format!("failed to read the file: {e}"),
     })?;
+    parse_bytes(bytes, path, config)
+}
+
+/// Parses and renders an issue from the bytes of its file; `path` names it and is not read.
+///
+/// # Errors
+/// As [`load_file`], except reading.
+pub fn parse_bytes(bytes: Vec<u8>, path: &Path, config: &Config) -> Result<Issue, IssueError> {
     let text = String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         IssueError {

@@ -1,6 +1,7 @@
-//! `feedpost build`: RSS 2.0 and Atom 1.0 feeds, byte for byte.
+//! `feedpost build`: RSS 2.0, Atom 1.0 and JSON Feed 1.1 feeds — main, per tag and per category,
+//! RFC 5005 archives — checked byte for byte, with feed-rs, and for what readers need.
 
-use crate::support::{assert_golden, Site};
+use crate::support::{assert_golden, issue, Site};
 
 fn fixture_site() -> Site {
     let fixtures =
@@ -69,4 +70,295 @@ fn feed_entries_limits_the_feed() {
     site.run(&["build"]).success();
     assert_eq!(site.read("feeds/rss.xml").matches("<item>").count(), 1);
     assert_eq!(site.read("feeds/atom.xml").matches("<entry>").count(), 1);
+}
+
+/// Every feed document under `dir` (relative to the site): `*.xml` and `*.json`, sorted.
+fn feed_files(site: &Site, dir: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![site.path().join(dir)];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "json" || (e == "xml"))
+            {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A site of `n` issues, one a day from 2024-01-01, tagged in turn MOSN / Seata / 周报.
+fn many_issues(n: usize) -> Site {
+    let mut site = Site::new().env("FEEDPOST_NOW", "2030-01-01T00:00:00Z");
+    for i in 0..n {
+        let tag = ["MOSN", "Seata", "周报"][i % 3];
+        let day = chrono_free_date(i);
+        site = site.issue(
+            &format!("{day}-weekly.md"),
+            &issue(
+                &format!("第 {i} 期"),
+                &format!("{day}T15:00:00+08:00"),
+                &["SOFA Weekly", tag],
+                &format!("正文 {i}，[归档](/blog/{i}/)\n"),
+            ),
+        );
+    }
+    site
+}
+
+/// `2024-01-01` plus `days`, as `YYYY-MM-DD` (days < 365, 2024 being a leap year).
+fn chrono_free_date(days: usize) -> String {
+    let months = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let (mut month, mut day) = (0, days);
+    while day >= months[month] {
+        day -= months[month];
+        month += 1;
+    }
+    format!("2024-{:02}-{:02}", month + 1, day + 1)
+}
+
+#[test]
+fn json_feed_matches_the_golden_file() {
+    let site = fixture_site();
+    site.run(&["build"]).success();
+    assert_golden("site/feed.json", &site.read("feeds/feed.json"));
+}
+
+#[test]
+fn feed_rs_reads_every_feed_and_ids_are_the_permalinks() {
+    let site = many_issues(13).site_config("feed_entries = 4");
+    site.run(&["build"]).success();
+    let files = feed_files(&site, "feeds");
+    // 3 main + 3 × (1 category + 4 tags) + RFC 5005 archives: 13 issues in documents of 2 → 6
+    // per format (RSS and Atom).
+    assert_eq!(files.len(), 3 + 3 * 5 + 2 * 6, "{files:#?}");
+    for path in &files {
+        let bytes = std::fs::read(path).unwrap();
+        let feed = feed_rs::parser::parse(bytes.as_slice())
+            .unwrap_or_else(|e| panic!("feed-rs cannot read {}: {e}", path.display()));
+        assert!(!feed.entries.is_empty(), "{}", path.display());
+        for entry in &feed.entries {
+            assert!(
+                entry.id.starts_with("https://www.sofastack.tech/issues/")
+                    && entry.id.ends_with("-weekly/"),
+                "{}: entry id {}",
+                path.display(),
+                entry.id
+            );
+            assert!(entry.content.is_some(), "{}: no content", path.display());
+        }
+    }
+}
+
+#[test]
+fn guid_atom_id_json_id_and_the_emails_header_are_one_permalink() {
+    let site = fixture_site();
+    site.run(&["build"]).success();
+    let permalink = "https://www.sofastack.tech/issues/2024-03-15-sofa-weekly/";
+    assert!(site
+        .read("feeds/rss.xml")
+        .contains(&format!("<guid isPermaLink=\"true\">{permalink}</guid>")));
+    assert!(site
+        .read("feeds/atom.xml")
+        .contains(&format!("<id>{permalink}</id>")));
+    let json: serde_json::Value = serde_json::from_str(&site.read("feeds/feed.json")).unwrap();
+    assert_eq!(json["items"][0]["id"], permalink);
+    assert_eq!(json["items"][0]["url"], permalink);
+    let out = site.path().join("preview");
+    site.run(&[
+        "preview",
+        site.path()
+            .join("issues/2024-03-15-sofa-weekly.md")
+            .to_str()
+            .unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .success();
+    let eml = site.read("preview/2024-03-15-sofa-weekly.eml");
+    assert!(
+        eml.contains(&format!("X-Feed-Guid: {permalink}\r\n")),
+        "{eml}"
+    );
+}
+
+#[test]
+fn json_feed_has_the_fields_of_json_feed_1_1() {
+    let site = fixture_site();
+    site.run(&["build"]).success();
+    let json: serde_json::Value = serde_json::from_str(&site.read("feeds/feed.json")).unwrap();
+    assert_eq!(json["version"], "https://jsonfeed.org/version/1.1");
+    assert_eq!(json["title"], "SOFA Weekly");
+    assert_eq!(json["home_page_url"], "https://www.sofastack.tech/");
+    assert_eq!(json["feed_url"], "https://www.sofastack.tech/feed.json");
+    let item = &json["items"][0];
+    for key in [
+        "id",
+        "url",
+        "title",
+        "content_html",
+        "summary",
+        "date_published",
+        "authors",
+        "tags",
+    ] {
+        assert!(!item[key].is_null(), "item has no {key}: {item}");
+    }
+    assert_eq!(item["date_published"], "2024-03-15T15:00:00+08:00");
+    assert_eq!(item["tags"][2], "MOSN");
+    // The 2024-03-01 issue has a cover.
+    let with_cover = json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| !i["image"].is_null())
+        .expect("an item with image");
+    assert!(with_cover["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://"));
+}
+
+#[test]
+fn the_cover_is_in_every_format_with_its_type() {
+    let site = many_issues(1);
+    site.run(&["build"]).success();
+    let cover = "https://cdn.example.org/cover.png";
+    assert!(site.read("feeds/rss.xml").contains(&format!(
+        r#"<media:content url="{cover}" type="image/png" medium="image"/>"#
+    )));
+    assert!(site.read("feeds/atom.xml").contains(&format!(
+        r#"<link href="{cover}" rel="enclosure" type="image/png"/>"#
+    )));
+    assert!(site
+        .read("feeds/feed.json")
+        .contains(&format!(r#""image": "{cover}""#)));
+}
+
+#[test]
+fn tag_and_category_feeds_list_only_their_issues_under_url_safe_slugs() {
+    let site = many_issues(6);
+    site.run(&["build"]).success();
+    let mosn = site.read("feeds/tags/mosn/rss.xml");
+    assert_eq!(mosn.matches("<item>").count(), 2);
+    assert!(mosn.contains("<title>SOFA Weekly · MOSN</title>"));
+    assert!(mosn
+        .contains(r#"<atom:link href="https://www.sofastack.tech/tags/mosn/rss.xml" rel="self""#));
+    // A CJK tag keeps its letters on disk and is percent-encoded (UTF-8) in its URLs.
+    let cjk = site.read("feeds/tags/周报/atom.xml");
+    assert!(cjk.contains("<id>https://www.sofastack.tech/tags/%E5%91%A8%E6%8A%A5/atom.xml</id>"));
+    assert_eq!(cjk.matches("<entry>").count(), 2);
+    let json: serde_json::Value =
+        serde_json::from_str(&site.read("feeds/tags/周报/feed.json")).unwrap();
+    assert_eq!(
+        json["feed_url"],
+        "https://www.sofastack.tech/tags/%E5%91%A8%E6%8A%A5/feed.json"
+    );
+    let category = site.read("feeds/categories/sofa-weekly/atom.xml");
+    assert_eq!(category.matches("<entry>").count(), 6);
+    // Each tag feed that lists all its issues says so.
+    assert!(mosn.contains("<fh:complete/>"));
+}
+
+#[test]
+fn small_feeds_are_complete_and_large_ones_link_stable_archives() {
+    let site = many_issues(9).site_config("feed_entries = 4");
+    site.run(&["build"]).success();
+    let rss = site.read("feeds/rss.xml");
+    assert!(!rss.contains("fh:complete/>"));
+    assert!(rss.contains(
+        r#"<atom:link href="https://www.sofastack.tech/archive/rss/4.xml" rel="prev-archive" type="application/rss+xml"/>"#
+    ));
+    // Follow prev-archive from the subscription document: together the documents hold every
+    // issue, and each archive document points back to the subscription document.
+    let mut seen: Vec<String> = Vec::new();
+    let collect = |text: &str, seen: &mut Vec<String>| {
+        for part in text.split("<guid isPermaLink=\"true\">").skip(1) {
+            let id = part.split('<').next().unwrap().to_string();
+            if !seen.contains(&id) {
+                seen.push(id);
+            }
+        }
+    };
+    collect(&rss, &mut seen);
+    let mut next = 4;
+    while next > 0 {
+        let doc = site.read(&format!("feeds/archive/rss/{next}.xml"));
+        assert!(doc.contains("<fh:archive/>"), "{doc}");
+        assert!(
+            doc.contains(r#"<atom:link href="https://www.sofastack.tech/rss.xml" rel="current""#)
+        );
+        assert_eq!(doc.matches("<item>").count(), 2);
+        collect(&doc, &mut seen);
+        next -= 1;
+        if next > 0 {
+            assert!(doc.contains(&format!("archive/rss/{next}.xml\" rel=\"prev-archive\"")));
+        } else {
+            assert!(!doc.contains("prev-archive"));
+        }
+    }
+    assert_eq!(seen.len(), 9, "{seen:#?}");
+    // Atom archive documents carry the subscription feed's id.
+    let atom = site.read("feeds/archive/atom/1.xml");
+    assert!(atom.contains("<id>https://www.sofastack.tech/atom.xml</id>"));
+    assert!(atom.contains(r#"rel="next-archive""#));
+
+    // One more issue: the old archive documents keep their bytes.
+    let before = site.read("feeds/archive/rss/1.xml");
+    let site = site.issue(
+        "2024-12-30-weekly.md",
+        &issue("新一期", "2024-12-30T15:00:00+08:00", &["MOSN"], "正文\n"),
+    );
+    site.run(&["build"]).success();
+    assert_eq!(site.read("feeds/archive/rss/1.xml"), before);
+    assert!(site.read("feeds/rss.xml").contains("新一期"));
+}
+
+#[test]
+fn a_small_site_is_complete() {
+    let site = fixture_site();
+    site.run(&["build"]).success();
+    assert!(site.read("feeds/rss.xml").contains("<fh:complete/>"));
+    assert!(site.read("feeds/atom.xml").contains("<fh:complete/>"));
+    assert!(!site.path().join("feeds/archive").exists());
+}
+
+#[test]
+fn browsers_get_the_stylesheet() {
+    let site = fixture_site();
+    site.run(&["build"]).success();
+    let pi = r#"<?xml-stylesheet type="text/xsl" href="https://www.sofastack.tech/feed.xsl"?>"#;
+    for feed in ["feeds/rss.xml", "feeds/atom.xml", "feeds/tags/mosn/rss.xml"] {
+        let text = site.read(feed);
+        assert_eq!(text.lines().nth(1), Some(pi), "{feed}");
+    }
+    let xsl = site.read("feeds/feed.xsl");
+    assert!(xsl.contains("<xsl:stylesheet"));
+    assert!(xsl.contains("match=\"rss/channel\""));
+    assert!(xsl.contains("match=\"atom:feed\""));
+}
+
+#[test]
+fn a_websub_hub_is_linked_from_every_format() {
+    let site = fixture_site().site_config("websub_hub = \"https://hub.example.org/\"");
+    site.run(&["build"]).success();
+    assert!(site
+        .read("feeds/rss.xml")
+        .contains(r#"<atom:link href="https://hub.example.org/" rel="hub"/>"#));
+    assert!(site
+        .read("feeds/atom.xml")
+        .contains(r#"<link href="https://hub.example.org/" rel="hub"/>"#));
+    let json: serde_json::Value = serde_json::from_str(&site.read("feeds/feed.json")).unwrap();
+    assert_eq!(json["hubs"][0]["type"], "WebSub");
+    assert_eq!(json["hubs"][0]["url"], "https://hub.example.org/");
+    // Without a hub, no hub link.
+    let plain = fixture_site();
+    plain.run(&["build"]).success();
+    assert!(!plain.read("feeds/rss.xml").contains("rel=\"hub\""));
 }

@@ -4,6 +4,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod archive;
+mod build;
 mod check;
 mod crash;
 mod faults;
@@ -15,3 +17,4 @@ mod preview;
 mod publish;
 mod status;
 mod tls;
+mod websub;

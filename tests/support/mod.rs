@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod http_server;
 pub mod smtp_server;
 pub mod tls_front;
 

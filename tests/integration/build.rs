@@ -1,0 +1,302 @@
+//! `feedpost build` run again: only what changed is rendered and written, stale files go, and a
+//! missing or damaged cache means a full build.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::support::{issue, Site};
+
+/// Every file under `feeds/` with its inode (a rewrite replaces the file, so a new inode means
+/// the file was written).
+fn inodes(site: &Site) -> BTreeMap<String, u64> {
+    let root = site.path().join("feeds");
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.insert(rel, std::fs::metadata(&path).unwrap().ino());
+            }
+        }
+    }
+    out
+}
+
+fn changed(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> Vec<String> {
+    after
+        .iter()
+        .filter(|(path, ino)| before.get(*path) != Some(ino))
+        .map(|(path, _)| path.clone())
+        .collect()
+}
+
+fn weekly(i: usize, tag: &str) -> String {
+    issue(
+        &format!("第 {i} 期"),
+        &format!("2024-01-{:02}T15:00:00+08:00", i + 1),
+        &["SOFA Weekly", tag],
+        &format!("正文 {i}\n"),
+    )
+}
+
+/// 12 issues tagged MOSN / Seata / Layotto in turn, 4 per feed (archive documents of 2).
+fn site() -> Site {
+    let mut site = Site::new()
+        .env("FEEDPOST_NOW", "2030-01-01T00:00:00Z")
+        .site_config("feed_entries = 4");
+    for i in 0..12 {
+        site = site.issue(
+            &format!("{:02}-weekly.md", i + 1),
+            &weekly(i, ["MOSN", "Seata", "Layotto"][i % 3]),
+        );
+    }
+    site
+}
+
+#[test]
+fn an_unchanged_site_renders_nothing() {
+    let site = site();
+    let first = site.run(&["build"]).success();
+    assert!(
+        first
+            .stdout
+            .contains("45 files changed (45 of 45 rendered, 0 removed)"),
+        "{}",
+        first.stdout
+    );
+    let before = inodes(&site);
+    let again = site.run(&["build"]).success();
+    assert!(
+        again
+            .stdout
+            .contains("0 files changed (0 of 45 rendered, 0 removed)"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(inodes(&site), before);
+}
+
+#[test]
+fn adding_an_issue_renders_only_what_lists_it() {
+    let site = site();
+    site.run(&["build"]).success();
+    let before = inodes(&site);
+    let site = site.issue("13-weekly.md", &weekly(12, "MOSN"));
+    let out = site.run(&["build"]).success();
+    let after = inodes(&site);
+    assert_eq!(
+        changed(&before, &after),
+        [
+            "atom.xml",
+            "categories/sofa-weekly/atom.xml",
+            "categories/sofa-weekly/feed.json",
+            "categories/sofa-weekly/rss.xml",
+            "feed.json",
+            "index.html",
+            "issues/13-weekly/index.html",
+            "rss.xml",
+            "tags/mosn/atom.xml",
+            "tags/mosn/feed.json",
+            "tags/mosn/rss.xml",
+            "tags/sofa-weekly/atom.xml",
+            "tags/sofa-weekly/feed.json",
+            "tags/sofa-weekly/rss.xml",
+        ]
+    );
+    assert!(
+        out.stdout
+            .contains("14 files changed (14 of 46 rendered, 0 removed)"),
+        "{}",
+        out.stdout
+    );
+    assert!(site.read("feeds/tags/mosn/rss.xml").contains("第 12 期"));
+    assert!(site.read("feeds/index.html").contains("第 12 期"));
+}
+
+#[test]
+fn editing_removing_and_retagging_issues_keeps_every_file_right() {
+    let site = site();
+    site.run(&["build"]).success();
+    // Layotto is on issues 2, 5, 8, 11 (0-based); retag them all: its feeds must go.
+    let mut site = site;
+    for i in [2, 5, 8, 11] {
+        site = site.issue(&format!("{:02}-weekly.md", i + 1), &weekly(i, "SOFAArk"));
+    }
+    // And delete issue 1.
+    std::fs::remove_file(site.path().join("issues/01-weekly.md")).unwrap();
+    let out = site.run(&["build"]).success();
+    assert!(!site.path().join("feeds/tags/layotto").exists());
+    assert!(!site.path().join("feeds/issues/01-weekly").exists());
+    assert!(site
+        .read("feeds/tags/sofaark/atom.xml")
+        .contains("第 11 期"));
+    assert!(!site.read("feeds/index.html").contains("第 0 期"));
+    assert!(site
+        .read("feeds/issues/03-weekly/index.html")
+        .contains("tags/sofaark/rss.xml"));
+    // 3 Layotto feeds, one page, and with 11 issues one RFC 5005 archive document per format.
+    assert!(out.stdout.contains(", 6 removed)"), "{}", out.stdout);
+    assert!(!site.path().join("feeds/archive/rss/6.xml").exists());
+    // The result is what a full build gives.
+    let incremental = inodes(&site)
+        .keys()
+        .map(|p| (p.clone(), site.read(&format!("feeds/{p}"))))
+        .collect::<BTreeMap<_, _>>();
+    std::fs::remove_dir_all(site.path().join("feeds")).unwrap();
+    std::fs::remove_dir_all(site.path().join(".feedpost-cache")).unwrap();
+    site.run(&["build"]).success();
+    let full = inodes(&site)
+        .keys()
+        .map(|p| (p.clone(), site.read(&format!("feeds/{p}"))))
+        .collect::<BTreeMap<_, _>>();
+    assert_eq!(incremental, full);
+}
+
+#[test]
+fn a_deleted_output_folder_is_built_again() {
+    let site = site();
+    site.run(&["build"]).success();
+    std::fs::remove_dir_all(site.path().join("feeds")).unwrap();
+    let out = site.run(&["build"]).success();
+    assert!(out.stdout.contains("45 files changed"), "{}", out.stdout);
+    assert!(site
+        .path()
+        .join("feeds/issues/05-weekly/index.html")
+        .is_file());
+    // One page folder removed by hand comes back too.
+    std::fs::remove_dir_all(site.path().join("feeds/issues/05-weekly")).unwrap();
+    let out = site.run(&["build"]).success();
+    assert!(out.stdout.contains(": 1 files changed ("), "{}", out.stdout);
+    assert!(site
+        .path()
+        .join("feeds/issues/05-weekly/index.html")
+        .is_file());
+}
+
+#[test]
+fn a_damaged_cache_is_a_warning_and_a_full_build() {
+    let site = site();
+    site.run(&["build"]).success();
+    let cache = site.path().join(".feedpost-cache/build.json");
+    let text = std::fs::read_to_string(&cache).unwrap();
+    std::fs::write(&cache, &text[..text.len() / 2]).unwrap();
+    let out = site.run(&["build"]).success();
+    assert!(out.stderr.contains("is damaged"), "{}", out.stderr);
+    assert!(out.stdout.contains("(45 of 45 rendered"), "{}", out.stdout);
+}
+
+#[test]
+fn a_config_change_renders_everything_again() {
+    let site = site();
+    site.run(&["build"]).success();
+    let site = site.site_config("websub_hub = \"https://hub.example.org/\"");
+    let out = site.run(&["build"]).success();
+    assert!(out.stdout.contains("(45 of 45 rendered"), "{}", out.stdout);
+    assert!(site
+        .read("feeds/rss.xml")
+        .contains("https://hub.example.org/"));
+}
+
+#[test]
+fn an_edit_in_the_same_second_as_the_build_is_seen() {
+    let site = site();
+    site.run(&["build"]).success();
+    // Same size, same modification time, new content: only a re-read can see it. The file was
+    // written just before the build, so the build must not have trusted its stat.
+    let path = site.path().join("issues/04-weekly.md");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = text.replace("正文 3", "正文 X");
+    assert_eq!(edited.len(), text.len());
+    std::fs::write(&path, &edited).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    site.run(&["build"]).success();
+    assert!(site
+        .read("feeds/issues/04-weekly/index.html")
+        .contains("正文 X"));
+}
+
+#[test]
+fn the_cache_lives_beside_the_config_not_in_the_published_folder() {
+    let site = site();
+    site.run(&["build"]).success();
+    assert!(site.path().join(".feedpost-cache/build.json").is_file());
+    let leaked: Vec<String> = inodes(&site)
+        .into_keys()
+        .filter(|p| p.contains("cache") || p.ends_with(".tmp~"))
+        .collect();
+    assert!(leaked.is_empty(), "{leaked:?}");
+    assert!(Path::new(&site.path().join("feeds/index.html")).is_file());
+}
+
+#[test]
+fn files_of_a_build_under_another_config_are_removed() {
+    let site = site();
+    site.run(&["build"]).success();
+    assert!(site.path().join("feeds/archive/rss/6.xml").is_file());
+    assert!(site
+        .path()
+        .join("feeds/issues/05-weekly/index.html")
+        .is_file());
+    // More entries per feed: no archive documents; pages move under another prefix.
+    let site = site
+        .site_config("feed_entries = 20")
+        .site_config("permalink_prefix = \"weekly/\"");
+    let text = site.config_text().replace("feed_entries = 4\n", "");
+    site.write("feedpost.toml", &text);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_feedpost"))
+        .arg("--config")
+        .arg(site.path().join("feedpost.toml"))
+        .arg("build")
+        .env("FEEDPOST_NOW", "2030-01-01T00:00:00Z")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(!site.path().join("feeds/archive").exists());
+    assert!(!site.path().join("feeds/issues").exists());
+    assert!(site
+        .path()
+        .join("feeds/weekly/05-weekly/index.html")
+        .is_file());
+    assert!(site.read("feeds/rss.xml").contains("<fh:complete/>"));
+}
+
+#[test]
+fn a_duplicate_slug_is_reported_on_the_later_file_and_the_rest_is_built() {
+    let site = site().issue(
+        "99-copy.md",
+        "---\ntitle: copy\ndate: 2024-02-01T00:00:00Z\nslug: 05-weekly\n---\ncopy\n",
+    );
+    let out = site.run(&["build"]).failure();
+    assert!(
+        out.stderr
+            .contains("99-copy.md:1: duplicate slug `05-weekly` (also used by `"),
+        "{}",
+        out.stderr
+    );
+    assert!(site
+        .read("feeds/issues/05-weekly/index.html")
+        .contains("第 4 期"));
+    assert!(
+        out.stdout.contains("built feeds for 12 issues"),
+        "{}",
+        out.stdout
+    );
+    // Reported again on the next build (a bad file is never cached).
+    let again = site.run(&["build"]).failure();
+    assert!(again.stderr.contains("duplicate slug"), "{}", again.stderr);
+}

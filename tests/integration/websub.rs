@@ -1,0 +1,98 @@
+//! WebSub: with `site.websub_hub`, `publish` tells the hub (a real HTTP server on loopback)
+//! which feeds changed; a hub that is down is a warning, never a failed publish.
+
+use std::time::Duration;
+
+use crate::support::http_server::HttpServer;
+use crate::support::{issue, Site};
+
+fn site(hub: &str) -> Site {
+    Site::new()
+        .env("FEEDPOST_NOW", "2024-04-01T00:00:00Z")
+        .site_config(&format!("websub_hub = \"{hub}\""))
+        .issue(
+            "2024-03-01-weekly.md",
+            &issue("第 1 期", "2024-03-01T15:00:00+08:00", &["MOSN"], "正文\n"),
+        )
+        .subscribers("[[subscribers]]\nemail = \"reader@example.org\"\n")
+}
+
+#[test]
+fn publish_pings_the_hub_for_each_changed_feed() {
+    let hub = HttpServer::start(204);
+    let site = site(&hub.url());
+    let out = site.run(&["publish"]).success();
+    assert!(out.stdout.contains("sent 1"), "{}", out.stdout);
+    // rss.xml, atom.xml, feed.json, and the category and tag feeds the issue is in (3 × 3).
+    assert!(hub.wait_for(9, Duration::from_secs(10)));
+    let requests = hub.requests();
+    let mut topics: Vec<String> = requests
+        .iter()
+        .map(|r| {
+            assert_eq!(r.method, "POST");
+            assert_eq!(
+                r.header("content-type"),
+                Some("application/x-www-form-urlencoded")
+            );
+            let form = r.form();
+            assert_eq!(form[0], ("hub.mode".to_string(), "publish".to_string()));
+            assert_eq!(form[1].0, "hub.url");
+            form[1].1.clone()
+        })
+        .collect();
+    assert_eq!(
+        &topics[..3],
+        [
+            "https://www.sofastack.tech/rss.xml",
+            "https://www.sofastack.tech/atom.xml",
+            "https://www.sofastack.tech/feed.json",
+        ]
+    );
+    topics.sort();
+    assert!(topics.contains(&"https://www.sofastack.tech/tags/mosn/rss.xml".to_string()));
+    assert!(
+        topics.contains(&"https://www.sofastack.tech/categories/sofa-weekly/feed.json".to_string())
+    );
+    assert_eq!(topics.len(), 9, "{topics:#?}");
+    // The feeds name the hub.
+    assert!(site
+        .read("feeds/atom.xml")
+        .contains(&format!(r#"<link href="{}" rel="hub"/>"#, hub.url())));
+}
+
+#[test]
+fn a_hub_that_refuses_or_is_down_is_only_a_warning() {
+    let refusing = HttpServer::start(503);
+    let site = site(&refusing.url());
+    let out = site.run(&["publish"]).success();
+    assert!(out.stdout.contains("sent 1"), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("answered 503") && out.stderr.contains("WARN"),
+        "{}",
+        out.stderr
+    );
+    // One refusal stops the pings: the hub is not asked eight more times.
+    assert_eq!(refusing.requests().len(), 1);
+
+    // Nothing listens on this port any more.
+    let url = {
+        let gone = HttpServer::start(204);
+        gone.url()
+    };
+    let site = self::site(&url);
+    let out = site.run(&["publish"]).success();
+    assert!(out.stdout.contains("sent 1"), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("cannot reach the WebSub hub"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn build_does_not_ping() {
+    let hub = HttpServer::start(204);
+    let site = site(&hub.url());
+    site.run(&["build"]).success();
+    assert!(!hub.wait_for(1, Duration::from_millis(300)));
+}
