@@ -1,123 +1,169 @@
-//! Atom 1.0 (RFC 4287) with RFC 5005 history (`fh`) and WebSub `hub` links.
+//! Atom 1.0 (RFC 4287) with RFC 5005 history (`fh`) and WebSub `hub` links, written with the
+//! `atom_syndication` crate.
 
-use super::xml::{self, element, empty};
+use std::collections::BTreeMap;
+
+use atom_syndication::extension::{Extension, ExtensionMap};
+use atom_syndication::{
+    Category, Content, Entry, Feed, Generator, Link, Person, Text, WriteConfig,
+};
+
+use super::xml::{clean, into_string, stylesheet_pi};
 use super::{image_type, newest_date, FeedMeta, History};
 use crate::issue::Issue;
 
 const ATOM: &str = "application/atom+xml";
+const FH: &str = "http://purl.org/syndication/history/1.0";
 
-/// Renders an Atom feed for `issues` (newest first) described by `meta`.
+/// Renders an Atom feed for `issues` (newest first) described by `meta`, with the
+/// `atom_syndication` crate; returns the whole document, UTF-8, indented by two spaces.
 ///
 /// After the XML declaration comes an `xml-stylesheet` instruction naming `meta.stylesheet`.
-/// The feed's `id` is the subscription document's URL (an archive document shares it); it has `self` and `alternate` links, a `hub` link with
-/// WebSub, and its RFC 5005 state (`fh:complete`; a `prev-archive` link; or `fh:archive` with
-/// `current`, `prev-archive` and `next-archive` links). Each entry's `id` is the issue permalink
-/// (the same value as the RSS guid and the JSON Feed id). Entries carry `title` (text),
-/// `published` and `updated` (the issue date, RFC 3339), `author` (the issue's; the feed-level
-/// author, the site, covers the others), a `category` per category and tag, an `alternate` link,
-/// the cover image as a `rel="enclosure"` link with its type, `summary` (text) and
-/// `content type="html"`.
+/// The feed's `id` is the subscription document's URL (an archive document shares it); it has
+/// `self` and `alternate` links, a `hub` link with WebSub, and its RFC 5005 state
+/// (`fh:complete`; a `prev-archive` link; or `fh:archive` with `current`, `prev-archive` and
+/// `next-archive` links). Each entry's `id` is the issue permalink (the same value as the RSS
+/// guid and the JSON Feed id). Entries carry `title` (text), `published` and `updated` (the issue
+/// date, RFC 3339), `author` (the issue's; the feed-level author, the site, covers the others), a
+/// `category` per category and tag, an `alternate` link, the cover image as a `rel="enclosure"`
+/// link with its type, `summary` (text) and `content type="html"`. Characters XML 1.0 forbids
+/// are dropped from all text. The same input gives the same bytes.
 pub fn render(issues: &[&Issue], meta: &FeedMeta) -> String {
-    let size: usize = issues.iter().map(|i| i.content_html.len() + 1024).sum();
-    let mut out = String::with_capacity(size + 2048);
-    xml::prolog(&mut out, Some(&meta.stylesheet));
-    out.push_str("<feed xmlns=\"http://www.w3.org/2005/Atom\"");
-    out.push_str(" xmlns:fh=\"http://purl.org/syndication/history/1.0\" xml:lang=\"");
-    xml::attr(&mut out, &meta.language);
-    out.push_str("\">\n");
-    element(&mut out, 2, "title", &meta.title);
-    element(&mut out, 2, "subtitle", &meta.description);
-    element(&mut out, 2, "id", meta.id.as_str());
-    element(&mut out, 2, "updated", &newest_date(issues).to_rfc3339());
-    out.push_str("  <author>\n");
-    element(&mut out, 4, "name", &meta.site_title);
-    element(&mut out, 4, "uri", meta.home.as_str());
-    out.push_str("  </author>\n");
-    element(&mut out, 2, "generator", "feedpost");
-    let link = |out: &mut String, rel: &str, href: &str, kind: Option<&str>| {
-        empty(
-            out,
-            2,
-            "link",
-            &[("href", Some(href)), ("rel", Some(rel)), ("type", kind)],
-        );
-    };
-    link(&mut out, "self", meta.self_url.as_str(), Some(ATOM));
-    link(&mut out, "alternate", meta.home.as_str(), Some("text/html"));
+    let mut links = vec![
+        link("self", meta.self_url.as_str(), Some(ATOM)),
+        link("alternate", meta.home.as_str(), Some("text/html")),
+    ];
     if let Some(hub) = &meta.hub {
-        link(&mut out, "hub", hub.as_str(), None);
+        links.push(link("hub", hub.as_str(), None));
     }
+    let mut fh = BTreeMap::new();
     match &meta.history {
-        History::Complete => out.push_str("  <fh:complete/>\n"),
+        History::Complete => {
+            fh.insert("complete".to_owned(), vec![marker("fh:complete")]);
+        }
         History::Subscription { prev_archive } => {
-            link(&mut out, "prev-archive", prev_archive.as_str(), Some(ATOM))
+            links.push(link("prev-archive", prev_archive.as_str(), Some(ATOM)));
         }
         History::Archive {
             current,
             prev_archive,
             next_archive,
         } => {
-            out.push_str("  <fh:archive/>\n");
-            link(&mut out, "current", current.as_str(), Some(ATOM));
+            fh.insert("archive".to_owned(), vec![marker("fh:archive")]);
+            links.push(link("current", current.as_str(), Some(ATOM)));
             if let Some(prev) = prev_archive {
-                link(&mut out, "prev-archive", prev.as_str(), Some(ATOM));
+                links.push(link("prev-archive", prev.as_str(), Some(ATOM)));
             }
             if let Some(next) = next_archive {
-                link(&mut out, "next-archive", next.as_str(), Some(ATOM));
+                links.push(link("next-archive", next.as_str(), Some(ATOM)));
             }
         }
         History::Partial => {}
     }
-    for issue in issues {
-        entry(&mut out, issue);
+    let mut extensions = ExtensionMap::new();
+    if !fh.is_empty() {
+        extensions.insert("fh".to_owned(), fh);
     }
-    out.push_str("</feed>\n");
+    let feed = Feed {
+        title: Text::plain(clean(&meta.title)),
+        subtitle: Some(Text::plain(clean(&meta.description))),
+        id: meta.id.to_string(),
+        updated: newest_date(issues),
+        authors: vec![Person {
+            name: clean(&meta.site_title),
+            uri: Some(meta.home.to_string()),
+            ..Person::default()
+        }],
+        generator: Some(Generator {
+            value: "feedpost".to_owned(),
+            ..Generator::default()
+        }),
+        links,
+        entries: issues.iter().map(|issue| entry(issue)).collect(),
+        extensions,
+        namespaces: BTreeMap::from([("fh".to_owned(), FH.to_owned())]),
+        lang: Some(clean(&meta.language)),
+        ..Feed::default()
+    };
+    let size: usize = issues
+        .iter()
+        .map(|i| i.content_html.len() * 5 / 4 + 1024)
+        .sum();
+    let mut buf = Vec::with_capacity(size + 2048);
+    // The declaration and the stylesheet instruction are ours; the crate writes the `<feed>`.
+    buf.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
+    buf.extend_from_slice(stylesheet_pi(&meta.stylesheet).as_bytes());
+    let config = WriteConfig {
+        write_document_declaration: false,
+        indent_size: Some(2),
+    };
+    let buf = feed
+        .write_with_config(buf, config)
+        .expect("writing XML into a Vec<u8> cannot fail");
+    let mut out = into_string(buf);
+    out.push('\n');
     out
 }
 
-fn entry(out: &mut String, issue: &Issue) {
-    out.push_str("  <entry>\n");
-    element(out, 4, "title", &issue.title);
-    element(out, 4, "id", issue.permalink.as_str());
-    let date = issue.date.to_rfc3339();
-    element(out, 4, "published", &date);
-    element(out, 4, "updated", &date);
-    if let Some(author) = &issue.author {
-        out.push_str("    <author>\n");
-        element(out, 6, "name", author);
-        if let Some(uri) = &issue.author_link {
-            element(out, 6, "uri", uri.as_str());
-        }
-        out.push_str("    </author>\n");
+/// A link with `rel` to `href`, of media type `kind` when known.
+fn link(rel: &str, href: &str, kind: Option<&str>) -> Link {
+    Link {
+        href: href.to_owned(),
+        rel: rel.to_owned(),
+        mime_type: kind.map(str::to_owned),
+        ..Link::default()
     }
-    for term in issue.terms() {
-        empty(out, 4, "category", &[("term", Some(term))]);
+}
+
+/// An empty extension element such as `<fh:complete></fh:complete>` (the empty value keeps the
+/// end tag on the start tag's line: no whitespace inside).
+fn marker(name: &str) -> Extension {
+    Extension {
+        name: name.to_owned(),
+        value: Some(String::new()),
+        ..Extension::default()
     }
-    empty(
-        out,
-        4,
-        "link",
-        &[
-            ("href", Some(issue.permalink.as_str())),
-            ("rel", Some("alternate")),
-            ("type", Some("text/html")),
-        ],
-    );
+}
+
+fn entry(issue: &Issue) -> Entry {
+    let mut links = vec![link(
+        "alternate",
+        issue.permalink.as_str(),
+        Some("text/html"),
+    )];
     if let Some(cover) = &issue.cover {
-        empty(
-            out,
-            4,
-            "link",
-            &[
-                ("href", Some(cover.as_str())),
-                ("rel", Some("enclosure")),
-                ("type", image_type(cover)),
-            ],
-        );
+        links.push(link("enclosure", cover.as_str(), image_type(cover)));
     }
-    element(out, 4, "summary", &issue.summary);
-    out.push_str("    <content type=\"html\">");
-    xml::cdata(out, &issue.content_html);
-    out.push_str("</content>\n");
-    out.push_str("  </entry>\n");
+    Entry {
+        title: Text::plain(clean(&issue.title)),
+        id: issue.permalink.to_string(),
+        updated: issue.date,
+        published: Some(issue.date),
+        authors: issue
+            .author
+            .as_ref()
+            .map(|author| Person {
+                name: clean(author),
+                uri: issue.author_link.as_ref().map(|u| u.to_string()),
+                ..Person::default()
+            })
+            .into_iter()
+            .collect(),
+        categories: issue
+            .terms()
+            .into_iter()
+            .map(|term| Category {
+                term: clean(term),
+                ..Category::default()
+            })
+            .collect(),
+        links,
+        summary: Some(Text::plain(clean(&issue.summary))),
+        content: Some(Content {
+            value: Some(clean(&issue.content_html)),
+            content_type: Some("html".to_owned()),
+            ..Content::default()
+        }),
+        ..Entry::default()
+    }
 }

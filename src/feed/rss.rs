@@ -1,148 +1,174 @@
 //! RSS 2.0 (<https://www.rssboard.org/rss-specification>) with the `atom` (self, hub and RFC 5005
 //! links), `content`, `dc`, `media` (Media RSS) and `fh` (RFC 5005) namespaces.
 
+use std::collections::BTreeMap;
+
+use ::rss::extension::atom::{AtomExtension, Link};
+use ::rss::extension::dublincore::DublinCoreExtension;
+use ::rss::extension::{Extension, ExtensionMap};
+use ::rss::{Category, Channel, Guid, Item};
 use chrono::{DateTime, FixedOffset};
 
-use super::xml::{self, element, empty};
+use super::xml::{clean, into_string, stylesheet_pi};
 use super::{image_type, newest_date, FeedMeta, History};
 use crate::issue::Issue;
 
-/// Renders an RSS 2.0 document for `issues` (newest first) described by `meta`.
+const RSS: &str = "application/rss+xml";
+const FH: &str = "http://purl.org/syndication/history/1.0";
+const MEDIA: &str = "http://search.yahoo.com/mrss/";
+
+/// Renders an RSS 2.0 document for `issues` (newest first) described by `meta`, with the `rss`
+/// crate; returns the whole document, UTF-8, indented by two spaces.
 ///
 /// After the XML declaration comes an `xml-stylesheet` instruction naming `meta.stylesheet`.
 /// The channel has `atom:link` `self` (and `hub` with WebSub), and its RFC 5005 state:
 /// `fh:complete`, or `atom:link rel="prev-archive"` for a subscription document, or `fh:archive`
 /// with `current`/`prev-archive`/`next-archive` links for an archive document.
 ///
-/// Each item has `title`, `link`, `guid` (the permalink, `isPermaLink="true"`), `pubDate`
-/// (RFC 822 date-time), `description` (the plain-text summary), a `category` per category and
-/// tag, the author's name as `dc:creator` (RSS `<author>` must hold an e-mail address, so a bare
-/// name there is invalid), `content:encoded` (the full HTML), and the cover image as
-/// `media:content` with its type (not `enclosure`, whose required length we cannot know without
-/// fetching the image).
+/// Each item has `title`, `link`, `guid` (the permalink; `isPermaLink` is left at its default,
+/// true), `pubDate` (RFC 822 date-time), `description` (the plain-text summary), a `category` per
+/// category and tag, the author's name as `dc:creator` (RSS `<author>` must hold an e-mail
+/// address, so a bare name there is invalid), `content:encoded` (the full HTML), and the cover
+/// image as `media:content` with its type (not `enclosure`, whose required length we cannot know
+/// without fetching the image). Characters XML 1.0 forbids are dropped from all text.
+/// The same input gives the same bytes.
 pub fn render(issues: &[&Issue], meta: &FeedMeta) -> String {
-    let size: usize = issues.iter().map(|i| i.content_html.len() + 1024).sum();
-    let mut out = String::with_capacity(size + 2048);
-    xml::prolog(&mut out, Some(&meta.stylesheet));
-    out.push_str(concat!(
-        "<rss version=\"2.0\"",
-        " xmlns:atom=\"http://www.w3.org/2005/Atom\"",
-        " xmlns:content=\"http://purl.org/rss/1.0/modules/content/\"",
-        " xmlns:dc=\"http://purl.org/dc/elements/1.1/\"",
-        " xmlns:fh=\"http://purl.org/syndication/history/1.0\"",
-        " xmlns:media=\"http://search.yahoo.com/mrss/\">\n",
-        "  <channel>\n"
-    ));
-    element(&mut out, 4, "title", &meta.title);
-    element(&mut out, 4, "link", meta.home.as_str());
-    element(&mut out, 4, "description", &meta.description);
-    element(&mut out, 4, "language", &meta.language);
     let updated = rfc822(newest_date(issues));
-    element(&mut out, 4, "pubDate", &updated);
-    element(&mut out, 4, "lastBuildDate", &updated);
-    element(&mut out, 4, "generator", "feedpost");
-    element(
-        &mut out,
-        4,
-        "docs",
-        "https://www.rssboard.org/rss-specification",
-    );
-    let link = |out: &mut String, rel: &str, href: &str, kind: Option<&str>| {
-        empty(
-            out,
-            4,
-            "atom:link",
-            &[("href", Some(href)), ("rel", Some(rel)), ("type", kind)],
-        );
-    };
-    link(
-        &mut out,
-        "self",
-        meta.self_url.as_str(),
-        Some("application/rss+xml"),
-    );
+    let mut links = vec![link("self", meta.self_url.as_str())];
     if let Some(hub) = &meta.hub {
-        link(&mut out, "hub", hub.as_str(), None);
+        links.push(Link {
+            href: hub.to_string(),
+            rel: "hub".into(),
+            ..Link::default()
+        });
     }
+    let mut fh = BTreeMap::new();
     match &meta.history {
-        History::Complete => out.push_str("    <fh:complete/>\n"),
-        History::Subscription { prev_archive } => link(
-            &mut out,
-            "prev-archive",
-            prev_archive.as_str(),
-            Some("application/rss+xml"),
-        ),
+        History::Complete => {
+            fh.insert("complete".to_owned(), vec![marker("fh:complete")]);
+        }
+        History::Subscription { prev_archive } => {
+            links.push(link("prev-archive", prev_archive.as_str()));
+        }
         History::Archive {
             current,
             prev_archive,
             next_archive,
         } => {
-            out.push_str("    <fh:archive/>\n");
-            link(
-                &mut out,
-                "current",
-                current.as_str(),
-                Some("application/rss+xml"),
-            );
+            fh.insert("archive".to_owned(), vec![marker("fh:archive")]);
+            links.push(link("current", current.as_str()));
             if let Some(prev) = prev_archive {
-                link(
-                    &mut out,
-                    "prev-archive",
-                    prev.as_str(),
-                    Some("application/rss+xml"),
-                );
+                links.push(link("prev-archive", prev.as_str()));
             }
             if let Some(next) = next_archive {
-                link(
-                    &mut out,
-                    "next-archive",
-                    next.as_str(),
-                    Some("application/rss+xml"),
-                );
+                links.push(link("next-archive", next.as_str()));
             }
         }
         History::Partial => {}
     }
-    for issue in issues {
-        item(&mut out, issue);
+    let mut extensions = ExtensionMap::new();
+    if !fh.is_empty() {
+        extensions.insert("fh".to_owned(), fh);
     }
-    out.push_str("  </channel>\n</rss>\n");
+    let namespaces = BTreeMap::from([
+        ("fh".to_owned(), FH.to_owned()),
+        ("media".to_owned(), MEDIA.to_owned()),
+    ]);
+    let channel = Channel {
+        title: clean(&meta.title),
+        link: meta.home.to_string(),
+        description: clean(&meta.description),
+        language: Some(clean(&meta.language)),
+        pub_date: Some(updated.clone()),
+        last_build_date: Some(updated),
+        generator: Some("feedpost".to_owned()),
+        docs: Some("https://www.rssboard.org/rss-specification".to_owned()),
+        atom_ext: Some(AtomExtension { links }),
+        extensions,
+        namespaces,
+        items: issues.iter().map(|issue| item(issue)).collect(),
+        ..Channel::default()
+    };
+    let size: usize = issues.iter().map(|i| i.content_html.len() + 1024).sum();
+    let buf = channel
+        .pretty_write_to(Vec::with_capacity(size + 2048), b' ', 2)
+        .expect("writing XML into a Vec<u8> cannot fail");
+    let mut out = into_string(buf);
+    // The crate writes the XML declaration and then the `<rss>` element on a new line; the
+    // stylesheet instruction goes between them.
+    let after_declaration = out.find("?>").map_or(0, |i| i + 2);
+    let instruction = stylesheet_pi(&meta.stylesheet);
+    out.insert_str(after_declaration, &format!("\n{}", instruction.trim_end()));
+    out.push('\n');
     out
 }
 
-fn item(out: &mut String, issue: &Issue) {
-    out.push_str("    <item>\n");
-    element(out, 6, "title", &issue.title);
-    element(out, 6, "link", issue.permalink.as_str());
-    element(out, 6, "description", &issue.summary);
-    for term in issue.terms() {
-        element(out, 6, "category", term);
+/// An `atom:link` with `rel` to an RSS document at `href`.
+fn link(rel: &str, href: &str) -> Link {
+    Link {
+        href: href.to_owned(),
+        rel: rel.to_owned(),
+        mime_type: Some(RSS.to_owned()),
+        ..Link::default()
     }
-    xml::push_indent(out, 6);
-    out.push_str("<guid isPermaLink=\"true\">");
-    xml::text(out, issue.permalink.as_str());
-    out.push_str("</guid>\n");
-    element(out, 6, "pubDate", &rfc822(issue.date));
-    if let Some(author) = &issue.author {
-        element(out, 6, "dc:creator", author);
+}
+
+/// An empty extension element such as `<fh:complete></fh:complete>` (the empty value keeps the
+/// end tag on the start tag's line: no whitespace inside).
+fn marker(name: &str) -> Extension {
+    Extension {
+        name: name.to_owned(),
+        value: Some(String::new()),
+        ..Extension::default()
     }
+}
+
+fn item(issue: &Issue) -> Item {
+    let mut extensions = ExtensionMap::new();
     if let Some(cover) = &issue.cover {
-        empty(
-            out,
-            6,
-            "media:content",
-            &[
-                ("url", Some(cover.as_str())),
-                ("type", image_type(cover)),
-                ("medium", Some("image")),
-            ],
+        let mut attrs = BTreeMap::from([
+            ("url".to_owned(), cover.to_string()),
+            ("medium".to_owned(), "image".to_owned()),
+        ]);
+        if let Some(kind) = image_type(cover) {
+            attrs.insert("type".to_owned(), kind.to_owned());
+        }
+        let content = Extension {
+            name: "media:content".to_owned(),
+            value: Some(String::new()),
+            attrs,
+            ..Extension::default()
+        };
+        extensions.insert(
+            "media".to_owned(),
+            BTreeMap::from([("content".to_owned(), vec![content])]),
         );
     }
-    xml::push_indent(out, 6);
-    out.push_str("<content:encoded>");
-    xml::cdata(out, &issue.content_html);
-    out.push_str("</content:encoded>\n");
-    out.push_str("    </item>\n");
+    Item {
+        title: Some(clean(&issue.title)),
+        link: Some(issue.permalink.to_string()),
+        description: Some(clean(&issue.summary)),
+        categories: issue
+            .terms()
+            .into_iter()
+            .map(|term| Category {
+                name: clean(term),
+                domain: None,
+            })
+            .collect(),
+        guid: Some(Guid {
+            value: issue.permalink.to_string(),
+            permalink: true,
+        }),
+        pub_date: Some(rfc822(issue.date)),
+        dublin_core_ext: issue.author.as_ref().map(|author| DublinCoreExtension {
+            creators: vec![clean(author)],
+            ..DublinCoreExtension::default()
+        }),
+        content: Some(clean(&issue.content_html)),
+        extensions,
+        ..Item::default()
+    }
 }
 
 /// An RFC 822 date-time as RSS 2.0 wants it, with a four-digit year and a numeric zone:

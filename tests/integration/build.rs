@@ -272,7 +272,9 @@ fn files_of_a_build_under_another_config_are_removed() {
         .path()
         .join("feeds/weekly/05-weekly/index.html")
         .is_file());
-    assert!(site.read("feeds/rss.xml").contains("<fh:complete/>"));
+    assert!(site
+        .read("feeds/rss.xml")
+        .contains("<fh:complete></fh:complete>"));
 }
 
 #[test]
