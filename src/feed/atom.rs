@@ -8,7 +8,7 @@ use atom_syndication::{
     Category, Content, Entry, Feed, Generator, Link, Person, Text, WriteConfig,
 };
 
-use super::xml::{clean, into_string, stylesheet_pi};
+use super::xml::{clean, stylesheet_pi};
 use super::{image_type, newest_date, FeedMeta, History};
 use crate::issue::Issue;
 
@@ -100,7 +100,7 @@ pub fn render(issues: &[&Issue], meta: &FeedMeta) -> String {
     let buf = feed
         .write_with_config(buf, config)
         .expect("writing XML into a Vec<u8> cannot fail");
-    let mut out = into_string(buf);
+    let mut out = String::from_utf8(buf).expect("atom_syndication writes the UTF-8 it is given");
     out.push('\n');
     out
 }

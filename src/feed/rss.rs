@@ -9,7 +9,7 @@ use ::rss::extension::{Extension, ExtensionMap};
 use ::rss::{Category, Channel, Guid, Item};
 use chrono::{DateTime, FixedOffset};
 
-use super::xml::{clean, into_string, stylesheet_pi};
+use super::xml::{clean, stylesheet_pi};
 use super::{image_type, newest_date, FeedMeta, History};
 use crate::issue::Issue;
 
@@ -93,7 +93,7 @@ pub fn render(issues: &[&Issue], meta: &FeedMeta) -> String {
     let buf = channel
         .pretty_write_to(Vec::with_capacity(size + 2048), b' ', 2)
         .expect("writing XML into a Vec<u8> cannot fail");
-    let mut out = into_string(buf);
+    let mut out = String::from_utf8(buf).expect("the rss crate writes the UTF-8 it is given");
     // The crate writes the XML declaration and then the `<rss>` element on a new line; the
     // stylesheet instruction goes between them.
     let after_declaration = out.find("?>").map_or(0, |i| i + 2);

@@ -81,23 +81,6 @@ pub fn stylesheet_pi(href: &str) -> String {
     out
 }
 
-/// The bytes a feed crate wrote into `buf`, as the `String` the renderers return, without a
-/// second pass over them (UTF-8 validation of every document was a twentieth of a 10,000-issue
-/// build).
-///
-/// Only for buffers written by `rss` / `atom_syndication` (through `quick_xml::Writer`) after a
-/// prefix of our own `&str`s: everything those writers emit is copied from `&str` values (the
-/// structs' `String`s, escaped as `str`) or ASCII markup, and a concatenation of UTF-8 strings is
-/// UTF-8. Debug builds — the test suite — check it anyway.
-pub fn into_string(buf: Vec<u8>) -> String {
-    debug_assert!(
-        std::str::from_utf8(&buf).is_ok(),
-        "a feed crate wrote non-UTF-8"
-    );
-    // SAFETY: see above — every byte in `buf` comes from a `&str` or is ASCII, so `buf` is UTF-8.
-    unsafe { String::from_utf8_unchecked(buf) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
