@@ -137,14 +137,7 @@ pub fn render_page(config: &Config, site: &SiteView, issue: &Issue) -> Result<St
         let category = issue.categories.iter().any(|c| c == term);
         terms.push(term_feed(config, term, category)?);
     }
-    let term_links: Vec<layout::Link<'_>> = terms
-        .iter()
-        .map(|(label, href)| layout::Link {
-            label,
-            href: href.as_str(),
-            media_type: Format::Rss.media_type(),
-        })
-        .collect();
+    let term_links = rss_links(&terms);
     let date_iso = issue.date.to_rfc3339();
     let date = day(issue.date);
     let page = layout::Page {
@@ -199,15 +192,20 @@ pub fn render_index(
     for (name, category) in terms {
         feeds.push(term_feed(config, name, *category)?);
     }
-    let links: Vec<layout::Link<'_>> = feeds
+    let links = rss_links(&feeds);
+    Ok(site.with_layout(|s| layout::index(s, &parts, &links).into_string()))
+}
+
+/// Layout links to the RSS feeds in `feeds` (label, URL), for `<link rel="alternate">` and lists.
+fn rss_links<T: AsRef<str>>(feeds: &[(T, url::Url)]) -> Vec<layout::Link<'_>> {
+    feeds
         .iter()
         .map(|(label, href)| layout::Link {
-            label,
+            label: label.as_ref(),
             href: href.as_str(),
             media_type: Format::Rss.media_type(),
         })
-        .collect();
-    Ok(site.with_layout(|s| layout::index(s, &parts, &links).into_string()))
+        .collect()
 }
 
 #[cfg(test)]
