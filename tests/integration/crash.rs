@@ -142,12 +142,18 @@ fn kill_9_mid_send_then_publish_again_loses_no_one_and_repeats_at_most_the_messa
         assert_eq!(ids.len(), 1, "{to}'s copies differ in Message-ID: {ids:?}");
         duplicates += msgs.len() - 1;
     }
-    assert_eq!(
-        duplicates,
-        unrecorded_at_kills.iter().sum::<usize>(),
-        "each repeat is a message that was in flight at a kill"
+    // Every message accepted but unrecorded at a kill is sent again; a message whose end-of-data
+    // reached the server just as the process died may be recorded by the server only after the
+    // count above, so the repeats can exceed that count, but never the messages in flight.
+    let unrecorded_total: usize = unrecorded_at_kills.iter().sum();
+    assert!(
+        duplicates >= unrecorded_total,
+        "{duplicates} repeats, but {unrecorded_total} messages were accepted and unrecorded at the kills"
     );
-    assert!(duplicates <= points.len() * CONCURRENCY);
+    assert!(
+        duplicates <= points.len() * CONCURRENCY,
+        "{duplicates} repeats exceed kills x concurrency"
+    );
     eprintln!(
         "crash test: {} kills, accepted but unrecorded at each: {unrecorded_at_kills:?}; {duplicates} repeated messages (bound {} = kills x concurrency)",
         points.len(),
