@@ -201,6 +201,12 @@ struct RawConfig {
 }
 
 impl Config {
+    /// Whether the site's language (`site.language`, BCP 47) is Chinese (`zh`, `zh-CN`, …): the
+    /// email and the archive then use their Chinese words.
+    pub fn is_chinese(&self) -> bool {
+        self.site.language.to_ascii_lowercase().starts_with("zh")
+    }
+
     /// Reads and validates the config file at `path`.
     ///
     /// # Errors

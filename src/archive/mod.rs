@@ -80,7 +80,7 @@ impl SiteView {
             home: site.base_url.to_string(),
             css: feed::url(config, CSS_FILE)?.to_string(),
             feeds,
-            zh: site.language.to_ascii_lowercase().starts_with("zh"),
+            zh: config.is_chinese(),
         })
     }
 

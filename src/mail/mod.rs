@@ -218,7 +218,7 @@ impl IssueMail {
         secret: &[u8],
         now: DateTime<Utc>,
     ) -> Result<IssueMail> {
-        let zh = config.site.language.to_ascii_lowercase().starts_with("zh");
+        let zh = config.is_chinese();
         let words = if zh { &layout::ZH } else { &layout::EN };
         let date = issue.date.format("%Y-%m-%d").to_string();
         let markup = layout::render(
