@@ -4,7 +4,7 @@
 //! The pipeline, one module per stage:
 //!
 //! ```text
-//! config → issue (front matter, Markdown → HTML) → feed (RSS, Atom, JSON Feed) ┐ build (incremental)
+//! config → issue (front matter, Markdown → HTML) → feed (RSS, Atom, JSON Feed) ┐ site (incremental)
 //!                                               → archive (pages, index)     ┘
 //!                                               → mail (compose once, personalise) → deliver → ledger
 //! ```
@@ -12,7 +12,6 @@
 //! `main.rs` parses the command line ([`cli`]) and calls one of [`cmd`]; everything else is here.
 
 pub mod archive;
-pub mod build;
 pub mod cli;
 pub mod cmd;
 pub mod config;
@@ -20,7 +19,9 @@ pub mod deliver;
 pub mod feed;
 pub mod issue;
 pub mod ledger;
+pub mod lint;
 pub mod mail;
+pub mod site;
 pub mod subscribers;
 
 use chrono::{DateTime, FixedOffset, Utc};

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::config::Config;
-use crate::issue::lint::{self, Report};
+use crate::lint::{self, Report};
 
 /// Prints every finding as `path:line: severity: message` on stdout, then the summary line
 /// (`N errors, M warnings in K issues`). Exit code 1 when there is an error, 0 with warnings only.

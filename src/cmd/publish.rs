@@ -14,15 +14,15 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use crate::build;
 use crate::config::Config;
-use crate::deliver::tls::TrustedRoots;
+use crate::deliver::transport::tls::TrustedRoots;
 use crate::deliver::transport::SmtpSettings;
 use crate::deliver::{self, Settings, Transport};
 use crate::feed::websub;
 use crate::issue::Issue;
 use crate::ledger::{Ledger, NewDelivery, State};
 use crate::mail::IssueMail;
+use crate::site;
 use crate::subscribers::{self, Subscriber};
 
 /// How many recipients go into the ledger per transaction while queueing.
@@ -71,7 +71,7 @@ pub fn run(
     }
     // Lock first: a publish refused because another is running must change nothing, feeds included.
     let _lock = Ledger::lock(&config.mail.ledger)?;
-    let built = build::run(config, now.fixed_offset())?;
+    let built = site::run(config, now.fixed_offset())?;
     if let (true, Some(hub)) = (enqueue, &config.site.websub_hub) {
         ping_hub(hub, &built);
     }
@@ -157,7 +157,7 @@ const HUB_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Tells the WebSub hub about the main feeds and every other subscription feed this build
 /// changed; a failure is only a warning (readers' hubs still poll).
-fn ping_hub(hub: &url::Url, built: &build::Report) {
+fn ping_hub(hub: &url::Url, built: &site::Report) {
     let mut topics = built.main_feeds.clone();
     for url in &built.changed_feeds {
         if !topics.contains(url) {

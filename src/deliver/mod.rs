@@ -28,7 +28,6 @@
 //! server limits connections), and the run stops with an error if none is (the server is gone).
 
 pub mod limits;
-pub mod tls;
 pub mod transport;
 
 use std::collections::HashMap;

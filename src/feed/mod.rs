@@ -4,7 +4,7 @@
 //! documents the site has — the main feeds, one set per tag and per category, and the RFC 5005
 //! archive documents that hold the main feed's history — and which issues each lists; the
 //! renderers ([`rss::render`], [`atom::render`], [`json::render`]) are pure functions of
-//! `&[&Issue]` and a [`FeedMeta`], so the same input gives the same bytes. `crate::build` decides
+//! `&[&Issue]` and a [`FeedMeta`], so the same input gives the same bytes. `crate::site` decides
 //! which documents need rendering again and writes them.
 //!
 //! Layout of the feeds folder (the site's output root, served at `site.base_url`):

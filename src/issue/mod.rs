@@ -5,7 +5,6 @@
 //! later stage (feeds, archive, email) reads these values and never the files.
 
 pub mod front_matter;
-pub mod lint;
 pub mod markdown;
 #[cfg(test)]
 mod robustness_tests;

@@ -9,8 +9,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use url::Url;
 
-use super::{front_matter, lint, markdown, parse, Issue};
+use super::{front_matter, markdown, parse, Issue};
 use crate::config::Config;
+use crate::lint;
 
 /// Issue files to start from: the shapes of the real seeds and of what breaks parsers.
 const SEEDS: &[&str] = &[

@@ -1,7 +1,7 @@
 //! Lint: what `feedpost check` reports about a site, without writing anything.
 //!
 //! Beside the first two stages of the pipeline: the issues are loaded by the same loader every
-//! command uses ([`super::load_files`]), so whatever would stop `build` or `publish` is reported
+//! command uses ([`crate::issue::load_files`]), so whatever would stop `build` or `publish` is reported
 //! here too, and then each loaded issue is looked over for what loads but will not come out as
 //! the author meant:
 //!
@@ -29,8 +29,8 @@ use pulldown_cmark::{CowStr, Event, LinkType, Parser, Tag, TagEnd};
 use rayon::prelude::*;
 use url::Url;
 
-use super::{front_matter, markdown, Issue, IssueError};
 use crate::config::Config;
+use crate::issue::{self as issue_mod, front_matter, markdown, Issue, IssueError};
 
 /// How bad a finding is: errors make `feedpost check` exit 1, warnings do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -129,8 +129,8 @@ impl Report {
 /// # Errors
 /// The issues folder cannot be read. Bad files are findings, not errors.
 pub fn check_site(config: &Config, now: DateTime<FixedOffset>) -> anyhow::Result<Report> {
-    let files = super::find_files(&config.site.issues)?;
-    let loaded = super::load_files(&files, config)?;
+    let files = issue_mod::find_files(&config.site.issues)?;
+    let loaded = issue_mod::load_files(&files, config)?;
     let links = Links::new(&loaded.issues, config);
     let mut findings: Vec<Finding> = loaded.errors.into_iter().map(Finding::from).collect();
     findings.par_extend(loaded.issues.par_iter().flat_map_iter(
@@ -775,7 +775,7 @@ mod tests {
 
     fn issue(name: &str, front: &str, body: &str) -> Issue {
         let text = format!("---\ntitle: t\ndate: 2020-05-15T17:00:00+08:00\n{front}---\n{body}");
-        super::super::parse(&text, Path::new(name), &config("issues/")).unwrap()
+        crate::issue::parse(&text, Path::new(name), &config("issues/")).unwrap()
     }
 
     fn links() -> Links {
@@ -895,7 +895,7 @@ mod tests {
     #[test]
     fn issue_findings_have_file_lines() {
         let text = "---\ntitle: t\ndraft: true\ndate: 2030-01-01T00:00:00Z\n---\n\n**a **b\n";
-        let i = super::super::parse(text, Path::new("x.md"), &config("issues/")).unwrap();
+        let i = crate::issue::parse(text, Path::new("x.md"), &config("issues/")).unwrap();
         let now = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap();
         let found: Vec<String> = lint_issue(&i, text, &links(), now)
             .iter()

@@ -6,7 +6,7 @@
 //! message). SMTP connections are lettre's `AsyncSmtpConnection` driven by hand on a socket we
 //! open with `TCP_NODELAY` (lettre writes the body and the closing `.` separately, which on a
 //! Nagle socket waits for the peer's delayed ACK on every message) — for implicit TLS wrapped here
-//! with rustls, see [`super::tls`] — kept open for many messages, and reset with `RSET` after a
+//! with rustls, see [`tls`] — kept open for many messages, and reset with `RSET` after a
 //! refused recipient instead of being torn down.
 
 use std::path::PathBuf;
@@ -19,8 +19,10 @@ use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, MailBodyParameter, MailParameter};
 use tokio::net::TcpStream;
 
-use super::tls::{self, TrustedRoots};
+pub mod tls;
+
 use crate::config::{Security, Smtp};
+use tls::TrustedRoots;
 
 /// Why an attempt did not deliver, as the engine must treat it. Each carries the server's reply
 /// (`550 5.1.1 User unknown`) or the local error, for the ledger and the log.

@@ -1,4 +1,4 @@
-//! `build`: the feeds and the web archive for the whole site, rendered again only where their
+//! `site`: the feeds and the web archive for the whole site, rendered again only where their
 //! input changed.
 //!
 //! The stage after loading, shared by `feedpost build` and `feedpost publish`:
