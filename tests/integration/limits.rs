@@ -48,7 +48,7 @@ fn an_hourly_cap_too_far_away_ends_the_run_with_the_rest_queued() {
     let out = site.run(&["publish"]).failure();
     assert!(
         out.stdout
-            .contains("sent 3, already sent 0, skipped 0, failed 0, deferred 2"),
+            .contains("sent 3, already sent 0, skipped 0, failed 0, deferred 0, queued 2"),
         "{}\n{}",
         out.stdout,
         out.stderr
@@ -74,7 +74,7 @@ fn an_hourly_cap_too_far_away_ends_the_run_with_the_rest_queued() {
     assert!(
         again
             .stdout
-            .contains("sent 0, already sent 3, skipped 0, failed 0, deferred 2"),
+            .contains("sent 0, already sent 3, skipped 0, failed 0, deferred 0, queued 2"),
         "{}\n{}",
         again.stdout,
         again.stderr

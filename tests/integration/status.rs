@@ -40,7 +40,7 @@ fn status_shows_counts_attempts_and_the_last_replies() {
     assert_eq!(lines[0], PERMALINK, "{}", out.stdout);
     assert_eq!(
         lines[1].trim(),
-        "sent 2  queued 0  sending 0  deferred 1  failed 1  (attempts 5)"
+        "smtp    sent 2  queued 0  sending 0  deferred 1  failed 1  removed 0  (attempts 5)"
     );
     let deferred = lines
         .iter()
@@ -78,7 +78,7 @@ fn status_shows_counts_attempts_and_the_last_replies() {
     assert_eq!(s["issue"], PERMALINK);
     assert_eq!(
         s["counts"],
-        serde_json::json!({"queued": 0, "sending": 0, "sent": 2, "deferred": 1, "failed": 1, "attempts": 5})
+        serde_json::json!({"queued": 0, "sending": 0, "sent": 2, "deferred": 1, "failed": 1, "removed": 0, "attempts": 5})
     );
     let problems = s["problems"].as_array().unwrap();
     assert_eq!(problems.len(), 2);
