@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::cli::{PublishArgs, RetryArgs};
 use crate::config::Config;
-use crate::deliver::transport::tls::TrustedRoots;
+use crate::deliver::transport::tls::{self, TrustedRoots};
 use crate::deliver::transport::SmtpSettings;
 use crate::deliver::{self, Settings, Transport};
 use crate::feed::websub;
@@ -590,10 +590,13 @@ fn transport(config: &Config, issue: &Issue) -> Result<Transport> {
                 }
                 None => None,
             };
-            let roots = match &smtp.ca_file {
+            let mut roots = match &smtp.ca_file {
                 Some(path) => TrustedRoots::from_pem_file(path)?,
                 None => TrustedRoots::default(),
             };
+            if let Some(pin) = &smtp.tls_pin_sha256 {
+                roots = roots.with_pin(tls::parse_pin(pin).map_err(anyhow::Error::msg)?);
+            }
             Transport::Smtp(Box::new(SmtpSettings {
                 smtp: smtp.clone(),
                 credentials,
