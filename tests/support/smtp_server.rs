@@ -56,6 +56,8 @@ pub struct Faults {
     reject_rcpt: HashSet<String>,
     reject_data_for: HashSet<String>,
     disconnect_after: Option<usize>,
+    /// (connection numbers, n): `disconnect_after` for these connections only.
+    disconnect_connections: Option<(Vec<usize>, usize)>,
     throttle_every: Option<usize>,
     drop_after_data: HashSet<usize>,
     greeting_code: Option<u16>,
@@ -111,6 +113,13 @@ impl Faults {
     /// connection` and the connection is closed.
     pub fn disconnect_after(mut self, n: usize) -> Self {
         self.disconnect_after = Some(n);
+        self
+    }
+
+    /// As `disconnect_after`, for the connections numbered `connections` (1-based, in accept
+    /// order) only.
+    pub fn disconnect_connections_after(mut self, connections: &[usize], n: usize) -> Self {
+        self.disconnect_connections = Some((connections.to_vec(), n));
         self
     }
 
@@ -219,6 +228,9 @@ struct Shared {
     /// every command line received (DATA content and AUTH continuation
     /// lines excluded), in arrival order across connections
     commands: Mutex<Vec<String>>,
+    /// (connection number, event) in arrival order: `CONNECT`, each command line, and `421`
+    /// when a connection is closed with it.
+    events: Mutex<Vec<(usize, String)>>,
     connections: AtomicUsize,
     /// commands already buffered when the previous reply had been written
     pipelined: AtomicUsize,
@@ -253,6 +265,7 @@ impl SmtpServer {
             received: Mutex::new(Vec::new()),
             received_cv: Condvar::new(),
             commands: Mutex::new(Vec::new()),
+            events: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
             pipelined: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
@@ -340,6 +353,12 @@ impl SmtpServer {
         self.shared.pipelined.load(Ordering::SeqCst)
     }
 
+    /// Every event so far as (connection number, event): `CONNECT` when a connection is
+    /// accepted, each command line, `421` when `disconnect_after` closes a connection.
+    pub fn events(&self) -> Vec<(usize, String)> {
+        lock(&self.shared.events).clone()
+    }
+
     /// How many times RCPT TO was attempted for `addr` (case-insensitive),
     /// whatever the reply was.
     pub fn rcpt_attempts(&self, addr: &str) -> usize {
@@ -418,6 +437,8 @@ impl From<std::io::Error> for End {
 struct Conn<'a> {
     reader: BufReader<TcpStream>,
     shared: &'a Shared,
+    /// 1-based, in accept order.
+    number: usize,
     /// messages accepted on this connection
     accepted: usize,
     mail_from: Option<String>,
@@ -457,9 +478,11 @@ impl Conn<'_> {
 }
 
 fn handle_connection(stream: TcpStream, shared: &Shared, number: usize) -> Result<(), End> {
+    lock(&shared.events).push((number, "CONNECT".into()));
     let mut conn = Conn {
         reader: BufReader::with_capacity(READ_BUF, stream),
         shared,
+        number,
         accepted: 0,
         mail_from: None,
         rcpt_to: Vec::new(),
@@ -485,6 +508,7 @@ fn handle_connection(stream: TcpStream, shared: &Shared, number: usize) -> Resul
         }
         let line = conn.read_line(&mut buf)?;
         lock(&shared.commands).push(line.clone());
+        lock(&shared.events).push((number, line.clone()));
         let (verb, arg) = match line.find(' ') {
             Some(i) => (&line[..i], line[i + 1..].trim()),
             None => (line.as_str(), ""),
@@ -607,11 +631,16 @@ fn cmd_mail(conn: &mut Conn<'_>, arg: &str) -> Result<(), End> {
     }
     let (disconnect, throttled) = {
         let mut st = lock(&conn.shared.faults);
-        if st
+        let limited = st
             .faults
             .disconnect_after
             .is_some_and(|n| conn.accepted >= n)
-        {
+            || st
+                .faults
+                .disconnect_connections
+                .as_ref()
+                .is_some_and(|(which, n)| which.contains(&conn.number) && conn.accepted >= *n);
+        if limited {
             (true, false)
         } else {
             st.mail_count += 1;
@@ -625,6 +654,7 @@ fn cmd_mail(conn: &mut Conn<'_>, arg: &str) -> Result<(), End> {
         }
     };
     if disconnect {
+        lock(&conn.shared.events).push((conn.number, "421".into()));
         let _ = conn.reply("421 4.7.0 Too many messages, closing connection\r\n");
         conn.close();
         return Err(End::Closed);
