@@ -10,7 +10,7 @@
 mod layout;
 
 use anyhow::Result;
-use chrono::{DateTime, Datelike, FixedOffset};
+use chrono::{DateTime, FixedOffset};
 use rayon::prelude::*;
 use url::Url;
 
@@ -32,8 +32,7 @@ const INDEX_CHUNK: usize = 1_000;
 
 /// A date as `YYYY-MM-DD`, in its own offset.
 fn day(date: DateTime<FixedOffset>) -> String {
-    let d = date.date_naive();
-    format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+    date.format("%Y-%m-%d").to_string()
 }
 
 /// The layout's source, so a build notices a change to it (see `build`).

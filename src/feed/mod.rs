@@ -268,9 +268,7 @@ pub fn term_slug(term: &str) -> String {
     }
     if slug.is_empty() {
         slug.push_str("term-");
-        for b in term.bytes() {
-            slug.push_str(&format!("{b:02x}"));
-        }
+        slug.push_str(&hex::encode(term));
     }
     slug
 }

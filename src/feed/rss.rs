@@ -171,8 +171,9 @@ fn item(issue: &Issue) -> Item {
     }
 }
 
-/// An RFC 822 date-time as RSS 2.0 wants it, with a four-digit year and a numeric zone:
-/// `Fri, 15 May 2020 17:00:00 +0800`.
+/// An RFC 822 date-time as RSS 2.0 wants it, with a four-digit year, a two-digit day and a
+/// numeric zone: `Fri, 08 May 2020 17:00:00 +0800` (chrono's `to_rfc2822` writes `8 May` and
+/// panics outside the years 0-9999, so its formatter is given the fields instead).
 pub fn rfc822(date: DateTime<FixedOffset>) -> String {
     date.format("%a, %d %b %Y %H:%M:%S %z").to_string()
 }
@@ -185,5 +186,7 @@ mod tests {
     fn rfc822_dates_keep_their_offset() {
         let d = DateTime::parse_from_rfc3339("2020-05-15T17:00:00+08:00").unwrap();
         assert_eq!(rfc822(d), "Fri, 15 May 2020 17:00:00 +0800");
+        let d = DateTime::parse_from_rfc3339("2020-05-08T09:05:00-05:00").unwrap();
+        assert_eq!(rfc822(d), "Fri, 08 May 2020 09:05:00 -0500");
     }
 }

@@ -150,6 +150,15 @@ impl fmt::Display for IssueError {
 impl std::error::Error for IssueError {}
 
 impl IssueError {
+    /// The error for a file that cannot be read (`line` 0: it is not on a line).
+    pub fn unreadable(path: &Path, error: &std::io::Error) -> IssueError {
+        IssueError {
+            path: path.to_path_buf(),
+            line: 0,
+            message: format!("failed to read the file: {error}"),
+        }
+    }
+
     /// The error for a file whose slug `first` already uses (files are taken in path order).
     pub fn duplicate_slug(path: &Path, slug: &str, first: &Path) -> IssueError {
         IssueError {
@@ -273,11 +282,7 @@ pub fn load_files(files: &[PathBuf], config: &Config) -> anyhow::Result<Loaded> 
 /// The file is unreadable or not UTF-8, its front matter is missing, unterminated or invalid, or
 /// `title`/`date` is missing or unparsable.
 pub fn load_file(path: &Path, config: &Config) -> Result<Issue, IssueError> {
-    let bytes = std::fs::read(path).map_err(|e| IssueError {
-        path: path.to_path_buf(),
-        line: 0,
-        message: format!("failed to read the file: {e}"),
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| IssueError::unreadable(path, &e))?;
     parse_bytes(bytes, path, config)
 }
 
@@ -486,18 +491,18 @@ fn parse_offset(text: &str) -> Option<FixedOffset> {
     FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
 }
 
+/// The bytes [`percent_encode_segment`] escapes: everything but RFC 3986's unreserved
+/// characters (ASCII letters and digits, `-`, `.`, `_`, `~`).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes one URL path segment (RFC 3986 `pchar`), leaving unreserved ASCII as is; CJK
-/// and other non-ASCII characters become UTF-8 percent escapes.
+/// and other non-ASCII characters become UTF-8 percent escapes, in upper-case hex.
 pub fn percent_encode_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string()
 }
 
 #[cfg(test)]

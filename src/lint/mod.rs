@@ -136,12 +136,7 @@ pub fn check_site(config: &Config, now: DateTime<FixedOffset>) -> anyhow::Result
     findings.par_extend(loaded.issues.par_iter().flat_map_iter(
         |issue| match std::fs::read_to_string(&issue.path) {
             Ok(source) => lint_issue(issue, &source, &links, now),
-            Err(e) => vec![Finding {
-                path: issue.path.clone(),
-                line: 0,
-                severity: Severity::Error,
-                message: format!("failed to read the file again: {e}"),
-            }],
+            Err(e) => vec![Finding::from(IssueError::unreadable(&issue.path, &e))],
         },
     ));
     findings.sort_by(|a, b| {
@@ -268,26 +263,9 @@ impl Links {
 /// Decodes `%XX` escapes (invalid ones are kept as they are); bytes that are not UTF-8 become
 /// U+FFFD.
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Lints a Markdown body: links under the permalink prefix, images without alt text, and

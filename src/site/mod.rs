@@ -713,17 +713,13 @@ impl Presence {
 
 /// Reads, hashes, parses and renders one issue file.
 fn read_source(path: &Path, config: &Config) -> Result<Source, IssueError> {
-    let read_error = |e: std::io::Error| IssueError {
-        path: path.to_path_buf(),
-        line: 0,
-        message: format!("failed to read the file: {e}"),
-    };
+    let read_error = |e: std::io::Error| IssueError::unreadable(path, &e);
     let mut file = std::fs::File::open(path).map_err(read_error)?;
     let stat = file.metadata().map_err(read_error)?;
     let mut bytes = Vec::with_capacity(stat.len() as usize + 1);
     std::io::Read::read_to_end(&mut file, &mut bytes).map_err(read_error)?;
     drop(file);
-    let hash = hex(&Sha256::digest(&bytes)[..16]);
+    let hash = hex::encode(&Sha256::digest(&bytes)[..16]);
     let len = bytes.len() as u64;
     let issue = Box::new(issue::parse_bytes(bytes, path, config)?);
     Ok(Source {
@@ -827,17 +823,7 @@ fn fingerprint(site: &str, parts: &[&str]) -> String {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
     }
-    hex(&h.finalize()[..16])
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    out
+    hex::encode(&h.finalize()[..16])
 }
 
 fn nanos(t: SystemTime) -> i128 {
