@@ -26,7 +26,7 @@ pub mod rss;
 pub mod websub;
 pub mod xml;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -146,6 +146,46 @@ impl History<String> {
         })
     }
 }
+
+impl History<Url> {
+    /// The links this history gives a document (RFC 5005 §4), as `(rel, href)` in the order they
+    /// are written: `prev-archive` for a subscription document; `current`, then `prev-archive`
+    /// and `next-archive` when there are such neighbours, for an archive document; none else.
+    pub fn links(&self) -> Vec<(&'static str, &Url)> {
+        match self {
+            History::Complete | History::Partial => Vec::new(),
+            History::Subscription { prev_archive } => vec![("prev-archive", prev_archive)],
+            History::Archive {
+                current,
+                prev_archive,
+                next_archive,
+            } => std::iter::once(("current", current))
+                .chain(prev_archive.iter().map(|u| ("prev-archive", u)))
+                .chain(next_archive.iter().map(|u| ("next-archive", u)))
+                .collect(),
+        }
+    }
+
+    /// The extension elements of the `fh` namespace ([`FH_NAMESPACE`]) this history puts in a
+    /// document's head — `fh:complete` (RFC 5005 §2) or `fh:archive` (§4), or none — as the
+    /// extension map both feed crates use, each element made by `element` from its qualified
+    /// name.
+    pub fn extensions<E>(
+        &self,
+        element: impl FnOnce(&str) -> E,
+    ) -> BTreeMap<String, BTreeMap<String, Vec<E>>> {
+        let name = match self {
+            History::Complete => "complete",
+            History::Archive { .. } => "archive",
+            History::Subscription { .. } | History::Partial => return BTreeMap::new(),
+        };
+        let elements = BTreeMap::from([(name.to_owned(), vec![element(&format!("fh:{name}"))])]);
+        BTreeMap::from([("fh".to_owned(), elements)])
+    }
+}
+
+/// The RFC 5005 namespace, declared as `fh` on the root of every RSS and Atom document.
+pub const FH_NAMESPACE: &str = "http://purl.org/syndication/history/1.0";
 
 /// What one feed document says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -545,6 +585,12 @@ mod tests {
         }
     }
 
+    /// The slugs of the entries of the document at `path`, in its order.
+    fn entry_slugs<'a>(docs: &[Document], refs: &[&'a Listing], path: &str) -> Vec<&'a str> {
+        let doc = docs.iter().find(|d| d.path == path).unwrap();
+        doc.entries.iter().map(|&e| refs[e].slug.as_str()).collect()
+    }
+
     #[test]
     fn slugs_are_lowercase_dashed_and_keep_cjk() {
         assert_eq!(term_slug("SOFA Weekly"), "sofa-weekly");
@@ -605,11 +651,7 @@ mod tests {
             .find(|d| d.path == "archive/rss/1.xml")
             .unwrap();
         // Issues i0 and i1 (the two oldest), newest first.
-        let slugs: Vec<&str> = first
-            .entries
-            .iter()
-            .map(|&e| refs[e].slug.as_str())
-            .collect();
+        let slugs = entry_slugs(&docs, &refs, "archive/rss/1.xml");
         assert_eq!(slugs, ["i1", "i0"]);
         assert_eq!(
             first.meta(&config(4)).unwrap().id.as_str(),
@@ -642,16 +684,7 @@ mod tests {
         more.insert(0, listing(25, &[]));
         let refs2: Vec<&Listing> = more.iter().collect();
         let docs2 = plan(&refs2, &config(4));
-        let first2 = docs2
-            .iter()
-            .find(|d| d.path == "archive/rss/1.xml")
-            .unwrap();
-        let slugs2: Vec<&str> = first2
-            .entries
-            .iter()
-            .map(|&e| refs2[e].slug.as_str())
-            .collect();
-        assert_eq!(slugs2, slugs);
+        assert_eq!(entry_slugs(&docs2, &refs2, "archive/rss/1.xml"), slugs);
     }
 
     #[test]
