@@ -334,22 +334,24 @@ pub fn archive_size(feed_entries: usize) -> usize {
 ///
 /// Sorted by path.
 pub fn plan(published: &[&Listing], config: &Config) -> Vec<Document> {
-    let n = config.site.feed_entries;
-    let mut docs = Vec::new();
+    let mut docs = main_documents(published.len(), config.site.feed_entries);
+    docs.extend(term_documents(published, config.site.feed_entries));
+    docs.sort_by(|a, b| a.path.cmp(&b.path));
+    docs
+}
 
-    // The main feeds and their archive.
+/// The main feeds and their RFC 5005 archive documents for `count` published issues, `n` per
+/// feed (see [`plan`]).
+fn main_documents(count: usize, n: usize) -> Vec<Document> {
+    let mut docs = Vec::new();
     let size = archive_size(n);
-    let archives = if published.len() > n {
-        published.len() / size
-    } else {
-        0
-    };
+    let archives = if count > n { count / size } else { 0 };
     for format in Format::ALL {
         let history = match (archives, format) {
             (0, _) => History::Complete,
             (_, Format::Json) => History::Partial,
-            (count, _) => History::Subscription {
-                prev_archive: archive_path(format, count),
+            (archives, _) => History::Subscription {
+                prev_archive: archive_path(format, archives),
             },
         };
         docs.push(Document {
@@ -358,7 +360,7 @@ pub fn plan(published: &[&Listing], config: &Config) -> Vec<Document> {
             scope: Scope::Site,
             archive: false,
             history,
-            entries: (0..published.len().min(n)).collect(),
+            entries: (0..count.min(n)).collect(),
         });
         if format == Format::Json {
             continue;
@@ -366,7 +368,7 @@ pub fn plan(published: &[&Listing], config: &Config) -> Vec<Document> {
         for k in 1..=archives {
             // Archive document k holds the issues (k-1)*size .. k*size-1 counted from the
             // oldest; it lists them newest first.
-            let oldest_first = |i: usize| published.len() - 1 - i;
+            let oldest_first = |i: usize| count - 1 - i;
             let entries: Vec<usize> = ((k - 1) * size..k * size).rev().map(oldest_first).collect();
             docs.push(Document {
                 path: archive_path(format, k),
@@ -382,9 +384,13 @@ pub fn plan(published: &[&Listing], config: &Config) -> Vec<Document> {
             });
         }
     }
+    docs
+}
 
-    // Per tag and per category. A term's name is taken from the newest issue that uses it.
-    // Slugs are computed once per distinct spelling; groups are keyed by (kind, slug number).
+/// The feeds of each category and tag of `published`, with the newest `n` issues each (see
+/// [`plan`]). A term's name is taken from the newest issue that uses it. Slugs are computed
+/// once per distinct spelling; groups are keyed by (kind, slug number).
+fn term_documents(published: &[&Listing], n: usize) -> Vec<Document> {
     let mut slug_of: HashMap<&str, usize> = HashMap::new();
     let mut slugs: Vec<String> = Vec::new();
     let mut groups: HashMap<GroupKey, Group<'_>> = HashMap::new();
@@ -410,22 +416,15 @@ pub fn plan(published: &[&Listing], config: &Config) -> Vec<Document> {
             }
         }
     }
-    let mut groups: Vec<(GroupKey, Group<'_>)> = groups.into_iter().collect();
-    groups.sort_by(|a, b| (a.0 .0, &slugs[a.0 .1]).cmp(&(b.0 .0, &slugs[b.0 .1])));
+    let mut docs = Vec::new();
     for ((kind, slug), (name, members)) in groups {
         let slug = &slugs[slug];
-        let folder = if kind == 0 { "categories" } else { "tags" };
-        let path = |format: Format| format!("{folder}/{slug}/{}", format.file_name());
-        let scope = if kind == 0 {
-            Scope::Category {
-                name: name.to_string(),
-                slug: slug.clone(),
-            }
+        let (folder, scope) = if kind == 0 {
+            let (name, slug) = (name.to_string(), slug.clone());
+            ("categories", Scope::Category { name, slug })
         } else {
-            Scope::Tag {
-                name: name.to_string(),
-                slug: slug.clone(),
-            }
+            let (name, slug) = (name.to_string(), slug.clone());
+            ("tags", Scope::Tag { name, slug })
         };
         let history = if members.len() <= n {
             History::Complete
@@ -434,7 +433,7 @@ pub fn plan(published: &[&Listing], config: &Config) -> Vec<Document> {
         };
         for format in Format::ALL {
             docs.push(Document {
-                path: path(format),
+                path: format!("{folder}/{slug}/{}", format.file_name()),
                 format,
                 scope: scope.clone(),
                 archive: false,
@@ -443,7 +442,6 @@ pub fn plan(published: &[&Listing], config: &Config) -> Vec<Document> {
             });
         }
     }
-    docs.sort_by(|a, b| a.path.cmp(&b.path));
     docs
 }
 
