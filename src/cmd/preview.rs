@@ -12,8 +12,9 @@ use crate::site::Site;
 use crate::subscribers;
 
 /// Writes `<slug>.eml` (the whole RFC 5322 message), `<slug>.html` and `<slug>.txt` into
-/// `args.out` for the sample recipient. Only the named issue is loaded; nothing is sent and the
-/// ledger is only read (its unsubscribe secret), never created.
+/// `args.out` for the sample recipient. The site is loaded as every command loads it (other bad
+/// issues do not stop a preview); nothing is sent and the ledger is only read (its unsubscribe
+/// secret), never created.
 ///
 /// # Errors
 /// The issue is bad, the sample recipient's address is invalid, or the files cannot be written.
