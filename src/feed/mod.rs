@@ -563,11 +563,11 @@ mod tests {
     use super::*;
 
     fn config(entries: usize) -> Config {
-        Config::parse(
-            &format!("[site]\ntitle='T'\nbase_url='https://example.org/news/'\nfeed_entries={entries}\n[mail]\nfrom='a@b.org'\n"),
-            Path::new("/site"),
-        )
-        .unwrap()
+        crate::config::test_config(&format!(
+            "title='T'
+base_url='https://example.org/news/'
+feed_entries={entries}"
+        ))
     }
 
     fn listing(i: usize, tags: &[&str]) -> Listing {

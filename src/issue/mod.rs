@@ -454,11 +454,10 @@ mod tests {
     use super::*;
 
     fn config() -> Config {
-        Config::parse(
-            "[site]\ntitle='t'\nbase_url='https://www.sofastack.tech/'\n[mail]\nfrom='a@b.org'\n",
-            Path::new("/site"),
+        crate::config::test_config(
+            "title='t'
+base_url='https://www.sofastack.tech/'",
         )
-        .unwrap()
     }
 
     const SEED_LIKE: &str = "---\ntitle: \"SOFA Weekly | QA 整理\"\nauthor: \"SOFA 团队\"\nauthorlink: \"https://github.com/sofastack\"\ndescription: \"每周精选\"\ncategories: \"SOFA Weekly\"\ntags: [\"SOFA Weekly\", \"MOSN\"]\ndate: 2021-07-16T15:00:00+08:00\ncover: \"/img/cover.png\"\n---\nHello [x](/blog/x/)\n";
@@ -489,74 +488,56 @@ mod tests {
         assert_eq!(i.body_line, 11);
     }
 
+    /// The error of the issue file `text`.
+    fn error(text: &str) -> FrontMatterError {
+        parse(text, Path::new("a.md"), &config()).unwrap_err()
+    }
+
     #[test]
     fn missing_title_names_the_line() {
-        let e = parse(
-            "---\ndate: 2020-01-01T00:00:00Z\n---\n",
-            Path::new("a.md"),
-            &config(),
-        )
-        .unwrap_err();
+        let e = error("---\ndate: 2020-01-01T00:00:00Z\n---\n");
         assert_eq!(e.line, 1);
         assert!(e.message.contains("missing `title`"));
     }
 
     #[test]
     fn bad_date_names_its_line() {
-        let e = parse(
-            "---\ntitle: x\ndate: last tuesday\n---\n",
-            Path::new("a.md"),
-            &config(),
-        )
-        .unwrap_err();
+        let e = error("---\ntitle: x\ndate: last tuesday\n---\n");
         assert_eq!(e.line, 3);
         assert!(e.message.contains("RFC 3339"), "{}", e.message);
     }
 
     #[test]
     fn dates_in_several_shapes() {
-        let rfc = |t: &str| parse_date(t).map(|d| d.to_rfc3339());
-        assert_eq!(
-            rfc("2020-05-15T17:00:00.123+08:00").as_deref(),
-            Some("2020-05-15T17:00:00.123+08:00")
-        );
-        assert_eq!(
-            rfc("2020-05-15T09:00:00Z").as_deref(),
-            Some("2020-05-15T09:00:00+00:00")
-        );
-        assert_eq!(
-            rfc("2020-05-15 09:00:00+08:00").as_deref(),
-            Some("2020-05-15T09:00:00+08:00")
-        );
-        assert_eq!(
-            rfc("2020-05-15 17:00:00 +0800").as_deref(),
-            Some("2020-05-15T17:00:00+08:00")
-        );
-        assert_eq!(
-            rfc("2020-05-15T17:00-05").as_deref(),
-            Some("2020-05-15T17:00:00-05:00")
-        );
-        assert_eq!(
-            rfc("2020-05-15").as_deref(),
-            Some("2020-05-15T00:00:00+00:00")
-        );
-        assert_eq!(
-            rfc(" 2020-5-1 ").as_deref(),
-            Some("2020-05-01T00:00:00+00:00")
-        );
+        assert_dates(&[
+            (
+                "2020-05-15T17:00:00.123+08:00",
+                "2020-05-15T17:00:00.123+08:00",
+            ),
+            ("2020-05-15T09:00:00Z", "2020-05-15T09:00:00+00:00"),
+            ("2020-05-15 09:00:00+08:00", "2020-05-15T09:00:00+08:00"),
+            ("2020-05-15 17:00:00 +0800", "2020-05-15T17:00:00+08:00"),
+            ("2020-05-15T17:00-05", "2020-05-15T17:00:00-05:00"),
+            ("2020-05-15", "2020-05-15T00:00:00+00:00"),
+            (" 2020-5-1 ", "2020-05-01T00:00:00+00:00"),
+        ]);
     }
 
     #[test]
     fn dates_without_offset_are_utc() {
-        let rfc = |t: &str| parse_date(t).map(|d| d.to_rfc3339());
-        assert_eq!(
-            rfc("2020-05-15T17:00:00").as_deref(),
-            Some("2020-05-15T17:00:00+00:00")
-        );
-        assert_eq!(
-            rfc("2020-05-15 17:00").as_deref(),
-            Some("2020-05-15T17:00:00+00:00")
-        );
+        assert_dates(&[
+            ("2020-05-15T17:00:00", "2020-05-15T17:00:00+00:00"),
+            ("2020-05-15 17:00", "2020-05-15T17:00:00+00:00"),
+        ]);
+    }
+
+    /// Asserts that each `(text, rfc3339)` parses to that date-time.
+    #[track_caller]
+    fn assert_dates(cases: &[(&str, &str)]) {
+        for (text, expected) in cases {
+            let parsed = parse_date(text).map(|d| d.to_rfc3339());
+            assert_eq!(parsed.as_deref(), Some(*expected), "{text}");
+        }
     }
 
     #[test]

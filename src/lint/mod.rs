@@ -748,11 +748,11 @@ mod tests {
     use super::*;
 
     fn config(prefix: &str) -> Config {
-        Config::parse(
-            &format!("[site]\ntitle='t'\nbase_url='https://www.sofastack.tech/'\npermalink_prefix='{prefix}'\n[mail]\nfrom='a@b.org'\n"),
-            Path::new("/site"),
-        )
-        .unwrap()
+        crate::config::test_config(&format!(
+            "title='t'
+base_url='https://www.sofastack.tech/'
+permalink_prefix='{prefix}'"
+        ))
     }
 
     fn issue(name: &str, front: &str, body: &str) -> Issue {
