@@ -29,7 +29,7 @@ use crate::feed::websub;
 use crate::issue::Issue;
 use crate::ledger::{Channel, Counts, IssueRecord, Ledger, NewDelivery, Queue, State};
 use crate::mail::IssueMail;
-use crate::site;
+use crate::site::{self, Site};
 use crate::subscribers::{self, Subscriber};
 
 /// How many recipients go into the ledger per transaction while queueing.
@@ -57,30 +57,23 @@ enum Mode {
 /// draft, dated in the future without `--future`, or already mailed under another permalink), a
 /// held ledger lock, a server that refuses us or the message, or a ledger error.
 pub fn run(config: &Config, args: &PublishArgs) -> Result<ExitCode> {
-    let loaded = super::load_issues(config)?;
-    if !loaded.errors.is_empty() {
-        bail!(
-            "{} issue file(s) have errors (listed above); fix them and run again. Nothing was sent.",
-            loaded.errors.len()
-        );
-    }
+    let mut site = Site::load(config)?;
+    super::refuse_bad_issues(site.errors())?;
     let now = crate::now()?;
-    let issue = match args.issue.as_deref() {
-        Some(path) => super::find_by_path(&loaded.issues, path)?,
-        None => loaded
-            .issues
-            .iter()
-            .find(|i| i.is_published_at(now.fixed_offset()))
-            .context(
-                "there is no issue to publish: every issue is a draft or dated in the future",
-            )?,
+    let index = match args.issue.as_deref() {
+        Some(path) => site.find(path)?,
+        None => site.newest_published(now.fixed_offset()).context(
+            "there is no issue to publish: every issue is a draft or dated in the future",
+        )?,
     };
+    let issue = &site.issue(index)?.clone();
     check_publishable(issue, now, args.future)?;
     if args.dry_run {
         return dry_run_report(config, issue);
     }
     send(
         config,
+        site,
         issue,
         Mode::Publish {
             as_new_issue: args.as_new_issue,
@@ -95,22 +88,18 @@ pub fn run(config: &Config, args: &PublishArgs) -> Result<ExitCode> {
 /// # Errors
 /// As [`run`].
 pub fn retry(config: &Config, args: &RetryArgs) -> Result<ExitCode> {
-    let loaded = super::load_issues(config)?;
-    if !loaded.errors.is_empty() {
-        bail!(
-            "{} issue file(s) have errors (listed above); fix them and run again. Nothing was sent.",
-            loaded.errors.len()
-        );
-    }
+    let mut site = Site::load(config)?;
+    super::refuse_bad_issues(site.errors())?;
     let now = crate::now()?;
-    let issue = super::find_by_path(&loaded.issues, &args.issue)?;
+    let index = site.find(&args.issue)?;
+    let issue = &site.issue(index)?.clone();
     if issue.draft {
         bail!(
             "`{}` is a draft: set `draft: false` in its front matter to publish it",
             issue.path.display()
         );
     }
-    send(config, issue, Mode::Retry, now)
+    send(config, site, issue, Mode::Retry, now)
 }
 
 /// Refuses a draft, and an issue dated after `now` unless `future` (`--future`) allows it.
@@ -191,7 +180,13 @@ fn check_not_sent_before(ledger: &Ledger, issue: &Issue, record: &IssueRecord<'_
 }
 
 /// The run itself: see the module docs.
-fn send(config: &Config, issue: &Issue, mode: Mode, now: DateTime<Utc>) -> Result<ExitCode> {
+fn send(
+    config: &Config,
+    site: Site<'_>,
+    issue: &Issue,
+    mode: Mode,
+    now: DateTime<Utc>,
+) -> Result<ExitCode> {
     let channel = channel_of(config);
     let queue = Queue {
         issue: issue.permalink.as_str(),
@@ -210,7 +205,9 @@ fn send(config: &Config, issue: &Issue, mode: Mode, now: DateTime<Utc>) -> Resul
     // A future issue published with `--future` is part of the site from now on: its page must
     // be there before any mail links to it.
     let horizon = now.max(issue.date.with_timezone(&Utc));
-    let built = site::run(config, horizon.fixed_offset())?;
+    let built = site.build(horizon.fixed_offset())?;
+    // A file that turned bad since it was loaded.
+    super::refuse_bad_issues(&built.errors)?;
     if let (Mode::Publish { .. }, Some(hub)) = (mode, &config.site.websub_hub) {
         ping_hub(hub, &built);
     }

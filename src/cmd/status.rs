@@ -146,10 +146,10 @@ fn write_problems(out: &mut impl Write, problems: &[DeliveryRow]) -> std::io::Re
     Ok(())
 }
 
-/// Whether the permalink `id` is an issue of the site (loaded from the issues folder).
+/// Whether the permalink `id` is an issue of the site (as the site loader lists it).
 fn is_site_issue(config: &Config, id: &str) -> bool {
-    crate::issue::load_all(config)
-        .map(|loaded| loaded.issues.iter().any(|i| i.permalink.as_str() == id))
+    crate::site::Site::load(config)
+        .map(|site| site.listings().any(|l| l.permalink == id))
         .unwrap_or(false)
 }
 

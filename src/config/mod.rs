@@ -560,6 +560,17 @@ fn key_line(text: &str, key: &str) -> Option<usize> {
     Some(text.get(..start)?.matches('\n').count() + 1)
 }
 
+/// A config for unit tests: a `[site]` table of `site` lines (TOML), a minimal `[mail]` table,
+/// the config folder `/site`.
+#[cfg(test)]
+pub(crate) fn test_config(site: &str) -> Config {
+    Config::parse(
+        &format!("[site]\n{site}\n[mail]\nfrom='a@b.org'\n"),
+        Path::new("/site"),
+    )
+    .expect("a valid test config")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
