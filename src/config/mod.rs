@@ -328,7 +328,8 @@ impl Config {
     }
 
     fn validate_mail(&self) -> Result<(), Invalid> {
-        self.mail
+        let from = self
+            .mail
             .from
             .parse::<lettre::message::Mailbox>()
             .map_err(|e| {
@@ -337,6 +338,12 @@ impl Config {
                     format!("`mail.from` is not a valid mailbox (`Name <user@example.org>`): {e}"),
                 )
             })?;
+        if !from.email.user().is_ascii() {
+            return Err(invalid(
+                "mail.from",
+                format!("`mail.from` has a non-ASCII local part (`{}`), which every relay would need SMTPUTF8 (RFC 6531) for: use an ASCII address", from.email.user()),
+            ));
+        }
         if let Some(reply_to) = &self.mail.reply_to {
             reply_to.parse::<lettre::message::Mailbox>().map_err(|e| {
                 invalid(
@@ -385,11 +392,22 @@ impl Config {
     }
 
     /// The sender's mailbox, parsed (validated at load time).
+    ///
+    /// An internationalised domain is given in A-labels (see [`crate::subscribers::normalize`]),
+    /// so the envelope sender needs no SMTPUTF8.
     pub fn from_mailbox(&self) -> lettre::message::Mailbox {
-        self.mail
+        let mut mailbox: lettre::message::Mailbox = self
+            .mail
             .from
             .parse()
-            .expect("validated in Config::validate")
+            .expect("validated in Config::validate");
+        if let Some(ascii) = crate::subscribers::normalize(mailbox.email.as_ref())
+            .ok()
+            .and_then(|(address, _)| address.parse().ok())
+        {
+            mailbox.email = ascii;
+        }
+        mailbox
     }
 
     /// The `List-Id` identifier: `mail.list_id`, else derived from the sender's domain.
@@ -695,6 +713,22 @@ from = "SOFA Weekly <weekly@example.org>"
             );
             assert!(e.message.contains(key), "{}", e.message);
         }
+    }
+
+    #[test]
+    fn the_sender_is_sent_as_ascii() {
+        let text = MINIMAL.replace("weekly@example.org", "weekly@bücher.example");
+        let c = Config::parse(&text, Path::new("/")).unwrap();
+        assert_eq!(
+            c.from_mailbox().email.to_string(),
+            "weekly@xn--bcher-kva.example"
+        );
+        let text = MINIMAL.replace("weekly@example.org", "周报@example.org");
+        let e = Config::parse(&text, Path::new("/"))
+            .unwrap_err()
+            .downcast::<Invalid>()
+            .unwrap();
+        assert_eq!((e.key.as_str(), e.line), ("mail.from", Some(6)));
     }
 
     #[test]

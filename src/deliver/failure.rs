@@ -249,6 +249,14 @@ fn kind(stage: Stage, reply: &Reply) -> String {
     }
 }
 
+/// The error for a message of `size` bytes larger than the `limit` the server declares in its
+/// `SIZE` (RFC 1870), found before anything was sent.
+pub fn over_size(size: usize, limit: u64, server: &str) -> String {
+    format!(
+        "the message is {size} bytes, more than the {limit} bytes {server} accepts (its `SIZE`, RFC 1870); nothing was sent. Make the issue shorter, or raise the relay's limit (Postfix: `message_size_limit`)"
+    )
+}
+
 /// The error for a message the server finds too large.
 pub fn too_large(text: &str, context: &Context<'_>) -> String {
     let limit = match context.size_limit {

@@ -373,7 +373,7 @@ pub async fn run(
     let mut held_since: Option<std::time::Instant> = None;
     let mut throttled_in_run: HashMap<String, u32> = HashMap::new();
     let mut unclear = Unclear::default();
-    let (transient_logged, failed_logged) = (AtomicU64::new(0), AtomicU64::new(0));
+    let logged = Logged::default();
     loop {
         let stopping = shared.stopped();
         let free = capacity - (in_flight - batch.len());
@@ -428,13 +428,7 @@ pub async fn run(
             let jobs = ledger.record_and_claim(queue, &outcomes, now_ms(), limit, max_attempts)?;
             in_flight -= settled;
             for outcome in &outcomes {
-                tally(
-                    &mut report,
-                    outcome,
-                    progress,
-                    &transient_logged,
-                    &failed_logged,
-                );
+                tally(&mut report, outcome, progress, &logged);
             }
             for ack in acks {
                 let _ = ack.send(());
@@ -482,13 +476,7 @@ pub async fn run(
     if !last.is_empty() {
         ledger.record(queue, &last)?;
         for outcome in &last {
-            tally(
-                &mut report,
-                outcome,
-                progress,
-                &transient_logged,
-                &failed_logged,
-            );
+            tally(&mut report, outcome, progress, &logged);
         }
     }
     if let Some(reason) = unclear_stop {
@@ -506,14 +494,15 @@ pub async fn run(
     Ok(report)
 }
 
+/// How many transient and permanent failures were logged so far (see [`LOUD_EVENTS`]).
+#[derive(Default)]
+struct Logged {
+    transient: AtomicU64,
+    failed: AtomicU64,
+}
+
 /// Counts and logs one recorded outcome.
-fn tally(
-    report: &mut Report,
-    outcome: &Outcome,
-    progress: &ProgressBar,
-    transient_logged: &AtomicU64,
-    failed_logged: &AtomicU64,
-) {
+fn tally(report: &mut Report, outcome: &Outcome, progress: &ProgressBar, logged: &Logged) {
     match outcome {
         Outcome::Sent { .. } => {
             report.sent += 1;
@@ -531,7 +520,7 @@ fn tally(
             } else {
                 "not sent; address not suppressed"
             };
-            if loud(failed_logged, "permanent failures") {
+            if loud(&logged.failed, "permanent failures") {
                 warn!(recipient = %key, reply = %reply, "{what}");
             } else {
                 debug!(recipient = %key, reply = %reply, "{what}");
@@ -539,7 +528,7 @@ fn tally(
         }
         Outcome::Deferred { key, reply, .. } => {
             report.transient += 1;
-            if loud(transient_logged, "transient failures") {
+            if loud(&logged.transient, "transient failures") {
                 info!(recipient = %key, reply = %reply, "transient failure; deferred");
             } else {
                 debug!(recipient = %key, reply = %reply, "transient failure; deferred");
@@ -559,13 +548,8 @@ fn over_size_limit(first: &Connection, mail: &IssueMail, transport: &Transport) 
         message_id: "<sample@example.org>",
     };
     let (_, message) = mail.personalise(&sample).ok()?;
-    (message.len() as u64 > limit).then(|| {
-        format!(
-            "the message is {} bytes, more than the {limit} bytes {} accepts (its `SIZE`, RFC 1870); nothing was sent. Make the issue shorter, or raise the relay's limit (Postfix: `message_size_limit`)",
-            message.len(),
-            transport.describe()
-        )
-    })
+    (message.len() as u64 > limit)
+        .then(|| failure::over_size(message.len(), limit, &transport.describe()))
 }
 
 async fn wait_for_stop_signal() {

@@ -298,10 +298,10 @@ impl Session {
         }
         if let Some(limit) = self.size_limit() {
             if message.len() as u64 > limit {
-                return Err(Failure::Fatal(format!(
-                    "the message is {} bytes, more than the {limit} bytes {} accepts (its `SIZE`, RFC 1870); nothing was sent. Make the issue shorter, or raise the relay's limit (Postfix: `message_size_limit`)",
+                return Err(Failure::Fatal(failure::over_size(
                     message.len(),
-                    self.server
+                    limit,
+                    &self.server,
                 )));
             }
         }
