@@ -27,6 +27,7 @@ fn preview_writes_eml_html_and_text() {
     let eml = site.read("preview/2024-03-01-sofa-weekly.eml");
     assert_golden("site/2024-03-01-sofa-weekly.eml", &eml);
     let html = site.read("preview/2024-03-01-sofa-weekly.html");
+    assert_golden("site/2024-03-01-sofa-weekly.html", &html);
     assert!(
         html.starts_with("<!DOCTYPE html>"),
         "{}",
@@ -34,6 +35,7 @@ fn preview_writes_eml_html_and_text() {
     );
     assert!(html.contains("读者，你好！"));
     let text = site.read("preview/2024-03-01-sofa-weekly.txt");
+    assert_golden("site/2024-03-01-sofa-weekly.txt", &text);
     assert!(text.contains("读者，你好！"));
     assert!(text.contains("https://www.sofastack.tech/issues/2024-03-01-sofa-weekly/"));
     assert!(
