@@ -8,15 +8,18 @@ use crate::cli::PreviewArgs;
 use crate::config::Config;
 use crate::issue;
 use crate::ledger::Ledger;
-use crate::mail::{IssueMail, Recipient};
+use crate::mail::{screenshot, IssueMail, Recipient};
 use crate::subscribers;
 
 /// Writes `<slug>.eml` (the whole RFC 5322 message), `<slug>.html` and `<slug>.txt` into
-/// `args.out` for the sample recipient. Only the named issue is loaded; nothing is sent and the
-/// ledger is only read (its unsubscribe secret), never created.
+/// `args.out` for the sample recipient, then, unless `--no-screenshots`, the PNG screenshots of
+/// [`screenshot::capture`] when Chromium is installed (when it is not, says how to install it).
+/// Only the named issue is loaded; nothing is sent and the ledger is only read (its unsubscribe
+/// secret), never created. Prints each path written.
 ///
 /// # Errors
-/// The issue is bad, the sample recipient's address is invalid, or the files cannot be written.
+/// The issue is bad, the sample recipient's address is invalid, the files cannot be written, or
+/// Chromium is installed but fails.
 pub fn run(config: &Config, args: &PreviewArgs) -> Result<ExitCode> {
     let issue = issue::load_file(&args.issue, config)?;
     let now = crate::now()?;
@@ -53,6 +56,20 @@ pub fn run(config: &Config, args: &PreviewArgs) -> Result<ExitCode> {
         std::fs::write(&path, bytes)
             .with_context(|| format!("failed to write `{}`", path.display()))?;
         println!("{}", path.display());
+    }
+    if !args.no_screenshots {
+        match screenshot::find_chromium() {
+            Some(chromium) => {
+                let html = args.out.join(format!("{}.html", issue.slug));
+                for path in screenshot::capture(&chromium, &html, &args.out, &issue.slug)? {
+                    println!("{}", path.display());
+                }
+            }
+            None => tracing::warn!(
+                "no screenshots: Chromium was not found; {}",
+                screenshot::INSTALL_HINT
+            ),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,7 @@
 
 #[path = "../../mail-templates/layout.rs"]
 mod layout;
+pub mod screenshot;
 pub mod text;
 
 use anyhow::{Context, Result};
