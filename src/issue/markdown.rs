@@ -436,8 +436,11 @@ mod tests {
     #[test]
     fn emphasis_next_to_cjk_punctuation_renders_as_meant() {
         for (source, bold) in [
-            ("**分享嘉宾：**霜林", "<strong>分享嘉宾</strong>：霜林"),
-            ("**1、@黄泽宏 **提问：", "<strong>1、@黄泽宏</strong>提问："),
+            ("**分享嘉宾：**霜林", "<strong>分享嘉宾：</strong> 霜林"),
+            (
+                "**1、@黄泽宏 **提问：",
+                "<strong>1、@黄泽宏</strong> 提问：",
+            ),
             (
                 "同时，恭喜**姚昌宇（@trainyao）**成为 MOSN Committer",
                 "<strong>姚昌宇（@trainyao）</strong> 成为",
