@@ -20,7 +20,7 @@
 use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
 
-use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd};
+use pulldown_cmark::{CowStr, Event, LinkType, Options, Parser, Tag, TagEnd};
 use url::Url;
 
 use super::cjk;
@@ -81,6 +81,18 @@ pub fn with_events<R>(
         Cow::Borrowed(markdown)
     };
     let events = Parser::new_ext(&source, options()).map(|event| match event {
+        // An email autolink (`<a@b.org>`) is a `mailto:` URL, not a path on the site.
+        Event::Start(Tag::Link {
+            link_type: LinkType::Email,
+            dest_url,
+            title,
+            id,
+        }) => Event::Start(Tag::Link {
+            link_type: LinkType::Autolink,
+            dest_url: CowStr::from(format!("mailto:{dest_url}")),
+            title,
+            id,
+        }),
         Event::Start(Tag::Link {
             link_type,
             dest_url,
@@ -355,9 +367,13 @@ mod tests {
     }
 
     #[test]
-    fn mailto_is_left_alone() {
-        let html = render("[m](mailto:a@b.org)", &base(), PLAIN);
+    fn mailto_is_left_alone_and_email_autolinks_are_mailto() {
+        let html = render("[m](mailto:a@b.org) <c@d.org>", &base(), PLAIN);
         assert!(html.contains(r#"href="mailto:a@b.org""#), "{html}");
+        assert!(
+            html.contains(r#"<a href="mailto:c@d.org">c@d.org</a>"#),
+            "{html}"
+        );
     }
 
     #[test]

@@ -316,15 +316,11 @@ impl<'w> Writer<'w> {
             t == url || t == bare || t.trim_end_matches('/') == url.trim_end_matches('/')
         };
         if link.auto || same(text) {
-            // Write the full URL in place of its shortened text, and keep it whole.
+            // Write the whole URL (an address for `mailto:`) in place of its text, kept whole.
             self.inline.truncate(link.start);
-            let start = self.inline.len();
-            self.inline.push_str(if link.auto { bare } else { &url });
-            if !link.auto && url.starts_with("mailto:") {
-                self.inline.truncate(start);
-                self.inline.push_str(bare);
-            }
-            self.protected.push(start..self.inline.len());
+            self.protected.retain(|r| r.end <= link.start);
+            self.inline.push_str(bare);
+            self.protected.push(link.start..self.inline.len());
             return;
         }
         let n = match self.links.iter().position(|l| *l == url) {
@@ -637,6 +633,17 @@ mod tests {
         assert!(lines[0].starts_with("- word"), "{out}");
         assert!(lines[1].starts_with("  word"), "{out}");
         assert_eq!(lines[2], "  - inner", "{out}");
+    }
+
+    #[test]
+    fn addresses_tables_rules_and_raw_html_read_as_text() {
+        let out = text(
+            "写信到 <team@example.org> 或 [team@example.org](mailto:team@example.org)\n\n| 项目 | 版本 |\n| --- | --- |\n| Seata | 2.0 |\n\n---\n\n<div><b>原始</b> &amp; HTML</div>\n",
+        );
+        assert_eq!(
+            out,
+            "写信到 team@example.org 或 team@example.org\n\n项目 | 版本\nSeata | 2.0\n\n------------------------\n\n原始 & HTML"
+        );
     }
 
     #[test]
