@@ -78,7 +78,8 @@ pub struct RetryArgs {
 pub struct PreviewArgs {
     /// The issue file.
     pub issue: PathBuf,
-    /// Folder to write `<slug>.eml`, `<slug>.html` and `<slug>.txt` into.
+    /// Folder to write `<slug>.eml`, `<slug>.html`, `<slug>.txt` and the screenshots
+    /// `<slug>-<width>-<light|dark>.png` into.
     #[arg(long)]
     pub out: PathBuf,
     /// The sample recipient; default: the first subscriber in the list.

@@ -62,16 +62,13 @@ pub fn run(config: &Config, args: &PreviewArgs) -> Result<ExitCode> {
     }
     if !args.no_screenshots {
         match screenshot::find_chromium() {
-            Some(chromium) => {
+            Ok(chromium) => {
                 let html = args.out.join(format!("{}.html", issue.slug));
                 for path in screenshot::capture(&chromium, &html, &args.out, &issue.slug)? {
                     println!("{}", path.display());
                 }
             }
-            None => tracing::warn!(
-                "no screenshots: Chromium was not found; {}",
-                screenshot::INSTALL_HINT
-            ),
+            Err(why) => tracing::warn!("no screenshots: {why}"),
         }
     }
     Ok(ExitCode::SUCCESS)

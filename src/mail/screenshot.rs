@@ -21,11 +21,19 @@ pub const WIDTHS: [u32; 2] = [600, 375];
 pub const INSTALL_HINT: &str = "install Chromium (Debian/Ubuntu: `apt-get install chromium`), or set FEEDPOST_CHROMIUM to a Chrome or Chromium binary";
 
 /// The Chromium binary to use: `FEEDPOST_CHROMIUM`, else the first Chrome or Chromium found on
-/// the `PATH` (`chromium`, `google-chrome`, …); `None` when there is none.
-pub fn find_chromium() -> Option<PathBuf> {
+/// the `PATH` (`chromium`, `google-chrome`, …).
+///
+/// # Errors
+/// None is found: the message says where it looked and how to install one.
+pub fn find_chromium() -> Result<PathBuf, String> {
     match std::env::var_os("FEEDPOST_CHROMIUM") {
-        Some(path) => Some(PathBuf::from(path)).filter(|p| p.exists()),
-        None => headless_chrome::browser::default_executable().ok(),
+        Some(path) if Path::new(&path).exists() => Ok(PathBuf::from(path)),
+        Some(path) => Err(format!(
+            "FEEDPOST_CHROMIUM names `{}`, which does not exist; {INSTALL_HINT}",
+            Path::new(&path).display()
+        )),
+        None => headless_chrome::browser::default_executable()
+            .map_err(|_| format!("Chromium was not found on the PATH; {INSTALL_HINT}")),
     }
 }
 
