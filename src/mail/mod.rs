@@ -590,12 +590,44 @@ fn without_comments(css: &str) -> String {
         .join("\n")
 }
 
-/// The issue's HTML with a `width` attribute on every image, for Outlook for Windows, which
-/// ignores `max-width` and would show a large image at its full size; other clients size it by
-/// the inlined CSS (`width: auto; max-width: 100%`). The HTML is ammonia's output, where `<img `
-/// only ever starts an image tag (a `<` in text is written `&lt;`).
+/// The issue's images made ready for mail clients:
+///
+/// - a `width` attribute on every image, for Outlook for Windows, which ignores `max-width` and
+///   would show a large image at its full size; other clients size it by the inlined CSS
+///   (`width: auto; max-width: 100%`);
+/// - alt text that is only a file name (`alt="weekly.jpg"`) emptied: clients show alt text when
+///   images are off, and a file name tells the reader nothing.
+///
+/// The HTML is ammonia's output, where `<img ` only ever starts an image tag (a `<` in text is
+/// written `&lt;`) and attribute values are double-quoted.
 fn email_images(html: &str) -> String {
-    html.replace("<img ", "<img width=\"100%\" ")
+    let mut out = String::with_capacity(html.len() + 64);
+    let mut rest = html;
+    while let Some(at) = rest.find("<img ") {
+        let end = rest[at..].find('>').map_or(rest.len(), |e| at + e + 1);
+        let tag = &rest[at + "<img ".len()..end];
+        out.push_str(&rest[..at]);
+        out.push_str("<img width=\"100%\" ");
+        match tag
+            .split_once(" alt=\"")
+            .or_else(|| tag.strip_prefix("alt=\"").map(|t| ("", t)))
+        {
+            Some((before, after)) => {
+                let (alt, after) = after.split_once('"').unwrap_or((after, ""));
+                let alt = if text::is_file_name(&html_escape::decode_html_entities(alt)) {
+                    ""
+                } else {
+                    alt
+                };
+                let space = if before.is_empty() { "" } else { " " };
+                out.push_str(&format!("{before}{space}alt=\"{alt}\"{after}"));
+            }
+            None => out.push_str(tag),
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The writing direction of a BCP 47 language: `rtl` for Arabic, Hebrew, Persian, Urdu and the
@@ -725,6 +757,16 @@ mod tests {
                 assert_eq!(&envelope, reference.envelope());
             }
         }
+    }
+
+    #[test]
+    fn images_get_a_width_and_lose_file_name_alt_text() {
+        assert_eq!(
+            email_images(
+                r#"<p><img src="https://x.org/a.jpg" alt="weekly.jpg"> <img alt="架构图" src="b.png"><img src="c.png"></p>"#
+            ),
+            r#"<p><img width="100%" src="https://x.org/a.jpg" alt=""> <img width="100%" alt="架构图" src="b.png"><img width="100%" src="c.png"></p>"#
+        );
     }
 
     #[test]

@@ -474,7 +474,7 @@ fn bare_urls(text: &str) -> Vec<Range<usize>> {
 
 /// Whether an image's alt text is only a file name (`weekly.jpg`, `image.png`), which says
 /// nothing to a reader.
-fn is_file_name(alt: &str) -> bool {
+pub(crate) fn is_file_name(alt: &str) -> bool {
     let Some((stem, ext)) = alt.rsplit_once('.') else {
         return false;
     };
