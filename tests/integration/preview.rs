@@ -54,6 +54,22 @@ fn png_size(bytes: &[u8]) -> (u32, u32) {
     (be(16), be(20))
 }
 
+/// Runs `feedpost preview issues/<name> --out <site>/preview`, which must succeed; returns what
+/// it printed and the output folder.
+fn preview(site: &Site, name: &str) -> (crate::support::Output, std::path::PathBuf) {
+    let out_dir = site.path().join("preview");
+    let issue = site.path().join("issues").join(name);
+    let out = site
+        .run(&[
+            "preview",
+            issue.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ])
+        .success();
+    (out, out_dir)
+}
+
 fn one_issue_site() -> Site {
     Site::new().env("FEEDPOST_NOW", "2024-03-01T08:00:00Z").issue(
         "2024-03-01-weekly.md",
@@ -77,16 +93,7 @@ fn preview_writes_screenshots_at_600_and_375_pixels_light_and_dark() {
         return;
     }
     let site = one_issue_site().env("FEEDPOST_CHROMIUM", "/usr/bin/chromium");
-    let out_dir = site.path().join("preview");
-    let issue = site.path().join("issues/2024-03-01-weekly.md");
-    let out = site
-        .run(&[
-            "preview",
-            issue.to_str().unwrap(),
-            "--out",
-            out_dir.to_str().unwrap(),
-        ])
-        .success();
+    let (out, out_dir) = preview(&site, "2024-03-01-weekly.md");
     let mut heights = Vec::new();
     for (width, scheme) in [(600, "light"), (600, "dark"), (375, "light"), (375, "dark")] {
         let path = out_dir.join(format!("2024-03-01-weekly-{width}-{scheme}.png"));
@@ -107,16 +114,7 @@ fn preview_writes_screenshots_at_600_and_375_pixels_light_and_dark() {
 #[test]
 fn preview_without_chromium_writes_the_message_and_says_how_to_install_it() {
     let site = one_issue_site().env("FEEDPOST_CHROMIUM", "/nonexistent/chromium");
-    let out_dir = site.path().join("preview");
-    let issue = site.path().join("issues/2024-03-01-weekly.md");
-    let out = site
-        .run(&[
-            "preview",
-            issue.to_str().unwrap(),
-            "--out",
-            out_dir.to_str().unwrap(),
-        ])
-        .success();
+    let (out, out_dir) = preview(&site, "2024-03-01-weekly.md");
     assert!(
         out.stderr.contains("apt-get install chromium"),
         "{}",
