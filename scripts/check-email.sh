@@ -12,7 +12,8 @@
 #   text        the plain-text part: URLs split across lines (0), lines over 78 columns that are
 #               not a lone URL (0), `**`/`###` not in the source's code (0)
 #   spam        SpamAssassin score (`spamassassin -t -L`, no network tests), at most 0.5
-#   html        size of the decoded HTML part in bytes, under 102 KB (Gmail clips above)
+#   html        size of the HTML part in bytes, decoded and as sent (quoted-printable), both under
+#               102 KB (Gmail clips a message above)
 #   dark        with prefers-color-scheme: dark, the content background's luminance (dark:
 #               under 0.1) and the lowest text contrast in the card (at least 4.5)
 # Prints one line per issue and exits 1 if any figure misses its mark.
@@ -65,7 +66,7 @@ for eml in "$TMP"/out/*.eml; do
 done
 
 python3 - "$TMP" <<'PY'
-import html, json, pathlib, re, sys, unicodedata
+import email, email.policy, html, json, pathlib, re, sys, unicodedata
 tmp = pathlib.Path(sys.argv[1])
 browser = {j["file"]: j for j in map(json.loads, (tmp / "browser.jsonl").read_text().splitlines())}
 URL = re.compile(r"https?://[^\s<>\"]+")
@@ -74,7 +75,7 @@ def width(s):
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 0 if unicodedata.combining(c) else 1 for c in s)
 
 ok = True
-print(f"{'issue':<28} {'width375':>8} {'cie-err':>7} {'cie-warn':>8} {'url-split':>9} {'long':>4} {'md':>3} {'spam':>5} {'html':>7} {'dark-L':>6} {'contrast':>8}")
+print(f"{'issue':<28} {'width375':>8} {'cie-err':>7} {'cie-warn':>8} {'url-split':>9} {'long':>4} {'md':>3} {'spam':>5} {'html':>7} {'html-qp':>7} {'dark-L':>6} {'contrast':>8}")
 for out in sorted((tmp / "out").glob("*.html")):
     name = out.stem
     b = browser[out.name]
@@ -89,14 +90,16 @@ for out in sorted((tmp / "out").glob("*.html")):
     markdown = [m for m in ("**", "###") if m in text and m not in code]
     spam = float((tmp / "out" / f"{name}.spam").read_text().strip() or "nan")
     size = len(page.encode())
+    message = email.message_from_bytes((tmp / "out" / f"{name}.eml").read_bytes(), policy=email.policy.default)
+    sent = len(message.get_body(("html",)).get_payload(decode=False).encode())
     cie = b["caniemail"]
     dark = b["dark"]
     checks = [b["width375"] == 375, not cie["disallowed"], cie["warnings"] <= 74, not split,
-              not long, not markdown, spam <= 0.5, size < 102 * 1024,
+              not long, not markdown, spam <= 0.5, size < 102 * 1024, sent < 102 * 1024,
               dark["luminance"] < 0.1, dark["lowestContrast"] >= 4.5]
     ok &= all(checks)
     print(f"{name:<28} {b['width375']:>8} {len(cie['disallowed']):>7} {cie['warnings']:>8} {len(split):>9} "
-          f"{len(long):>4} {len(markdown):>3} {spam:>5} {size:>7} {dark['luminance']:>6} {dark['lowestContrast']:>8}"
+          f"{len(long):>4} {len(markdown):>3} {spam:>5} {size:>7} {sent:>7} {dark['luminance']:>6} {dark['lowestContrast']:>8}"
           + ("" if all(checks) else "  FAIL"))
     for e in cie["disallowed"]: print("   caniemail:", e)
     for u in split: print("   URL split:", u)
