@@ -91,7 +91,10 @@ pub trait Signer: Send + Sync + fmt::Debug {
     /// Returns `message` — RFC 5322 bytes with CRLF line ends, as
     /// [`IssueMail::personalise`](crate::mail::IssueMail::personalise) writes them — ready for
     /// the transport: unchanged, or with a signature header prepended. `time` is the signing
-    /// time (`t=`, UTC seconds); the same message and time always give the same bytes.
+    /// time (`t=`, seconds since the Unix epoch, UTC). The same message and time always give the
+    /// same bytes, so pass a time kept with the delivery — the publish start recorded in the
+    /// ledger, or the message's own `Date` — not the clock at the moment of sending: a resend
+    /// after a crash is then byte for byte the message that may have gone out.
     ///
     /// # Errors
     /// [`SignError::Malformed`] when `message` has no header block or a bare CR or LF;
@@ -299,12 +302,33 @@ impl DkimSigner {
         message: &[u8],
         time: DateTime<Utc>,
     ) -> Result<Vec<u8>, SignError> {
+        let mut header = Vec::with_capacity(self.header_room());
+        self.write_header(message, time, &mut header)?;
+        Ok(header)
+    }
+
+    /// About how many bytes the header takes: room enough to write it without reallocating.
+    fn header_room(&self) -> usize {
+        let signature = match &self.key {
+            Key::Rsa(rsa) => rsa.public_modulus_len(),
+            Key::Ed25519(_) => 64,
+        };
+        1024 + self.domain.len() + self.selector.len() + 2 * signature
+    }
+
+    /// Appends the `DKIM-Signature` header field for `message` at `time` to `out`.
+    fn write_header(
+        &self,
+        message: &[u8],
+        time: DateTime<Utc>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), SignError> {
         let (headers, body) = split_message(message)?;
         let body_hash = body_hash(body)?;
         let fields = header_fields(headers)?;
 
         // Each name once per instance, then once more for the instance that must not exist.
-        let mut signed_names: Vec<&str> = Vec::with_capacity(2 * SIGNED_HEADERS.len());
+        let mut signed_names: Vec<&str> = Vec::with_capacity(2 * SIGNED_HEADERS.len() + 4);
         for name in SIGNED_HEADERS {
             let count = fields.iter().filter(|f| f.is_named(name)).count();
             signed_names.extend(std::iter::repeat_n(name, count + 1));
@@ -312,59 +336,84 @@ impl DkimSigner {
         let mut data = Vec::with_capacity(headers.len() + 1024);
         canonical_signed_headers(&fields, &signed_names, &mut data);
 
-        let mut header = Folded::new("DKIM-Signature:");
-        header.word("v=1;");
-        header.word(&format!("a={};", self.algorithm().tag()));
-        header.word("c=relaxed/relaxed;");
-        header.word(&format!("d={};", self.domain));
-        header.word(&format!("s={};", self.selector));
-        header.word(&format!("t={};", time.timestamp().max(0)));
-        header.list("h=", &signed_names, ':', ';');
-        header.word(&format!(
-            "bh={};",
-            base64::engine::general_purpose::STANDARD.encode(body_hash)
-        ));
+        let start = out.len();
+        let mut header = Folded::new(out, b"DKIM-Signature:");
+        header.word(&[b"v=1;"]);
+        header.word(&[b"a=", self.algorithm().tag().as_bytes(), b";"]);
+        header.word(&[b"c=relaxed/relaxed;"]);
+        header.word(&[b"d=", self.domain.as_bytes(), b";"]);
+        header.word(&[b"s=", self.selector.as_bytes(), b";"]);
+        let mut digits = [0; 20];
+        let seconds = u64::try_from(time.timestamp()).unwrap_or(0);
+        header.word(&[b"t=", decimal(seconds, &mut digits), b";"]);
+        header.list(b"h=", &signed_names, b':', b';');
+        let mut base64 = [0; 1400];
+        header.word(&[b"bh=", encode(body_hash.as_ref(), &mut base64), b";"]);
         header.line_break();
-        header.word("b=");
+        header.word(&[b"b="]);
         // The header signs itself with an empty `b=` (RFC 6376 §3.7), canonicalized as it is
-        // written, without its final CRLF.
-        let mut unsigned = header.text.clone();
-        unsigned.extend_from_slice(b"\r\n");
-        canonical_header(&unsigned, &mut data);
+        // written, without the CRLF that ends it.
+        canonical_header(&header.text[start..], &mut data);
         data.truncate(data.len() - 2);
 
-        let signature = self.sign_data(&data)?;
-        header.base64(&signature);
+        let mut signature = [0; 1024];
+        let signature = self.sign_data(&data, &mut signature)?;
+        header.base64(encode(signature, &mut base64));
         header.text.extend_from_slice(b"\r\n");
-        Ok(header.text)
+        Ok(())
     }
 
-    /// The raw signature of `data`: RSASSA-PKCS1-v1_5 with SHA-256, or Ed25519 over the SHA-256
-    /// digest of `data` (RFC 8463 §3).
-    fn sign_data(&self, data: &[u8]) -> Result<Vec<u8>, SignError> {
+    /// Writes the raw signature of `data` into `buf` and returns it: RSASSA-PKCS1-v1_5 with
+    /// SHA-256, or Ed25519 over the SHA-256 digest of `data` (RFC 8463 §3).
+    fn sign_data<'b>(&self, data: &[u8], buf: &'b mut [u8; 1024]) -> Result<&'b [u8], SignError> {
         let digest = digest::digest(&digest::SHA256, data);
         match &self.key {
             Key::Rsa(rsa) => {
-                let mut signature = vec![0; rsa.public_modulus_len()];
-                rsa.sign_digest(&RSA_PKCS1_SHA256, &digest, &mut signature)
+                let signature = &mut buf[..rsa.public_modulus_len()];
+                rsa.sign_digest(&RSA_PKCS1_SHA256, &digest, signature)
                     .map_err(|_| SignError::Crypto)?;
                 Ok(signature)
             }
-            Key::Ed25519(ed) => Ok(ed
-                .try_sign(digest.as_ref())
-                .map_err(|_| SignError::Crypto)?
-                .as_ref()
-                .to_vec()),
+            Key::Ed25519(ed) => {
+                let signature = ed
+                    .try_sign(digest.as_ref())
+                    .map_err(|_| SignError::Crypto)?;
+                let signature = signature.as_ref();
+                buf[..signature.len()].copy_from_slice(signature);
+                Ok(&buf[..signature.len()])
+            }
         }
     }
 }
 
 impl Signer for DkimSigner {
-    fn sign(&self, mut message: Vec<u8>, time: DateTime<Utc>) -> Result<Vec<u8>, SignError> {
-        let header = self.signature_header(&message, time)?;
-        // In place: the composer leaves room, so this moves the bytes without reallocating.
-        message.splice(0..0, header);
-        Ok(message)
+    /// The header and the message in one new buffer (one allocation; `message` is freed).
+    fn sign(&self, message: Vec<u8>, time: DateTime<Utc>) -> Result<Vec<u8>, SignError> {
+        let mut out = Vec::with_capacity(self.header_room() + message.len());
+        self.write_header(&message, time, &mut out)?;
+        out.extend_from_slice(&message);
+        Ok(out)
+    }
+}
+
+/// `bytes` in base64 (RFC 4648, padded), written into `buf`.
+fn encode<'b>(bytes: &[u8], buf: &'b mut [u8; 1400]) -> &'b [u8] {
+    let n = base64::engine::general_purpose::STANDARD
+        .encode_slice(bytes, buf)
+        .expect("a signature of at most 1024 bytes fits 1400 base64 characters");
+    &buf[..n]
+}
+
+/// `n` in decimal digits, written into `buf`.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
     }
 }
 
@@ -528,46 +577,97 @@ fn canonical_header(field: &[u8], out: &mut Vec<u8>) {
 /// SHA-256 of the `relaxed` canonical body (RFC 6376 §3.4.4): trailing spaces and tabs of each
 /// line removed, runs of them made one space, empty lines at the end removed, and a CRLF after
 /// the last line. An empty body canonicalizes to nothing.
+///
+/// Most lines of a quoted-printable body are already canonical, so the body is hashed as it is
+/// up to the next line that holds a tab, two spaces in a row or a space before its CRLF (found
+/// with SIMD searches), and only such lines are rewritten.
 fn body_hash(body: &[u8]) -> Result<digest::Digest, SignError> {
+    check_line_ends(body)?;
+    // Nothing after the last character that is not a space, tab, CR or LF is canonical: that is
+    // trailing whitespace of the last line and empty lines.
+    let end = body
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        .map_or(0, |at| at + 1);
+    let body = &body[..end];
     let mut out = Buffered::new();
-    let mut empty_lines = 0usize;
-    let mut rest = body;
-    while !rest.is_empty() {
-        let (line, next) = match memchr::memchr(b'\n', rest) {
-            Some(lf) if lf > 0 && rest[lf - 1] == b'\r' => (&rest[..lf - 1], &rest[lf + 1..]),
-            Some(_) => return Err(SignError::Malformed("the body has a bare LF")),
-            None => (rest, &rest[rest.len()..]),
-        };
-        rest = next;
-        let line = trim_wsp_end(line);
-        if line.is_empty() {
-            empty_lines += 1;
-            continue;
+    let mut changes = Changes::new(body);
+    let mut done = 0;
+    while let Some(at) = changes.next_from(done) {
+        let start = memchr::memrchr(b'\n', &body[done..at]).map_or(done, |lf| done + lf + 1);
+        let end = memchr::memmem::find(&body[at..], b"\r\n").map_or(body.len(), |cr| at + cr);
+        out.update(&body[done..start]);
+        canonical_line(&body[start..end], &mut out);
+        done = (end + 2).min(body.len());
+        if end < body.len() {
+            out.update(b"\r\n");
         }
-        for _ in 0..empty_lines {
-            out.extend(b"\r\n");
-        }
-        empty_lines = 0;
-        let mut space = false;
-        for &b in line {
-            match b {
-                b' ' | b'\t' => space = true,
-                b'\r' => return Err(SignError::Malformed("the body has a bare CR")),
-                _ => {
-                    if space {
-                        out.push(b' ');
-                        space = false;
-                    }
-                    out.push(b);
-                }
-            }
-        }
-        out.extend(b"\r\n");
+    }
+    out.update(&body[done..]);
+    if !body.is_empty() {
+        out.update(b"\r\n");
     }
     Ok(out.finish())
 }
 
-/// A SHA-256 context fed through a stack buffer, so canonicalizing byte by byte costs one
+/// Refuses a bare CR or LF: canonicalization is defined over CRLF lines, and a relay would
+/// rewrite such a line end anyway.
+fn check_line_ends(body: &[u8]) -> Result<(), SignError> {
+    let crlf = memchr::memmem::find_iter(body, b"\r\n").count();
+    if memchr::memchr_iter(b'\n', body).count() != crlf {
+        return Err(SignError::Malformed("the body has a bare LF"));
+    }
+    if memchr::memchr_iter(b'\r', body).count() != crlf {
+        return Err(SignError::Malformed("the body has a bare CR"));
+    }
+    Ok(())
+}
+
+/// Where the next line that relaxed canonicalization changes is: the next tab, pair of spaces
+/// or space before CRLF. Each search runs once per hit, not once per call.
+struct Changes<'a> {
+    body: &'a [u8],
+    /// The next hit of each search at or after the last `from`, or `None` when there is none.
+    next: [Option<usize>; 3],
+}
+
+impl<'a> Changes<'a> {
+    const NEEDLES: [&'static [u8]; 3] = [b"\t", b"  ", b" \r\n"];
+
+    fn new(body: &'a [u8]) -> Changes<'a> {
+        let next = Self::NEEDLES.map(|needle| memchr::memmem::find(body, needle));
+        Changes { body, next }
+    }
+
+    /// The first change at or after `from`.
+    fn next_from(&mut self, from: usize) -> Option<usize> {
+        for (next, needle) in self.next.iter_mut().zip(Self::NEEDLES) {
+            if next.is_some_and(|at| at < from) {
+                *next = memchr::memmem::find(&self.body[from..], needle).map(|at| from + at);
+            }
+        }
+        self.next.iter().flatten().min().copied()
+    }
+}
+
+/// Appends one line (without its CRLF) in relaxed form: runs of spaces and tabs made one space,
+/// none at the end.
+fn canonical_line(line: &[u8], out: &mut Buffered) {
+    let mut space = false;
+    for &b in line {
+        if b == b' ' || b == b'\t' {
+            space = true;
+        } else {
+            if space {
+                out.push(b' ');
+                space = false;
+            }
+            out.push(b);
+        }
+    }
+}
+
+/// A SHA-256 context fed through a stack buffer, so rewriting a line byte by byte costs one
 /// hash update per 4 KiB.
 struct Buffered {
     context: digest::Context,
@@ -593,15 +693,23 @@ impl Buffered {
         self.len += 1;
     }
 
-    fn extend(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.push(b);
+    /// Hashes `bytes` after what is buffered, without copying them.
+    fn update(&mut self, bytes: &[u8]) {
+        if bytes.len() < 64 {
+            for &b in bytes {
+                self.push(b);
+            }
+        } else {
+            self.flush();
+            self.context.update(bytes);
         }
     }
 
     fn flush(&mut self) {
-        self.context.update(&self.buf[..self.len]);
-        self.len = 0;
+        if self.len > 0 {
+            self.context.update(&self.buf[..self.len]);
+            self.len = 0;
+        }
     }
 
     fn finish(mut self) -> digest::Digest {
@@ -612,17 +720,19 @@ impl Buffered {
 
 /// A header field written as folded lines of at most [`LINE`] characters, breaking only where
 /// DKIM allows folding whitespace: between tags, around the colons of `h=`, inside base64.
-struct Folded {
-    text: Vec<u8>,
+struct Folded<'a> {
+    text: &'a mut Vec<u8>,
     /// Characters on the current line.
     column: usize,
 }
 
-impl Folded {
-    fn new(name: &str) -> Folded {
+impl Folded<'_> {
+    /// Starts the field `name` (with its colon) at the end of `text`.
+    fn new<'a>(text: &'a mut Vec<u8>, name: &[u8]) -> Folded<'a> {
+        text.extend_from_slice(name);
         Folded {
-            text: name.as_bytes().to_vec(),
             column: name.len(),
+            text,
         }
     }
 
@@ -632,64 +742,66 @@ impl Folded {
         self.column = 0;
     }
 
-    /// Appends `word` after a space, or on a new line when it would not fit.
-    fn word(&mut self, word: &str) {
-        if self.column + 1 + word.len() > LINE {
+    /// Appends the word made of `parts` after a space, or on a new line when it would not fit.
+    fn word(&mut self, parts: &[&[u8]]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if self.column + 1 + len > LINE {
             self.line_break();
         }
         self.text.push(b' ');
-        self.text.extend_from_slice(word.as_bytes());
-        self.column += 1 + word.len();
+        for part in parts {
+            self.text.extend_from_slice(part);
+        }
+        self.column += 1 + len;
     }
 
     /// Appends `tag` and `items` joined by `separator`, then `end`; lines break after a
     /// separator.
-    fn list(&mut self, tag: &str, items: &[&str], separator: char, end: char) {
-        let count = items.len();
+    fn list(&mut self, tag: &[u8], items: &[&str], separator: u8, end: u8) {
         for (i, item) in items.iter().enumerate() {
-            let last = if i + 1 == count { end } else { separator };
-            let piece = if i == 0 {
-                format!("{tag}{item}{last}")
+            let last = if i + 1 == items.len() { end } else { separator };
+            if i == 0 {
+                self.word(&[tag, item.as_bytes(), &[last]]);
+            } else if self.column + item.len() + 1 > LINE {
+                self.word(&[item.as_bytes(), &[last]]);
             } else {
-                format!("{item}{last}")
-            };
-            if i == 0 || self.column + piece.len() > LINE {
-                self.word(&piece);
-            } else {
-                self.text.extend_from_slice(piece.as_bytes());
-                self.column += piece.len();
+                self.text.extend_from_slice(item.as_bytes());
+                self.text.push(last);
+                self.column += item.len() + 1;
             }
         }
     }
 
-    /// Appends `bytes` in base64 right after the text so far, continuing on new lines.
-    fn base64(&mut self, bytes: &[u8]) {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
-        let mut rest = encoded.as_str();
-        while !rest.is_empty() {
+    /// Appends base64 text right after the text so far, continuing on new lines.
+    fn base64(&mut self, mut encoded: &[u8]) {
+        while !encoded.is_empty() {
             if self.column >= LINE {
                 self.text.extend_from_slice(b"\r\n ");
                 self.column = 1;
             }
-            let take = (LINE - self.column).min(rest.len());
-            self.text.extend_from_slice(&rest.as_bytes()[..take]);
+            let take = (LINE - self.column).min(encoded.len());
+            self.text.extend_from_slice(&encoded[..take]);
             self.column += take;
-            rest = &rest[take..];
+            encoded = &encoded[take..];
         }
     }
 }
 
-/// How many messages a [`SigningPool`] holds per worker, queued or being signed, before
-/// [`SigningPool::submit`] waits.
+/// How many messages a [`SigningPool`] holds per worker — queued, being signed, or signed and
+/// not yet taken — before [`SigningPool::submit`] waits.
 pub const QUEUE_PER_WORKER: usize = 16;
+
+/// A signed message (or why not), with the permit that counts it until its [`Signed`] future
+/// hands it over.
+type Outcome = (Result<Vec<u8>, SignError>, OwnedSemaphorePermit);
 
 /// A message waiting for a worker, and where its result goes.
 struct Job {
     message: Vec<u8>,
     time: DateTime<Utc>,
-    reply: oneshot::Sender<Result<Vec<u8>, SignError>>,
-    /// Held until the job is done, so the queue is bounded by the semaphore.
-    _permit: OwnedSemaphorePermit,
+    reply: oneshot::Sender<Outcome>,
+    /// Held until the caller takes the signed message, so the pool's memory is bounded.
+    permit: OwnedSemaphorePermit,
 }
 
 /// The jobs waiting for a worker, and whether the pool has stopped taking them.
@@ -715,7 +827,8 @@ impl Queue {
 /// The delivery engine drives every connection from one `current_thread` runtime; an RSA-2048
 /// signature costs about a quarter of a millisecond of CPU, so signing there would stall the
 /// I/O. The pool runs the [`Signer`] on `workers` threads (one per core by default) and hands
-/// results back through futures. At most `capacity` messages are queued or being signed;
+/// results back through futures. At most `capacity` messages are in the pool — queued, being
+/// signed, or signed and not yet taken from their [`Signed`] future — and
 /// [`SigningPool::submit`] waits (asynchronously) for room, so memory stays flat however long
 /// the list is. With [`Unsigned`], or with no workers, it signs on the caller's thread.
 ///
@@ -761,7 +874,7 @@ impl SigningPool {
     }
 
     /// A pool running `signer` on `workers` threads (0: on the caller's thread, inside
-    /// [`SigningPool::submit`]) with at most `capacity` messages queued or being signed.
+    /// [`SigningPool::submit`]) holding at most `capacity` messages (at least 1).
     ///
     /// # Errors
     /// A worker thread cannot be started.
@@ -810,7 +923,7 @@ impl SigningPool {
             message,
             time,
             reply,
-            _permit: permit,
+            permit,
         };
         self.queue.lock().jobs.push_back(job);
         self.queue.ready.notify_one();
@@ -867,13 +980,13 @@ fn work(signer: &dyn Signer, queue: &Queue) {
             message,
             time,
             reply,
-            _permit,
+            permit,
         } = job;
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| signer.sign(message, time)))
                 .unwrap_or(Err(SignError::PoolStopped));
         // The caller may have stopped waiting; then the result is dropped.
-        let _ = reply.send(result);
+        let _ = reply.send((result, permit));
     }
 }
 
@@ -883,7 +996,7 @@ pub struct Signed(SignedState);
 
 enum SignedState {
     Ready(Option<Result<Vec<u8>, SignError>>),
-    Pending(oneshot::Receiver<Result<Vec<u8>, SignError>>),
+    Pending(oneshot::Receiver<Outcome>),
 }
 
 impl Future for Signed {
@@ -896,7 +1009,7 @@ impl Future for Signed {
             }
             SignedState::Pending(receiver) => Pin::new(receiver)
                 .poll(cx)
-                .map(|r| r.unwrap_or(Err(SignError::PoolStopped))),
+                .map(|outcome| outcome.map_or(Err(SignError::PoolStopped), |(r, _permit)| r)),
         }
     }
 }
@@ -997,6 +1110,57 @@ mod tests {
         );
     }
 
+    /// Relaxed body canonicalization the plain way, line by line (RFC 6376 §3.4.4).
+    fn reference_body(body: &str) -> String {
+        let mut lines: Vec<String> = body
+            .split("\r\n")
+            .map(|line| {
+                let mut out = String::new();
+                let mut space = false;
+                for c in line.chars() {
+                    if c == ' ' || c == '\t' {
+                        space = true;
+                    } else {
+                        if space {
+                            out.push(' ');
+                        }
+                        space = false;
+                        out.push(c);
+                    }
+                }
+                out
+            })
+            .collect();
+        while lines.last().is_some_and(|l| l.is_empty()) {
+            lines.pop();
+        }
+        lines.iter().map(|l| format!("{l}\r\n")).collect()
+    }
+
+    #[test]
+    fn the_fast_body_hash_equals_line_by_line_canonicalization() {
+        // Bodies of every mix of the pieces that matter, from a fixed-seed generator.
+        let pieces = ["a", "b", " ", "  ", "\t", "\r\n", "\r\n", "xyz"];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..20_000 {
+            let mut body = String::new();
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            for k in 0..(state % 24) {
+                let pick = (state >> (k * 2 % 60)) as usize + k as usize;
+                body.push_str(pieces[pick % pieces.len()]);
+            }
+            assert_eq!(
+                body_hash_b64(&body),
+                sha256_b64(&reference_body(&body)),
+                "{body:?}"
+            );
+        }
+        let long = "x \t y  z \r\n".repeat(5000) + "end";
+        assert_eq!(body_hash_b64(&long), sha256_b64(&reference_body(&long)));
+    }
+
     /// The example message of RFC 6376 Appendix A, as RFC 8463 Appendix A signs it.
     const RFC8463_HEADERS: &str = "From: Joe SixPack <joe@football.example.com>\r\n\
         To: Suzie Q <suzie@shopping.example.net>\r\n\
@@ -1055,7 +1219,7 @@ mod tests {
         );
         data.truncate(data.len() - 2);
         assert_eq!(
-            b64(&signer.sign_data(&data).unwrap()),
+            b64(signer.sign_data(&data, &mut [0; 1024]).unwrap()),
             "/gCrinpcQOoIfuHNQIbq4pgh9kyIK3AQUdt9OdqQehSwhEIug4D11BusFa3bT3FY5OsU7ZbnKELq+eXdp1Q1Dw=="
         );
     }
@@ -1382,7 +1546,7 @@ mod tests {
 
     #[test]
     fn submit_waits_while_the_pool_is_full_and_a_panic_fails_one_message() {
-        let (gate, _starts, open) = gate();
+        let (gate, starts, open) = gate();
         let pool = SigningPool::new(Arc::new(gate), 1, 2).unwrap();
         runtime().block_on(async {
             let first = pool.submit(b"1".to_vec(), time()).await;
@@ -1392,7 +1556,14 @@ mod tests {
                 is_pending(third.as_mut()),
                 "a third message fit in a pool of 2"
             );
+            // "1" signed (the worker started "2"), but not taken yet: still no room.
             open.send(()).unwrap();
+            starts.recv().unwrap();
+            starts.recv().unwrap();
+            assert!(
+                is_pending(third.as_mut()),
+                "a signed message left the pool untaken"
+            );
             assert_eq!(first.await.unwrap(), b"1");
             let third = third.await;
             open.send(()).unwrap();
