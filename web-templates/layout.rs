@@ -37,16 +37,11 @@ pub struct Link<'a> {
 
 /// One issue's page.
 pub struct Page<'a> {
-    /// Its title, plain text.
-    pub title: &'a str,
+    /// Its title, permalink (canonical URL, `og:url`) and date (`<time datetime>`,
+    /// `article:published_time`).
+    pub entry: Entry<'a>,
     /// Its summary, plain text (meta description, `og:description`).
     pub summary: &'a str,
-    /// Its permalink (canonical URL, `og:url`).
-    pub permalink: &'a str,
-    /// The date, RFC 3339 (`<time datetime>`, `article:published_time`).
-    pub date_iso: &'a str,
-    /// The date for people.
-    pub date: &'a str,
     /// The author's name.
     pub author: Option<&'a str>,
     /// The author's page.
@@ -61,9 +56,9 @@ pub struct Page<'a> {
     pub term_names: &'a [&'a str],
 }
 
-/// One row of the index.
-pub struct Row<'a> {
-    /// The issue's title.
+/// An issue as the index lists it and its page heads it.
+pub struct Entry<'a> {
+    /// The issue's title, plain text.
     pub title: &'a str,
     /// Its permalink.
     pub permalink: &'a str,
@@ -143,30 +138,31 @@ fn footer(site: &Site<'_>) -> Markup {
 /// Renders an issue's page: the email's content in a web layout, with feed autodiscovery links,
 /// a canonical link and Open Graph tags (the cover as `og:image`).
 pub fn page(site: &Site<'_>, p: &Page<'_>) -> Markup {
+    let e = &p.entry;
     let og = html! {
         meta property="og:type" content="article";
-        meta property="og:title" content=(p.title);
+        meta property="og:title" content=(e.title);
         meta property="og:description" content=(p.summary);
-        meta property="og:url" content=(p.permalink);
+        meta property="og:url" content=(e.permalink);
         @if let Some(cover) = p.cover {
             meta property="og:image" content=(cover);
             meta name="twitter:card" content="summary_large_image";
         }
-        meta property="article:published_time" content=(p.date_iso);
+        meta property="article:published_time" content=(e.date_iso);
         @if let Some(author) = p.author { meta property="article:author" content=(author); }
         @for name in p.term_names { meta property="article:tag" content=(name); }
     };
     html! {
         (DOCTYPE)
         html lang=(site.lang) {
-            (head(site, &format!("{} · {}", p.title, site.title), p.summary, p.permalink, og))
+            (head(site, &format!("{} · {}", e.title, site.title), p.summary, e.permalink, og))
             body {
                 (header(site))
                 main {
                     article {
-                        h1 { (p.title) }
+                        h1 { (e.title) }
                         p.meta {
-                            time datetime=(p.date_iso) { (p.date) }
+                            time datetime=(e.date_iso) { (e.date) }
                             @if let Some(author) = p.author {
                                 " · "
                                 @if let Some(link) = p.author_link { a href=(link) { (author) } }
@@ -174,7 +170,7 @@ pub fn page(site: &Site<'_>, p: &Page<'_>) -> Markup {
                             }
                         }
                         @if let Some(cover) = p.cover {
-                            img.cover src=(cover) alt=(p.title);
+                            img.cover src=(cover) alt=(e.title);
                         }
                         div.body { (PreEscaped(p.content_html)) }
                         @if !p.terms.is_empty() {
@@ -195,7 +191,7 @@ pub fn page(site: &Site<'_>, p: &Page<'_>) -> Markup {
 
 /// Renders rows of the index's list of issues (`li` elements), to be given to [`index`]. Apart
 /// so a large site's list can be rendered in pieces on several cores.
-pub fn index_rows(rows: &[Row<'_>]) -> Markup {
+pub fn index_rows(rows: &[Entry<'_>]) -> Markup {
     html! {
         @for row in rows {
             li { time datetime=(row.date_iso) { (row.date) } " " a href=(row.permalink) { (row.title) } }

@@ -10,7 +10,7 @@
 mod layout;
 
 use anyhow::Result;
-use chrono::{DateTime, Datelike, FixedOffset};
+use chrono::{DateTime, FixedOffset};
 use rayon::prelude::*;
 use url::Url;
 
@@ -32,8 +32,7 @@ const INDEX_CHUNK: usize = 1_000;
 
 /// A date as `YYYY-MM-DD`, in its own offset.
 fn day(date: DateTime<FixedOffset>) -> String {
-    let d = date.date_naive();
-    format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+    date.format("%Y-%m-%d").to_string()
 }
 
 /// The layout's source, so a build notices a change to it (see `build`).
@@ -141,11 +140,13 @@ pub fn render_page(config: &Config, site: &SiteView, issue: &Issue) -> Result<St
     let date_iso = issue.date.to_rfc3339();
     let date = day(issue.date);
     let page = layout::Page {
-        title: &issue.title,
+        entry: layout::Entry {
+            title: &issue.title,
+            permalink: issue.permalink.as_str(),
+            date_iso: &date_iso,
+            date: &date,
+        },
         summary: &issue.summary,
-        permalink: issue.permalink.as_str(),
-        date_iso: &date_iso,
-        date: &date,
         author: issue.author.as_deref(),
         author_link: issue.author_link.as_ref().map(|u| u.as_str()),
         cover: issue.cover.as_ref().map(|u| u.as_str()),
@@ -175,10 +176,10 @@ pub fn render_index(
                 .iter()
                 .map(|l| (l.date.to_rfc3339(), day(l.date)))
                 .collect();
-            let rows: Vec<layout::Row<'_>> = chunk
+            let rows: Vec<layout::Entry<'_>> = chunk
                 .iter()
                 .zip(&dates)
-                .map(|(l, (iso, day))| layout::Row {
+                .map(|(l, (iso, day))| layout::Entry {
                     title: &l.title,
                     permalink: &l.permalink,
                     date_iso: iso,
@@ -214,11 +215,11 @@ mod tests {
     use std::path::Path;
 
     fn config() -> Config {
-        Config::parse(
-            "[site]\ntitle='SOFA Weekly'\nbase_url='https://www.sofastack.tech/'\nlanguage='zh-CN'\n[mail]\nfrom='a@b.org'\n",
-            Path::new("/site"),
+        crate::config::test_config(
+            "title='SOFA Weekly'
+base_url='https://www.sofastack.tech/'
+language='zh-CN'",
         )
-        .unwrap()
     }
 
     fn issue(config: &Config) -> Issue {

@@ -6,16 +6,16 @@ use anyhow::Result;
 use tracing::info;
 
 use crate::config::Config;
-use crate::site;
+use crate::site::Site;
 
-/// Builds the feeds and archive pages for every good issue (see [`site::run`]); bad files are
+/// Builds the feeds and archive pages for every good issue (see [`Site::build`]); bad files are
 /// reported on stderr as `path:line: message`, left out, and make the exit code 1.
 ///
 /// # Errors
 /// The issues folder cannot be read or an output cannot be written.
 pub fn run(config: &Config) -> Result<ExitCode> {
     let now = crate::now()?.fixed_offset();
-    let report = site::run(config, now)?;
+    let report = Site::load(config)?.build(now)?;
     for e in &report.errors {
         eprintln!("error: {e}");
     }

@@ -1,4 +1,4 @@
-//! The subcommands, one file each, and what they share: loading the site and finding an issue.
+//! The subcommands, one file each.
 
 mod build;
 mod check;
@@ -7,14 +7,13 @@ mod publish;
 mod status;
 mod subscribers;
 
-use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::cli::{Cli, Command};
 use crate::config::Config;
-use crate::issue::{self, Issue, Loaded};
+use crate::issue::IssueError;
 
 /// Runs the command `cli` names. `Ok(ExitCode::FAILURE)` means the command ran but something in it
 /// failed (a bad issue, an undelivered recipient), already reported on stderr.
@@ -38,37 +37,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// Loads every issue and prints each bad file as `path:line: message` on stderr.
-fn load_issues(config: &Config) -> Result<Loaded> {
-    let loaded = issue::load_all(config)?;
-    for e in &loaded.errors {
+/// Prints each bad issue file as `error: path:line: message` on stderr and fails when there is
+/// one: a bad issue anywhere stops `publish` before anything is sent.
+fn refuse_bad_issues(errors: &[IssueError]) -> Result<()> {
+    for e in errors {
         eprintln!("error: {e}");
     }
-    Ok(loaded)
-}
-
-/// Finds the issue loaded from `path` (compared after canonicalising both).
-fn find_by_path<'a>(issues: &'a [Issue], path: &Path) -> Result<&'a Issue> {
-    let wanted = path
-        .canonicalize()
-        .with_context(|| format!("cannot find the issue file `{}`", path.display()))?;
-    match issues
-        .iter()
-        .find(|i| i.path.canonicalize().is_ok_and(|p| p == wanted))
-    {
-        Some(i) => Ok(i),
-        None => bail!(
-            "`{}` is not an issue of this site: issues are the `*.md` files under `{}`",
-            path.display(),
-            issue_dir_hint(issues)
-        ),
+    if !errors.is_empty() {
+        bail!(
+            "{} issue file(s) have errors (listed above); fix them and run again. Nothing was sent.",
+            errors.len()
+        );
     }
-}
-
-fn issue_dir_hint(issues: &[Issue]) -> String {
-    issues
-        .first()
-        .and_then(|i| i.path.parent())
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "the issues folder".into())
+    Ok(())
 }

@@ -6,19 +6,22 @@ use anyhow::{Context, Result};
 
 use crate::cli::PreviewArgs;
 use crate::config::Config;
-use crate::issue;
 use crate::ledger::Ledger;
 use crate::mail::{IssueMail, Recipient};
+use crate::site::Site;
 use crate::subscribers;
 
 /// Writes `<slug>.eml` (the whole RFC 5322 message), `<slug>.html` and `<slug>.txt` into
-/// `args.out` for the sample recipient. Only the named issue is loaded; nothing is sent and the
-/// ledger is only read (its unsubscribe secret), never created.
+/// `args.out` for the sample recipient. The site is loaded as every command loads it (other bad
+/// issues do not stop a preview); nothing is sent and the ledger is only read (its unsubscribe
+/// secret), never created.
 ///
 /// # Errors
 /// The issue is bad, the sample recipient's address is invalid, or the files cannot be written.
 pub fn run(config: &Config, args: &PreviewArgs) -> Result<ExitCode> {
-    let issue = issue::load_file(&args.issue, config)?;
+    let mut site = Site::load(config)?;
+    let index = site.find(&args.issue)?;
+    let issue = site.issue(index)?.clone();
     let now = crate::now()?;
     let secret = if config.mail.ledger.exists() {
         Ledger::open(&config.mail.ledger)?.secret()?

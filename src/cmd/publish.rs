@@ -22,7 +22,7 @@ use crate::feed::websub;
 use crate::issue::Issue;
 use crate::ledger::{Ledger, NewDelivery, State};
 use crate::mail::IssueMail;
-use crate::site;
+use crate::site::{self, Site};
 use crate::subscribers::{self, Subscriber};
 
 /// How many recipients go into the ledger per transaction while queueing.
@@ -42,24 +42,16 @@ pub fn run(
     dry_run: bool,
     enqueue: bool,
 ) -> Result<ExitCode> {
-    let loaded = super::load_issues(config)?;
-    if !loaded.errors.is_empty() {
-        bail!(
-            "{} issue file(s) have errors (listed above); fix them and run again. Nothing was sent.",
-            loaded.errors.len()
-        );
-    }
+    let mut site = Site::load(config)?;
+    super::refuse_bad_issues(site.errors())?;
     let now = crate::now()?;
-    let issue = match issue_path {
-        Some(path) => super::find_by_path(&loaded.issues, path)?,
-        None => loaded
-            .issues
-            .iter()
-            .find(|i| i.is_published_at(now.fixed_offset()))
-            .context(
-                "there is no issue to publish: every issue is a draft or dated in the future",
-            )?,
+    let index = match issue_path {
+        Some(path) => site.find(path)?,
+        None => site.newest_published(now.fixed_offset()).context(
+            "there is no issue to publish: every issue is a draft or dated in the future",
+        )?,
     };
+    let issue = &site.issue(index)?.clone();
     if issue.draft {
         bail!(
             "`{}` is a draft: set `draft: false` in its front matter to publish it",
@@ -71,7 +63,9 @@ pub fn run(
     }
     // Lock first: a publish refused because another is running must change nothing, feeds included.
     let _lock = Ledger::lock(&config.mail.ledger)?;
-    let built = site::run(config, now.fixed_offset())?;
+    let built = site.build(now.fixed_offset())?;
+    // A file that turned bad since it was loaded.
+    super::refuse_bad_issues(&built.errors)?;
     if let (true, Some(hub)) = (enqueue, &config.site.websub_hub) {
         ping_hub(hub, &built);
     }

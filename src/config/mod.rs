@@ -375,6 +375,17 @@ impl Config {
     }
 }
 
+/// A config for unit tests: a `[site]` table of `site` lines (TOML), a minimal `[mail]` table,
+/// the config folder `/site`.
+#[cfg(test)]
+pub(crate) fn test_config(site: &str) -> Config {
+    Config::parse(
+        &format!("[site]\n{site}\n[mail]\nfrom='a@b.org'\n"),
+        Path::new("/site"),
+    )
+    .expect("a valid test config")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

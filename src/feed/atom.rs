@@ -3,17 +3,16 @@
 
 use std::collections::BTreeMap;
 
-use atom_syndication::extension::{Extension, ExtensionMap};
+use atom_syndication::extension::Extension;
 use atom_syndication::{
     Category, Content, Entry, Feed, Generator, Link, Person, Text, WriteConfig,
 };
 
 use super::xml::{clean, stylesheet_pi};
-use super::{image_type, newest_date, FeedMeta, History};
+use super::{image_type, newest_date, FeedMeta, FH_NAMESPACE};
 use crate::issue::Issue;
 
 const ATOM: &str = "application/atom+xml";
-const FH: &str = "http://purl.org/syndication/history/1.0";
 
 /// Renders an Atom feed for `issues` (newest first) described by `meta`, with the
 /// `atom_syndication` crate; returns the whole document, UTF-8, indented by two spaces.
@@ -33,37 +32,13 @@ pub fn render(issues: &[&Issue], meta: &FeedMeta) -> String {
         link("self", meta.self_url.as_str(), Some(ATOM)),
         link("alternate", meta.home.as_str(), Some("text/html")),
     ];
-    if let Some(hub) = &meta.hub {
-        links.push(link("hub", hub.as_str(), None));
-    }
-    let mut fh = BTreeMap::new();
-    match &meta.history {
-        History::Complete => {
-            fh.insert("complete".to_owned(), vec![marker("fh:complete")]);
-        }
-        History::Subscription { prev_archive } => {
-            links.push(link("prev-archive", prev_archive.as_str(), Some(ATOM)));
-        }
-        History::Archive {
-            current,
-            prev_archive,
-            next_archive,
-        } => {
-            fh.insert("archive".to_owned(), vec![marker("fh:archive")]);
-            links.push(link("current", current.as_str(), Some(ATOM)));
-            if let Some(prev) = prev_archive {
-                links.push(link("prev-archive", prev.as_str(), Some(ATOM)));
-            }
-            if let Some(next) = next_archive {
-                links.push(link("next-archive", next.as_str(), Some(ATOM)));
-            }
-        }
-        History::Partial => {}
-    }
-    let mut extensions = ExtensionMap::new();
-    if !fh.is_empty() {
-        extensions.insert("fh".to_owned(), fh);
-    }
+    links.extend(hub_and_history_links(meta, ATOM));
+    // An empty value, not none, keeps the end tag on the start tag's line: no white space inside.
+    let extensions = meta.history.extensions(|name| Extension {
+        name: name.to_owned(),
+        value: Some(String::new()),
+        ..Extension::default()
+    });
     let feed = Feed {
         title: Text::plain(clean(&meta.title)),
         subtitle: Some(Text::plain(clean(&meta.description))),
@@ -81,7 +56,7 @@ pub fn render(issues: &[&Issue], meta: &FeedMeta) -> String {
         links,
         entries: issues.iter().map(|issue| entry(issue)).collect(),
         extensions,
-        namespaces: BTreeMap::from([("fh".to_owned(), FH.to_owned())]),
+        namespaces: BTreeMap::from([("fh".to_owned(), FH_NAMESPACE.to_owned())]),
         lang: Some(clean(&meta.language)),
         ..Feed::default()
     };
@@ -105,23 +80,25 @@ pub fn render(issues: &[&Issue], meta: &FeedMeta) -> String {
     out
 }
 
-/// A link with `rel` to `href`, of media type `kind` when known.
-fn link(rel: &str, href: &str, kind: Option<&str>) -> Link {
+/// The links after a document's own: the WebSub hub (`rel="hub"`, no type), then the RFC 5005
+/// history links (see [`History::links`](super::History::links)) to documents of media type
+/// `kind`. Shared by Atom and RSS (as `atom:link`).
+pub(super) fn hub_and_history_links<'a>(
+    meta: &'a FeedMeta,
+    kind: &'a str,
+) -> impl Iterator<Item = Link> + 'a {
+    let hub = meta.hub.iter().map(|hub| link("hub", hub.as_str(), None));
+    let history = meta.history.links().into_iter();
+    hub.chain(history.map(move |(rel, href)| link(rel, href.as_str(), Some(kind))))
+}
+
+/// An Atom link (also RSS's `atom:link`) with `rel` to `href`, of media type `kind` when known.
+pub(super) fn link(rel: &str, href: &str, kind: Option<&str>) -> Link {
     Link {
         href: href.to_owned(),
         rel: rel.to_owned(),
         mime_type: kind.map(str::to_owned),
         ..Link::default()
-    }
-}
-
-/// An empty extension element such as `<fh:complete></fh:complete>` (the empty value keeps the
-/// end tag on the start tag's line: no whitespace inside).
-fn marker(name: &str) -> Extension {
-    Extension {
-        name: name.to_owned(),
-        value: Some(String::new()),
-        ..Extension::default()
     }
 }
 

@@ -26,7 +26,7 @@ pub mod rss;
 pub mod websub;
 pub mod xml;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -146,6 +146,46 @@ impl History<String> {
         })
     }
 }
+
+impl History<Url> {
+    /// The links this history gives a document (RFC 5005 §4), as `(rel, href)` in the order they
+    /// are written: `prev-archive` for a subscription document; `current`, then `prev-archive`
+    /// and `next-archive` when there are such neighbours, for an archive document; none else.
+    pub fn links(&self) -> Vec<(&'static str, &Url)> {
+        match self {
+            History::Complete | History::Partial => Vec::new(),
+            History::Subscription { prev_archive } => vec![("prev-archive", prev_archive)],
+            History::Archive {
+                current,
+                prev_archive,
+                next_archive,
+            } => std::iter::once(("current", current))
+                .chain(prev_archive.iter().map(|u| ("prev-archive", u)))
+                .chain(next_archive.iter().map(|u| ("next-archive", u)))
+                .collect(),
+        }
+    }
+
+    /// The extension elements of the `fh` namespace ([`FH_NAMESPACE`]) this history puts in a
+    /// document's head — `fh:complete` (RFC 5005 §2) or `fh:archive` (§4), or none — as the
+    /// extension map both feed crates use, each element made by `element` from its qualified
+    /// name.
+    pub fn extensions<E>(
+        &self,
+        element: impl FnOnce(&str) -> E,
+    ) -> BTreeMap<String, BTreeMap<String, Vec<E>>> {
+        let name = match self {
+            History::Complete => "complete",
+            History::Archive { .. } => "archive",
+            History::Subscription { .. } | History::Partial => return BTreeMap::new(),
+        };
+        let elements = BTreeMap::from([(name.to_owned(), vec![element(&format!("fh:{name}"))])]);
+        BTreeMap::from([("fh".to_owned(), elements)])
+    }
+}
+
+/// The RFC 5005 namespace, declared as `fh` on the root of every RSS and Atom document.
+pub const FH_NAMESPACE: &str = "http://purl.org/syndication/history/1.0";
 
 /// What one feed document says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -268,9 +308,7 @@ pub fn term_slug(term: &str) -> String {
     }
     if slug.is_empty() {
         slug.push_str("term-");
-        for b in term.bytes() {
-            slug.push_str(&format!("{b:02x}"));
-        }
+        slug.push_str(&hex::encode(term));
     }
     slug
 }
@@ -296,22 +334,24 @@ pub fn archive_size(feed_entries: usize) -> usize {
 ///
 /// Sorted by path.
 pub fn plan(published: &[&Listing], config: &Config) -> Vec<Document> {
-    let n = config.site.feed_entries;
-    let mut docs = Vec::new();
+    let mut docs = main_documents(published.len(), config.site.feed_entries);
+    docs.extend(term_documents(published, config.site.feed_entries));
+    docs.sort_by(|a, b| a.path.cmp(&b.path));
+    docs
+}
 
-    // The main feeds and their archive.
+/// The main feeds and their RFC 5005 archive documents for `count` published issues, `n` per
+/// feed (see [`plan`]).
+fn main_documents(count: usize, n: usize) -> Vec<Document> {
+    let mut docs = Vec::new();
     let size = archive_size(n);
-    let archives = if published.len() > n {
-        published.len() / size
-    } else {
-        0
-    };
+    let archives = if count > n { count / size } else { 0 };
     for format in Format::ALL {
         let history = match (archives, format) {
             (0, _) => History::Complete,
             (_, Format::Json) => History::Partial,
-            (count, _) => History::Subscription {
-                prev_archive: archive_path(format, count),
+            (archives, _) => History::Subscription {
+                prev_archive: archive_path(format, archives),
             },
         };
         docs.push(Document {
@@ -320,7 +360,7 @@ pub fn plan(published: &[&Listing], config: &Config) -> Vec<Document> {
             scope: Scope::Site,
             archive: false,
             history,
-            entries: (0..published.len().min(n)).collect(),
+            entries: (0..count.min(n)).collect(),
         });
         if format == Format::Json {
             continue;
@@ -328,7 +368,7 @@ pub fn plan(published: &[&Listing], config: &Config) -> Vec<Document> {
         for k in 1..=archives {
             // Archive document k holds the issues (k-1)*size .. k*size-1 counted from the
             // oldest; it lists them newest first.
-            let oldest_first = |i: usize| published.len() - 1 - i;
+            let oldest_first = |i: usize| count - 1 - i;
             let entries: Vec<usize> = ((k - 1) * size..k * size).rev().map(oldest_first).collect();
             docs.push(Document {
                 path: archive_path(format, k),
@@ -344,9 +384,13 @@ pub fn plan(published: &[&Listing], config: &Config) -> Vec<Document> {
             });
         }
     }
+    docs
+}
 
-    // Per tag and per category. A term's name is taken from the newest issue that uses it.
-    // Slugs are computed once per distinct spelling; groups are keyed by (kind, slug number).
+/// The feeds of each category and tag of `published`, with the newest `n` issues each (see
+/// [`plan`]). A term's name is taken from the newest issue that uses it. Slugs are computed
+/// once per distinct spelling; groups are keyed by (kind, slug number).
+fn term_documents(published: &[&Listing], n: usize) -> Vec<Document> {
     let mut slug_of: HashMap<&str, usize> = HashMap::new();
     let mut slugs: Vec<String> = Vec::new();
     let mut groups: HashMap<GroupKey, Group<'_>> = HashMap::new();
@@ -372,22 +416,15 @@ pub fn plan(published: &[&Listing], config: &Config) -> Vec<Document> {
             }
         }
     }
-    let mut groups: Vec<(GroupKey, Group<'_>)> = groups.into_iter().collect();
-    groups.sort_by(|a, b| (a.0 .0, &slugs[a.0 .1]).cmp(&(b.0 .0, &slugs[b.0 .1])));
+    let mut docs = Vec::new();
     for ((kind, slug), (name, members)) in groups {
         let slug = &slugs[slug];
-        let folder = if kind == 0 { "categories" } else { "tags" };
-        let path = |format: Format| format!("{folder}/{slug}/{}", format.file_name());
-        let scope = if kind == 0 {
-            Scope::Category {
-                name: name.to_string(),
-                slug: slug.clone(),
-            }
+        let (folder, scope) = if kind == 0 {
+            let (name, slug) = (name.to_string(), slug.clone());
+            ("categories", Scope::Category { name, slug })
         } else {
-            Scope::Tag {
-                name: name.to_string(),
-                slug: slug.clone(),
-            }
+            let (name, slug) = (name.to_string(), slug.clone());
+            ("tags", Scope::Tag { name, slug })
         };
         let history = if members.len() <= n {
             History::Complete
@@ -396,7 +433,7 @@ pub fn plan(published: &[&Listing], config: &Config) -> Vec<Document> {
         };
         for format in Format::ALL {
             docs.push(Document {
-                path: path(format),
+                path: format!("{folder}/{slug}/{}", format.file_name()),
                 format,
                 scope: scope.clone(),
                 archive: false,
@@ -405,7 +442,6 @@ pub fn plan(published: &[&Listing], config: &Config) -> Vec<Document> {
             });
         }
     }
-    docs.sort_by(|a, b| a.path.cmp(&b.path));
     docs
 }
 
@@ -527,11 +563,11 @@ mod tests {
     use super::*;
 
     fn config(entries: usize) -> Config {
-        Config::parse(
-            &format!("[site]\ntitle='T'\nbase_url='https://example.org/news/'\nfeed_entries={entries}\n[mail]\nfrom='a@b.org'\n"),
-            Path::new("/site"),
-        )
-        .unwrap()
+        crate::config::test_config(&format!(
+            "title='T'
+base_url='https://example.org/news/'
+feed_entries={entries}"
+        ))
     }
 
     fn listing(i: usize, tags: &[&str]) -> Listing {
@@ -545,6 +581,12 @@ mod tests {
             tags: tags.iter().map(|t| t.to_string()).collect(),
             permalink: format!("https://example.org/news/issues/i{i}/"),
         }
+    }
+
+    /// The slugs of the entries of the document at `path`, in its order.
+    fn entry_slugs<'a>(docs: &[Document], refs: &[&'a Listing], path: &str) -> Vec<&'a str> {
+        let doc = docs.iter().find(|d| d.path == path).unwrap();
+        doc.entries.iter().map(|&e| refs[e].slug.as_str()).collect()
     }
 
     #[test]
@@ -607,11 +649,7 @@ mod tests {
             .find(|d| d.path == "archive/rss/1.xml")
             .unwrap();
         // Issues i0 and i1 (the two oldest), newest first.
-        let slugs: Vec<&str> = first
-            .entries
-            .iter()
-            .map(|&e| refs[e].slug.as_str())
-            .collect();
+        let slugs = entry_slugs(&docs, &refs, "archive/rss/1.xml");
         assert_eq!(slugs, ["i1", "i0"]);
         assert_eq!(
             first.meta(&config(4)).unwrap().id.as_str(),
@@ -644,16 +682,7 @@ mod tests {
         more.insert(0, listing(25, &[]));
         let refs2: Vec<&Listing> = more.iter().collect();
         let docs2 = plan(&refs2, &config(4));
-        let first2 = docs2
-            .iter()
-            .find(|d| d.path == "archive/rss/1.xml")
-            .unwrap();
-        let slugs2: Vec<&str> = first2
-            .entries
-            .iter()
-            .map(|&e| refs2[e].slug.as_str())
-            .collect();
-        assert_eq!(slugs2, slugs);
+        assert_eq!(entry_slugs(&docs2, &refs2, "archive/rss/1.xml"), slugs);
     }
 
     #[test]

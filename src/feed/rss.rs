@@ -3,18 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use ::rss::extension::atom::{AtomExtension, Link};
+use ::rss::extension::atom::AtomExtension;
 use ::rss::extension::dublincore::DublinCoreExtension;
 use ::rss::extension::{Extension, ExtensionMap};
 use ::rss::{Category, Channel, Guid, Item};
 use chrono::{DateTime, FixedOffset};
 
+use super::atom::{hub_and_history_links, link};
 use super::xml::{clean, stylesheet_pi};
-use super::{image_type, newest_date, FeedMeta, History};
+use super::{image_type, newest_date, FeedMeta, FH_NAMESPACE};
 use crate::issue::Issue;
 
 const RSS: &str = "application/rss+xml";
-const FH: &str = "http://purl.org/syndication/history/1.0";
 const MEDIA: &str = "http://search.yahoo.com/mrss/";
 
 /// Renders an RSS 2.0 document for `issues` (newest first) described by `meta`, with the `rss`
@@ -34,44 +34,16 @@ const MEDIA: &str = "http://search.yahoo.com/mrss/";
 /// The same input gives the same bytes.
 pub fn render(issues: &[&Issue], meta: &FeedMeta) -> String {
     let updated = rfc822(newest_date(issues));
-    let mut links = vec![link("self", meta.self_url.as_str())];
-    if let Some(hub) = &meta.hub {
-        links.push(Link {
-            href: hub.to_string(),
-            rel: "hub".into(),
-            ..Link::default()
-        });
-    }
-    let mut fh = BTreeMap::new();
-    match &meta.history {
-        History::Complete => {
-            fh.insert("complete".to_owned(), vec![marker("fh:complete")]);
-        }
-        History::Subscription { prev_archive } => {
-            links.push(link("prev-archive", prev_archive.as_str()));
-        }
-        History::Archive {
-            current,
-            prev_archive,
-            next_archive,
-        } => {
-            fh.insert("archive".to_owned(), vec![marker("fh:archive")]);
-            links.push(link("current", current.as_str()));
-            if let Some(prev) = prev_archive {
-                links.push(link("prev-archive", prev.as_str()));
-            }
-            if let Some(next) = next_archive {
-                links.push(link("next-archive", next.as_str()));
-            }
-        }
-        History::Partial => {}
-    }
-    let mut extensions = ExtensionMap::new();
-    if !fh.is_empty() {
-        extensions.insert("fh".to_owned(), fh);
-    }
+    let mut links = vec![link("self", meta.self_url.as_str(), Some(RSS))];
+    links.extend(hub_and_history_links(meta, RSS));
+    // An empty value, not none, keeps the end tag on the start tag's line: no white space inside.
+    let extensions = meta.history.extensions(|name| Extension {
+        name: name.to_owned(),
+        value: Some(String::new()),
+        ..Extension::default()
+    });
     let namespaces = BTreeMap::from([
-        ("fh".to_owned(), FH.to_owned()),
+        ("fh".to_owned(), FH_NAMESPACE.to_owned()),
         ("media".to_owned(), MEDIA.to_owned()),
     ]);
     let channel = Channel {
@@ -101,26 +73,6 @@ pub fn render(issues: &[&Issue], meta: &FeedMeta) -> String {
     out.insert_str(after_declaration, &format!("\n{}", instruction.trim_end()));
     out.push('\n');
     out
-}
-
-/// An `atom:link` with `rel` to an RSS document at `href`.
-fn link(rel: &str, href: &str) -> Link {
-    Link {
-        href: href.to_owned(),
-        rel: rel.to_owned(),
-        mime_type: Some(RSS.to_owned()),
-        ..Link::default()
-    }
-}
-
-/// An empty extension element such as `<fh:complete></fh:complete>` (the empty value keeps the
-/// end tag on the start tag's line: no whitespace inside).
-fn marker(name: &str) -> Extension {
-    Extension {
-        name: name.to_owned(),
-        value: Some(String::new()),
-        ..Extension::default()
-    }
 }
 
 fn item(issue: &Issue) -> Item {
@@ -171,8 +123,9 @@ fn item(issue: &Issue) -> Item {
     }
 }
 
-/// An RFC 822 date-time as RSS 2.0 wants it, with a four-digit year and a numeric zone:
-/// `Fri, 15 May 2020 17:00:00 +0800`.
+/// An RFC 822 date-time as RSS 2.0 wants it, with a four-digit year, a two-digit day and a
+/// numeric zone: `Fri, 08 May 2020 17:00:00 +0800` (chrono's `to_rfc2822` writes `8 May` and
+/// panics outside the years 0-9999, so its formatter is given the fields instead).
 pub fn rfc822(date: DateTime<FixedOffset>) -> String {
     date.format("%a, %d %b %Y %H:%M:%S %z").to_string()
 }
@@ -185,5 +138,7 @@ mod tests {
     fn rfc822_dates_keep_their_offset() {
         let d = DateTime::parse_from_rfc3339("2020-05-15T17:00:00+08:00").unwrap();
         assert_eq!(rfc822(d), "Fri, 15 May 2020 17:00:00 +0800");
+        let d = DateTime::parse_from_rfc3339("2020-05-08T09:05:00-05:00").unwrap();
+        assert_eq!(rfc822(d), "Fri, 08 May 2020 09:05:00 -0500");
     }
 }

@@ -7,6 +7,8 @@
 //! any text reaches a crate, so every document stays well-formed whatever an issue holds.
 //! [`stylesheet_pi`] makes the `xml-stylesheet` instruction the crates cannot write.
 
+use std::fmt::Write;
+
 /// Whether the byte at `i` of `s` starts something [`clean`] must drop: a C0 control but tab
 /// and line feed, or U+FFFE/U+FFFF (the only forbidden characters above U+001F that UTF-8 text
 /// can hold; surrogates cannot appear in a `str`).
@@ -66,17 +68,10 @@ pub fn clean(text: &str) -> String {
 pub fn stylesheet_pi(href: &str) -> String {
     let mut out = String::with_capacity(href.len() + 48);
     out.push_str("<?xml-stylesheet type=\"text/xsl\" href=\"");
-    for c in clean(href).chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\t' => out.push_str("&#9;"),
-            '\n' => out.push_str("&#10;"),
-            c => out.push(c),
-        }
-    }
+    // `&`, `<`, `>` and `"` as entities; tab and line feed cannot occur in a URL.
+    maud::Escaper::new(&mut out)
+        .write_str(&clean(href))
+        .expect("writing to a String cannot fail");
     out.push_str("\"?>\n");
     out
 }

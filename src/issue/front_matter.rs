@@ -2,7 +2,7 @@
 //!
 //! The first stage of loading an issue. Hugo-style: YAML between `---` lines or TOML between
 //! `+++` lines, at the top of the file (a byte-order mark and blank lines before it are allowed).
-//! This is the only module that knows about `serde_yaml`, so the YAML parser can be swapped here.
+//! This is the only module that knows about `serde_norway`, so the YAML parser can be swapped here.
 
 use serde::Deserialize;
 
@@ -177,8 +177,8 @@ pub fn parse(split: &Split<'_>) -> Result<RawFrontMatter, FrontMatterError> {
             if split.front_matter.trim().is_empty() {
                 return Ok(RawFrontMatter::default());
             }
-            let value: serde_yaml::Value =
-                serde_yaml::from_str(split.front_matter).map_err(|e| {
+            let value: serde_norway::Value =
+                serde_norway::from_str(split.front_matter).map_err(|e| {
                     // From the byte index, not libyaml's line: YAML also breaks lines at a
                     // lone `\r`, U+2028 and U+0085, which editors and this file's lines do not.
                     // At the end of the input (an unclosed `[`), the last line with text.
@@ -195,15 +195,15 @@ pub fn parse(split: &Split<'_>) -> Result<RawFrontMatter, FrontMatterError> {
                     )
                 })?;
             let map = match yaml_dates_to_strings(value) {
-                serde_yaml::Value::Mapping(map) => map,
-                serde_yaml::Value::Null => return Ok(RawFrontMatter::default()),
+                serde_norway::Value::Mapping(map) => map,
+                serde_norway::Value::Null => return Ok(RawFrontMatter::default()),
                 _ => return Err(not_a_mapping(split)),
             };
-            serde_yaml::from_value(serde_yaml::Value::Mapping(map.clone())).map_err(|e| {
+            serde_norway::from_value(serde_norway::Value::Mapping(map.clone())).map_err(|e| {
                 // Find the key whose value is wrong, to name it and its line.
                 let bad = map.iter().find_map(|(k, v)| {
-                    let one: serde_yaml::Mapping = [(k.clone(), v.clone())].into_iter().collect();
-                    serde_yaml::from_value::<RawFrontMatter>(serde_yaml::Value::Mapping(one))
+                    let one: serde_norway::Mapping = [(k.clone(), v.clone())].into_iter().collect();
+                    serde_norway::from_value::<RawFrontMatter>(serde_norway::Value::Mapping(one))
                         .is_err()
                         .then(|| k.as_str().map(str::to_string))
                 });
@@ -293,8 +293,8 @@ fn strip_location(message: &str) -> &str {
 
 /// Dates, numbers and booleans where a string is expected become their text, so
 /// `date: 2020-05-15` or `title: 2020` still load.
-fn yaml_dates_to_strings(value: serde_yaml::Value) -> serde_yaml::Value {
-    use serde_yaml::Value;
+fn yaml_dates_to_strings(value: serde_norway::Value) -> serde_norway::Value {
+    use serde_norway::Value;
     match value {
         Value::Mapping(map) => Value::Mapping(
             map.into_iter()
@@ -307,7 +307,7 @@ fn yaml_dates_to_strings(value: serde_yaml::Value) -> serde_yaml::Value {
                         Value::Number(n) if stringly => Value::String(n.to_string()),
                         Value::Bool(b) if stringly => Value::String(b.to_string()),
                         Value::Tagged(t) => Value::String(
-                            serde_yaml::to_string(&t.value)
+                            serde_norway::to_string(&t.value)
                                 .unwrap_or_default()
                                 .trim()
                                 .to_string(),

@@ -13,11 +13,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, TimeZone};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::config::Config;
+use front_matter::{FrontMatterError, Split};
 
 /// One newsletter issue, loaded and rendered.
 #[derive(Debug, Clone)]
@@ -150,6 +150,15 @@ impl fmt::Display for IssueError {
 impl std::error::Error for IssueError {}
 
 impl IssueError {
+    /// The error for a file that cannot be read (`line` 0: it is not on a line).
+    pub fn unreadable(path: &Path, error: &std::io::Error) -> IssueError {
+        IssueError {
+            path: path.to_path_buf(),
+            line: 0,
+            message: format!("failed to read the file: {error}"),
+        }
+    }
+
     /// The error for a file whose slug `first` already uses (files are taken in path order).
     pub fn duplicate_slug(path: &Path, slug: &str, first: &Path) -> IssueError {
         IssueError {
@@ -163,29 +172,9 @@ impl IssueError {
     }
 }
 
-/// The outcome of loading a folder: good issues, newest first, and per-file errors.
-#[derive(Debug, Default)]
-pub struct Loaded {
-    /// Issues sorted newest first (ties broken by slug).
-    pub issues: Vec<Issue>,
-    /// One entry per file that could not be loaded, sorted by path.
-    pub errors: Vec<IssueError>,
-}
-
-/// Every `*.md` file below `dir`, sorted, hidden files and folders skipped.
-///
-/// # Errors
-/// `dir` cannot be read.
-pub fn find_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    Ok(find_files_with(dir, |_| ())?
-        .into_iter()
-        .map(|(path, ())| path)
-        .collect())
-}
-
-/// As [`find_files`], with `f` applied to each file's directory entry: e.g. to keep the entry,
-/// whose `metadata` is read relative to the open folder (cheaper than a `stat` by path; it does
-/// not follow a symbolic link). Sorted by path.
+/// Every `*.md` file below `dir`, hidden files and folders skipped, each with `f` applied to
+/// its directory entry: e.g. to keep the entry, whose `metadata` is read relative to the open
+/// folder (cheaper than a `stat` by path; it does not follow a symbolic link). Sorted by path.
 ///
 /// # Errors
 /// `dir` cannot be read.
@@ -223,61 +212,13 @@ pub fn find_files_with<T>(
     Ok(out)
 }
 
-/// Loads and renders every issue under the configured issues folder, in parallel.
-///
-/// Duplicate slugs are reported as errors on the later file (by path).
-///
-/// # Errors
-/// Only when the folder itself cannot be read; bad files are listed in [`Loaded::errors`].
-pub fn load_all(config: &Config) -> anyhow::Result<Loaded> {
-    let files = find_files(&config.site.issues)?;
-    load_files(&files, config)
-}
-
-/// Loads and renders the given files; see [`load_all`].
-///
-/// # Errors
-/// None at present; kept fallible for callers' `?`.
-pub fn load_files(files: &[PathBuf], config: &Config) -> anyhow::Result<Loaded> {
-    let results: Vec<Result<Issue, IssueError>> = files
-        .par_iter()
-        .map(|path| load_file(path, config))
-        .collect();
-    let mut loaded = Loaded::default();
-    let mut slugs: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
-    for result in results {
-        match result {
-            Ok(issue) => match slugs.get(&issue.slug) {
-                Some(first) => {
-                    loaded
-                        .errors
-                        .push(IssueError::duplicate_slug(&issue.path, &issue.slug, first))
-                }
-                None => {
-                    slugs.insert(issue.slug.clone(), issue.path.clone());
-                    loaded.issues.push(issue);
-                }
-            },
-            Err(e) => loaded.errors.push(e),
-        }
-    }
-    loaded
-        .issues
-        .sort_by(|a, b| newest_first(a.date, &a.slug, b.date, &b.slug));
-    Ok(loaded)
-}
-
 /// Reads, parses and renders one issue file.
 ///
 /// # Errors
 /// The file is unreadable or not UTF-8, its front matter is missing, unterminated or invalid, or
 /// `title`/`date` is missing or unparsable.
 pub fn load_file(path: &Path, config: &Config) -> Result<Issue, IssueError> {
-    let bytes = std::fs::read(path).map_err(|e| IssueError {
-        path: path.to_path_buf(),
-        line: 0,
-        message: format!("failed to read the file: {e}"),
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| IssueError::unreadable(path, &e))?;
     parse_bytes(bytes, path, config)
 }
 
@@ -305,70 +246,17 @@ pub fn parse_bytes(bytes: Vec<u8>, path: &Path, config: &Config) -> Result<Issue
 ///
 /// # Errors
 /// See [`load_file`]; the error's line is 1-based in `text`.
-pub fn parse(
-    text: &str,
-    path: &Path,
-    config: &Config,
-) -> Result<Issue, front_matter::FrontMatterError> {
-    use front_matter::FrontMatterError as E;
+pub fn parse(text: &str, path: &Path, config: &Config) -> Result<Issue, FrontMatterError> {
     let split = front_matter::split(text)?;
     let fm = front_matter::parse(&split)?;
-    let title = match fm.title.as_deref().map(str::trim) {
-        Some(t) if !t.is_empty() => t.to_string(),
-        _ => {
-            return Err(E {
-                line: front_matter::key_line(&split, "title")
-                    .unwrap_or(split.front_matter_line - 1),
-                message: "missing `title` in the front matter: add `title: \"...\"`".into(),
-            })
-        }
-    };
-    let date_line = front_matter::key_line(&split, "date").unwrap_or(split.front_matter_line - 1);
-    let date = match fm.date.as_deref().map(str::trim) {
-        Some(d) if !d.is_empty() => parse_date(d).ok_or_else(|| E {
-            line: date_line,
-            message: format!(
-                "cannot read the date `{d}`: write it as `YYYY-MM-DD`, or RFC 3339 with an offset, e.g. `2020-05-15T17:00:00+08:00`"
-            ),
-        })?,
-        _ => {
-            return Err(E {
-                line: date_line,
-                message: "missing `date` in the front matter: add e.g. `date: 2020-05-15T17:00:00+08:00`".into(),
-            })
-        }
-    };
+    let title = title(&split, fm.title.as_deref())?;
+    let date = date(&split, fm.date.as_deref())?;
+    let slug = slug(&split, fm.slug.as_deref(), path)?;
+    let permalink = permalink(config, &slug)?;
     let base = &config.site.base_url;
-    let slug = match fm.slug.as_deref().map(str::trim) {
-        Some(s) if !s.is_empty() => s.trim_matches('/').to_string(),
-        _ => path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    };
-    if slug.is_empty() || slug.contains('/') || slug == "." || slug == ".." {
-        return Err(E {
-            line: front_matter::key_line(&split, "slug").unwrap_or(1),
-            message: format!("`{slug}` cannot be used as a slug: use letters, digits and `-`"),
-        });
-    }
-    let permalink = base
-        .join(&format!(
-            "{}{}/",
-            config.site.permalink_prefix,
-            percent_encode_segment(&slug)
-        ))
-        .map_err(|e| E {
-            line: 1,
-            message: format!("cannot build a permalink from slug `{slug}`: {e}"),
-        })?;
-    let cover = fm
-        .cover
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
+    let cover = nonempty(fm.cover)
         .map(|c| {
-            base.join(c).map_err(|e| E {
+            base.join(&c).map_err(|e| FrontMatterError {
                 line: front_matter::key_line(&split, "cover").unwrap_or(1),
                 message: format!("`cover` is not a URL: {e}"),
             })
@@ -381,14 +269,8 @@ pub fn parse(
         .filter(|u| matches!(u.scheme(), "http" | "https"));
     let markdown = split.body.to_string();
     let content_html = markdown::render(&markdown, base);
-    let description = fm
-        .description
-        .map(|d| d.trim().to_string())
-        .filter(|d| !d.is_empty());
-    let summary = fm
-        .summary
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+    let description = nonempty(fm.description);
+    let summary = nonempty(fm.summary)
         .or_else(|| description.clone())
         .unwrap_or_else(|| markdown::first_paragraph_text(&markdown, 200));
     Ok(Issue {
@@ -396,10 +278,7 @@ pub fn parse(
         title,
         date,
         description,
-        author: fm
-            .author
-            .map(|a| a.trim().to_string())
-            .filter(|a| !a.is_empty()),
+        author: nonempty(fm.author),
         author_link,
         categories: fm.categories.into_vec(),
         tags: fm.tags.into_vec(),
@@ -412,6 +291,76 @@ pub fn parse(
         markdown,
         content_html,
     })
+}
+
+/// `value` trimmed, `None` when that leaves nothing.
+fn nonempty(value: Option<String>) -> Option<String> {
+    value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// The required `title`, trimmed.
+fn title(split: &Split<'_>, title: Option<&str>) -> Result<String, FrontMatterError> {
+    match title.map(str::trim) {
+        Some(t) if !t.is_empty() => Ok(t.to_string()),
+        _ => Err(FrontMatterError {
+            line: front_matter::key_line(split, "title").unwrap_or(split.front_matter_line - 1),
+            message: "missing `title` in the front matter: add `title: \"...\"`".into(),
+        }),
+    }
+}
+
+/// The required `date` (see [`parse_date`]), the error on its line.
+fn date(split: &Split<'_>, date: Option<&str>) -> Result<DateTime<FixedOffset>, FrontMatterError> {
+    let line = front_matter::key_line(split, "date").unwrap_or(split.front_matter_line - 1);
+    match date.map(str::trim) {
+        Some(d) if !d.is_empty() => parse_date(d).ok_or_else(|| FrontMatterError {
+            line,
+            message: format!(
+                "cannot read the date `{d}`: write it as `YYYY-MM-DD`, or RFC 3339 with an offset, e.g. `2020-05-15T17:00:00+08:00`"
+            ),
+        }),
+        _ => Err(FrontMatterError {
+            line,
+            message: "missing `date` in the front matter: add e.g. `date: 2020-05-15T17:00:00+08:00`".into(),
+        }),
+    }
+}
+
+/// The slug: `slug` (without slashes around it), else the file name without `.md`.
+fn slug(split: &Split<'_>, slug: Option<&str>, path: &Path) -> Result<String, FrontMatterError> {
+    let slug = match slug.map(str::trim) {
+        Some(s) if !s.is_empty() => s.trim_matches('/').to_string(),
+        _ => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    if slug.is_empty() || slug.contains('/') || slug == "." || slug == ".." {
+        return Err(FrontMatterError {
+            line: front_matter::key_line(split, "slug").unwrap_or(1),
+            message: format!("`{slug}` cannot be used as a slug: use letters, digits and `-`"),
+        });
+    }
+    Ok(slug)
+}
+
+/// `base_url + permalink_prefix + slug + "/"`, the slug percent-encoded.
+fn permalink(config: &Config, slug: &str) -> Result<Url, FrontMatterError> {
+    let path = format!(
+        "{}{}/",
+        config.site.permalink_prefix,
+        percent_encode_segment(slug)
+    );
+    config
+        .site
+        .base_url
+        .join(&path)
+        .map_err(|e| FrontMatterError {
+            line: 1,
+            message: format!("cannot build a permalink from slug `{slug}`: {e}"),
+        })
 }
 
 /// Parses an issue date. Accepted, after trimming:
@@ -486,18 +435,18 @@ fn parse_offset(text: &str) -> Option<FixedOffset> {
     FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
 }
 
+/// The bytes [`percent_encode_segment`] escapes: everything but RFC 3986's unreserved
+/// characters (ASCII letters and digits, `-`, `.`, `_`, `~`).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes one URL path segment (RFC 3986 `pchar`), leaving unreserved ASCII as is; CJK
-/// and other non-ASCII characters become UTF-8 percent escapes.
+/// and other non-ASCII characters become UTF-8 percent escapes, in upper-case hex.
 pub fn percent_encode_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string()
 }
 
 #[cfg(test)]
@@ -505,11 +454,10 @@ mod tests {
     use super::*;
 
     fn config() -> Config {
-        Config::parse(
-            "[site]\ntitle='t'\nbase_url='https://www.sofastack.tech/'\n[mail]\nfrom='a@b.org'\n",
-            Path::new("/site"),
+        crate::config::test_config(
+            "title='t'
+base_url='https://www.sofastack.tech/'",
         )
-        .unwrap()
     }
 
     const SEED_LIKE: &str = "---\ntitle: \"SOFA Weekly | QA 整理\"\nauthor: \"SOFA 团队\"\nauthorlink: \"https://github.com/sofastack\"\ndescription: \"每周精选\"\ncategories: \"SOFA Weekly\"\ntags: [\"SOFA Weekly\", \"MOSN\"]\ndate: 2021-07-16T15:00:00+08:00\ncover: \"/img/cover.png\"\n---\nHello [x](/blog/x/)\n";
@@ -540,74 +488,56 @@ mod tests {
         assert_eq!(i.body_line, 11);
     }
 
+    /// The error of the issue file `text`.
+    fn error(text: &str) -> FrontMatterError {
+        parse(text, Path::new("a.md"), &config()).unwrap_err()
+    }
+
     #[test]
     fn missing_title_names_the_line() {
-        let e = parse(
-            "---\ndate: 2020-01-01T00:00:00Z\n---\n",
-            Path::new("a.md"),
-            &config(),
-        )
-        .unwrap_err();
+        let e = error("---\ndate: 2020-01-01T00:00:00Z\n---\n");
         assert_eq!(e.line, 1);
         assert!(e.message.contains("missing `title`"));
     }
 
     #[test]
     fn bad_date_names_its_line() {
-        let e = parse(
-            "---\ntitle: x\ndate: last tuesday\n---\n",
-            Path::new("a.md"),
-            &config(),
-        )
-        .unwrap_err();
+        let e = error("---\ntitle: x\ndate: last tuesday\n---\n");
         assert_eq!(e.line, 3);
         assert!(e.message.contains("RFC 3339"), "{}", e.message);
     }
 
     #[test]
     fn dates_in_several_shapes() {
-        let rfc = |t: &str| parse_date(t).map(|d| d.to_rfc3339());
-        assert_eq!(
-            rfc("2020-05-15T17:00:00.123+08:00").as_deref(),
-            Some("2020-05-15T17:00:00.123+08:00")
-        );
-        assert_eq!(
-            rfc("2020-05-15T09:00:00Z").as_deref(),
-            Some("2020-05-15T09:00:00+00:00")
-        );
-        assert_eq!(
-            rfc("2020-05-15 09:00:00+08:00").as_deref(),
-            Some("2020-05-15T09:00:00+08:00")
-        );
-        assert_eq!(
-            rfc("2020-05-15 17:00:00 +0800").as_deref(),
-            Some("2020-05-15T17:00:00+08:00")
-        );
-        assert_eq!(
-            rfc("2020-05-15T17:00-05").as_deref(),
-            Some("2020-05-15T17:00:00-05:00")
-        );
-        assert_eq!(
-            rfc("2020-05-15").as_deref(),
-            Some("2020-05-15T00:00:00+00:00")
-        );
-        assert_eq!(
-            rfc(" 2020-5-1 ").as_deref(),
-            Some("2020-05-01T00:00:00+00:00")
-        );
+        assert_dates(&[
+            (
+                "2020-05-15T17:00:00.123+08:00",
+                "2020-05-15T17:00:00.123+08:00",
+            ),
+            ("2020-05-15T09:00:00Z", "2020-05-15T09:00:00+00:00"),
+            ("2020-05-15 09:00:00+08:00", "2020-05-15T09:00:00+08:00"),
+            ("2020-05-15 17:00:00 +0800", "2020-05-15T17:00:00+08:00"),
+            ("2020-05-15T17:00-05", "2020-05-15T17:00:00-05:00"),
+            ("2020-05-15", "2020-05-15T00:00:00+00:00"),
+            (" 2020-5-1 ", "2020-05-01T00:00:00+00:00"),
+        ]);
     }
 
     #[test]
     fn dates_without_offset_are_utc() {
-        let rfc = |t: &str| parse_date(t).map(|d| d.to_rfc3339());
-        assert_eq!(
-            rfc("2020-05-15T17:00:00").as_deref(),
-            Some("2020-05-15T17:00:00+00:00")
-        );
-        assert_eq!(
-            rfc("2020-05-15 17:00").as_deref(),
-            Some("2020-05-15T17:00:00+00:00")
-        );
+        assert_dates(&[
+            ("2020-05-15T17:00:00", "2020-05-15T17:00:00+00:00"),
+            ("2020-05-15 17:00", "2020-05-15T17:00:00+00:00"),
+        ]);
+    }
+
+    /// Asserts that each `(text, rfc3339)` parses to that date-time.
+    #[track_caller]
+    fn assert_dates(cases: &[(&str, &str)]) {
+        for (text, expected) in cases {
+            let parsed = parse_date(text).map(|d| d.to_rfc3339());
+            assert_eq!(parsed.as_deref(), Some(*expected), "{text}");
+        }
     }
 
     #[test]

@@ -95,11 +95,10 @@ const TOKENS: &[&str] = &[
 ];
 
 fn config() -> Config {
-    Config::parse(
-        "[site]\ntitle='t'\nbase_url='https://www.sofastack.tech/'\n[mail]\nfrom='a@b.org'\n",
-        Path::new("/site"),
+    crate::config::test_config(
+        "title='t'
+base_url='https://www.sofastack.tech/'",
     )
-    .unwrap()
 }
 
 /// A random char boundary of `s`.

@@ -1,7 +1,7 @@
 //! Lint: what `feedpost check` reports about a site, without writing anything.
 //!
 //! Beside the first two stages of the pipeline: the issues are loaded by the same loader every
-//! command uses ([`crate::issue::load_files`]), so whatever would stop `build` or `publish` is reported
+//! command uses ([`crate::site::Site::load`]), so whatever would stop `build` or `publish` is reported
 //! here too, and then each loaded issue is looked over for what loads but will not come out as
 //! the author meant:
 //!
@@ -30,7 +30,8 @@ use rayon::prelude::*;
 use url::Url;
 
 use crate::config::Config;
-use crate::issue::{self as issue_mod, front_matter, markdown, Issue, IssueError};
+use crate::issue::{front_matter, markdown, Issue, IssueError};
+use crate::site::Site;
 
 /// How bad a finding is: errors make `feedpost check` exit 1, warnings do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -129,27 +130,23 @@ impl Report {
 /// # Errors
 /// The issues folder cannot be read. Bad files are findings, not errors.
 pub fn check_site(config: &Config, now: DateTime<FixedOffset>) -> anyhow::Result<Report> {
-    let files = issue_mod::find_files(&config.site.issues)?;
-    let loaded = issue_mod::load_files(&files, config)?;
-    let links = Links::new(&loaded.issues, config);
-    let mut findings: Vec<Finding> = loaded.errors.into_iter().map(Finding::from).collect();
-    findings.par_extend(loaded.issues.par_iter().flat_map_iter(
-        |issue| match std::fs::read_to_string(&issue.path) {
+    let mut site = Site::load(config)?;
+    site.read_all();
+    let issues: Vec<&Issue> = site.issues().collect();
+    let links = Links::new(issues.iter().copied(), config);
+    let mut findings: Vec<Finding> = site.errors().iter().cloned().map(Finding::from).collect();
+    findings.par_extend(issues.par_iter().flat_map_iter(|issue| {
+        match std::fs::read_to_string(&issue.path) {
             Ok(source) => lint_issue(issue, &source, &links, now),
-            Err(e) => vec![Finding {
-                path: issue.path.clone(),
-                line: 0,
-                severity: Severity::Error,
-                message: format!("failed to read the file again: {e}"),
-            }],
-        },
-    ));
+            Err(e) => vec![Finding::from(IssueError::unreadable(&issue.path, &e))],
+        }
+    }));
     findings.sort_by(|a, b| {
         (&a.path, a.line, a.severity, &a.message).cmp(&(&b.path, b.line, b.severity, &b.message))
     });
     Ok(Report {
         findings,
-        issue_files: files.len(),
+        issue_files: site.files(),
     })
 }
 
@@ -224,7 +221,7 @@ pub struct Links {
 
 impl Links {
     /// The link targets of `issues` on the site `config` describes.
-    pub fn new(issues: &[Issue], config: &Config) -> Links {
+    pub fn new<'a>(issues: impl IntoIterator<Item = &'a Issue>, config: &Config) -> Links {
         let base = config.site.base_url.clone();
         let prefix = if config.site.permalink_prefix.is_empty() {
             None
@@ -234,7 +231,9 @@ impl Links {
         Links {
             base,
             prefix,
-            slugs: issues.iter().map(|i| (i.slug.clone(), i.draft)).collect(),
+            slugs: (issues.into_iter())
+                .map(|i| (i.slug.clone(), i.draft))
+                .collect(),
         }
     }
 
@@ -268,26 +267,9 @@ impl Links {
 /// Decodes `%XX` escapes (invalid ones are kept as they are); bytes that are not UTF-8 become
 /// U+FFFD.
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Lints a Markdown body: links under the permalink prefix, images without alt text, and
@@ -766,11 +748,11 @@ mod tests {
     use super::*;
 
     fn config(prefix: &str) -> Config {
-        Config::parse(
-            &format!("[site]\ntitle='t'\nbase_url='https://www.sofastack.tech/'\npermalink_prefix='{prefix}'\n[mail]\nfrom='a@b.org'\n"),
-            Path::new("/site"),
-        )
-        .unwrap()
+        crate::config::test_config(&format!(
+            "title='t'
+base_url='https://www.sofastack.tech/'
+permalink_prefix='{prefix}'"
+        ))
     }
 
     fn issue(name: &str, front: &str, body: &str) -> Issue {

@@ -101,19 +101,7 @@ fn the_index_lists_issues_newest_first() {
 fn the_emails_view_in_browser_link_is_the_page() {
     let site = site();
     site.run(&["build"]).success();
-    let out = site.path().join("preview");
-    site.run(&[
-        "preview",
-        site.path()
-            .join("issues/2024-03-01-weekly.md")
-            .to_str()
-            .unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--to",
-        "reader@example.org",
-    ])
-    .success();
+    site.preview("2024-03-01-weekly.md", &["--to", "reader@example.org"]);
     let html = site.read("preview/2024-03-01-weekly.html");
     let link = "https://www.sofastack.tech/issues/2024-03-01-weekly/";
     assert!(html.contains(&format!("href=\"{link}\"")), "{html}");
@@ -134,12 +122,8 @@ fn a_slug_over_a_site_file_is_refused_without_a_prefix() {
         "---\ntitle: x\ndate: 2024-03-02T00:00:00Z\nslug: rss.xml\n---\nx\n",
     );
     let out = site.run(&["build"]).failure();
-    assert!(
-        out.stderr.contains(
-            "x.md:1: the slug `rss.xml` would put the issue's page over the site's `rss.xml`"
-        ),
-        "{}",
-        out.stderr
+    out.stderr_contains(
+        "x.md:1: the slug `rss.xml` would put the issue's page over the site's `rss.xml`",
     );
     // The rest of the site is still built, pages beside the feeds.
     assert!(site

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::support::{issue, Site};
+use crate::support::{issue, Output, Site};
 
 /// Every file under `feeds/` with its inode (a rewrite replaces the file, so a new inode means
 /// the file was written).
@@ -48,6 +48,22 @@ fn weekly(i: usize, tag: &str) -> String {
     )
 }
 
+/// [`site`], built once.
+fn built() -> Site {
+    let site = site();
+    site.run(&["build"]).success();
+    site
+}
+
+/// Builds `site` again and asserts that the output `file` shows `text`.
+#[track_caller]
+fn rebuilt_shows(site: &Site, file: &str, text: &str) -> Output {
+    let out = site.run(&["build"]).success();
+    let shown = site.read(&format!("feeds/{file}"));
+    assert!(shown.contains(text), "{file} lacks {text:?}:\n{shown}");
+    out
+}
+
 /// 12 issues tagged MOSN / Seata / Layotto in turn, 4 per feed (archive documents of 2).
 fn site() -> Site {
     let mut site = Site::new()
@@ -66,29 +82,16 @@ fn site() -> Site {
 fn an_unchanged_site_renders_nothing() {
     let site = site();
     let first = site.run(&["build"]).success();
-    assert!(
-        first
-            .stdout
-            .contains("45 files changed (45 of 45 rendered, 0 removed)"),
-        "{}",
-        first.stdout
-    );
+    first.stdout_contains("45 files changed (45 of 45 rendered, 0 removed)");
     let before = inodes(&site);
     let again = site.run(&["build"]).success();
-    assert!(
-        again
-            .stdout
-            .contains("0 files changed (0 of 45 rendered, 0 removed)"),
-        "{}",
-        again.stdout
-    );
+    again.stdout_contains("0 files changed (0 of 45 rendered, 0 removed)");
     assert_eq!(inodes(&site), before);
 }
 
 #[test]
 fn adding_an_issue_renders_only_what_lists_it() {
-    let site = site();
-    site.run(&["build"]).success();
+    let site = built();
     let before = inodes(&site);
     let site = site.issue("13-weekly.md", &weekly(12, "MOSN"));
     let out = site.run(&["build"]).success();
@@ -112,20 +115,14 @@ fn adding_an_issue_renders_only_what_lists_it() {
             "tags/sofa-weekly/rss.xml",
         ]
     );
-    assert!(
-        out.stdout
-            .contains("14 files changed (14 of 46 rendered, 0 removed)"),
-        "{}",
-        out.stdout
-    );
+    out.stdout_contains("14 files changed (14 of 46 rendered, 0 removed)");
     assert!(site.read("feeds/tags/mosn/rss.xml").contains("第 12 期"));
     assert!(site.read("feeds/index.html").contains("第 12 期"));
 }
 
 #[test]
 fn editing_removing_and_retagging_issues_keeps_every_file_right() {
-    let site = site();
-    site.run(&["build"]).success();
+    let site = built();
     // Layotto is on issues 2, 5, 8, 11 (0-based); retag them all: its feeds must go.
     let mut site = site;
     for i in [2, 5, 8, 11] {
@@ -144,7 +141,7 @@ fn editing_removing_and_retagging_issues_keeps_every_file_right() {
         .read("feeds/issues/03-weekly/index.html")
         .contains("tags/sofaark/rss.xml"));
     // 3 Layotto feeds, one page, and with 11 issues one RFC 5005 archive document per format.
-    assert!(out.stdout.contains(", 6 removed)"), "{}", out.stdout);
+    out.stdout_contains(", 6 removed)");
     assert!(!site.path().join("feeds/archive/rss/6.xml").exists());
     // The result is what a full build gives.
     let incremental = inodes(&site)
@@ -163,53 +160,44 @@ fn editing_removing_and_retagging_issues_keeps_every_file_right() {
 
 #[test]
 fn a_deleted_output_folder_is_built_again() {
-    let site = site();
-    site.run(&["build"]).success();
-    std::fs::remove_dir_all(site.path().join("feeds")).unwrap();
-    let out = site.run(&["build"]).success();
-    assert!(out.stdout.contains("45 files changed"), "{}", out.stdout);
-    assert!(site
-        .path()
-        .join("feeds/issues/05-weekly/index.html")
-        .is_file());
-    // One page folder removed by hand comes back too.
-    std::fs::remove_dir_all(site.path().join("feeds/issues/05-weekly")).unwrap();
-    let out = site.run(&["build"]).success();
-    assert!(out.stdout.contains(": 1 files changed ("), "{}", out.stdout);
-    assert!(site
-        .path()
-        .join("feeds/issues/05-weekly/index.html")
-        .is_file());
+    let site = built();
+    // The whole folder, then one page folder removed by hand: each comes back.
+    for (removed, changed) in [
+        ("feeds", "45 files changed"),
+        ("feeds/issues/05-weekly", ": 1 files changed ("),
+    ] {
+        std::fs::remove_dir_all(site.path().join(removed)).unwrap();
+        let out = site.run(&["build"]).success();
+        out.stdout_contains(changed);
+        assert!(site
+            .path()
+            .join("feeds/issues/05-weekly/index.html")
+            .is_file());
+    }
 }
 
 #[test]
 fn a_damaged_cache_is_a_warning_and_a_full_build() {
-    let site = site();
-    site.run(&["build"]).success();
+    let site = built();
     let cache = site.path().join(".feedpost-cache/build.json");
     let text = std::fs::read_to_string(&cache).unwrap();
     std::fs::write(&cache, &text[..text.len() / 2]).unwrap();
     let out = site.run(&["build"]).success();
-    assert!(out.stderr.contains("is damaged"), "{}", out.stderr);
-    assert!(out.stdout.contains("(45 of 45 rendered"), "{}", out.stdout);
+    out.stderr_contains("is damaged");
+    out.stdout_contains("(45 of 45 rendered");
 }
 
 #[test]
 fn a_config_change_renders_everything_again() {
-    let site = site();
-    site.run(&["build"]).success();
+    let site = built();
     let site = site.site_config("websub_hub = \"https://hub.example.org/\"");
-    let out = site.run(&["build"]).success();
-    assert!(out.stdout.contains("(45 of 45 rendered"), "{}", out.stdout);
-    assert!(site
-        .read("feeds/rss.xml")
-        .contains("https://hub.example.org/"));
+    let out = rebuilt_shows(&site, "rss.xml", "https://hub.example.org/");
+    out.stdout_contains("(45 of 45 rendered");
 }
 
 #[test]
 fn an_edit_in_the_same_second_as_the_build_is_seen() {
-    let site = site();
-    site.run(&["build"]).success();
+    let site = built();
     // Same size, same modification time, new content: only a re-read can see it. The file was
     // written just before the build, so the build must not have trusted its stat.
     let path = site.path().join("issues/04-weekly.md");
@@ -224,16 +212,12 @@ fn an_edit_in_the_same_second_as_the_build_is_seen() {
         .unwrap()
         .set_modified(mtime)
         .unwrap();
-    site.run(&["build"]).success();
-    assert!(site
-        .read("feeds/issues/04-weekly/index.html")
-        .contains("正文 X"));
+    rebuilt_shows(&site, "issues/04-weekly/index.html", "正文 X");
 }
 
 #[test]
 fn the_cache_lives_beside_the_config_not_in_the_published_folder() {
-    let site = site();
-    site.run(&["build"]).success();
+    let site = built();
     assert!(site.path().join(".feedpost-cache/build.json").is_file());
     let leaked: Vec<String> = inodes(&site)
         .into_keys()
@@ -245,8 +229,7 @@ fn the_cache_lives_beside_the_config_not_in_the_published_folder() {
 
 #[test]
 fn files_of_a_build_under_another_config_are_removed() {
-    let site = site();
-    site.run(&["build"]).success();
+    let site = built();
     assert!(site.path().join("feeds/archive/rss/6.xml").is_file());
     assert!(site
         .path()
@@ -284,21 +267,12 @@ fn a_duplicate_slug_is_reported_on_the_later_file_and_the_rest_is_built() {
         "---\ntitle: copy\ndate: 2024-02-01T00:00:00Z\nslug: 05-weekly\n---\ncopy\n",
     );
     let out = site.run(&["build"]).failure();
-    assert!(
-        out.stderr
-            .contains("99-copy.md:1: duplicate slug `05-weekly` (also used by `"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_contains("99-copy.md:1: duplicate slug `05-weekly` (also used by `");
     assert!(site
         .read("feeds/issues/05-weekly/index.html")
         .contains("第 4 期"));
-    assert!(
-        out.stdout.contains("built feeds for 12 issues"),
-        "{}",
-        out.stdout
-    );
+    out.stdout_contains("built feeds for 12 issues");
     // Reported again on the next build (a bad file is never cached).
     let again = site.run(&["build"]).failure();
-    assert!(again.stderr.contains("duplicate slug"), "{}", again.stderr);
+    again.stderr_contains("duplicate slug");
 }

@@ -86,14 +86,22 @@ fn future_dates_are_warnings() {
     );
 }
 
-#[test]
-fn a_bad_config_is_an_error_on_its_line() {
-    let site = Site::new().site_config("colour = \"red\"");
+/// `check` on a site with `line` added to its `[site]` table: it fails, and its output (the
+/// site's folder written as `SITE`) starts with `prefix`. Returns the output.
+#[track_caller]
+fn config_error(line: &str, prefix: &str) -> String {
+    let site = Site::new().site_config(line);
     let out = site.run(&["check"]).failure();
     let stdout = relative(&site, &out.stdout);
-    assert!(
-        stdout.starts_with("SITE/feedpost.toml:6: error: unknown field `colour`, expected one of"),
-        "{stdout}"
+    assert!(stdout.starts_with(prefix), "{stdout}");
+    stdout
+}
+
+#[test]
+fn a_bad_config_is_an_error_on_its_line() {
+    let stdout = config_error(
+        "colour = \"red\"",
+        "SITE/feedpost.toml:6: error: unknown field `colour`, expected one of",
     );
     assert!(
         stdout.ends_with("\n1 error, 0 warnings in 0 issues\n"),
@@ -103,12 +111,9 @@ fn a_bad_config_is_an_error_on_its_line() {
 
 #[test]
 fn a_missing_issues_folder_names_the_key() {
-    let site = Site::new().site_config("issues = \"nowhere\"");
-    let out = site.run(&["check"]).failure();
-    let stdout = relative(&site, &out.stdout);
-    assert!(
-        stdout.starts_with("SITE/feedpost.toml:6: error: failed to read the issues folder `SITE/nowhere` (set `site.issues` in the config): "),
-        "{stdout}"
+    config_error(
+        "issues = \"nowhere\"",
+        "SITE/feedpost.toml:6: error: failed to read the issues folder `SITE/nowhere` (set `site.issues` in the config): ",
     );
 }
 

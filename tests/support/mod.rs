@@ -55,6 +55,31 @@ impl Output {
     }
 }
 
+impl Output {
+    /// Asserts that standard output contains `text` (printing it if not); returns self, so
+    /// checks chain.
+    #[track_caller]
+    pub fn stdout_contains(&self, text: &str) -> &Output {
+        assert!(
+            self.stdout.contains(text),
+            "stdout lacks {text:?}:\n{}",
+            self.stdout
+        );
+        self
+    }
+
+    /// Asserts that standard error contains `text` (printing it if not); returns self.
+    #[track_caller]
+    pub fn stderr_contains(&self, text: &str) -> &Output {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
 /// A seed-shaped issue with the given title, date, tags and body.
 pub fn issue(title: &str, date: &str, tags: &[&str], body: &str) -> String {
     let tags: Vec<String> = tags.iter().map(|t| format!("\"{t}\"")).collect();
@@ -181,6 +206,22 @@ impl Site {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+
+    /// Runs `feedpost preview ISSUE --out preview [ARGS]` for `issues/<issue>` and asserts it
+    /// succeeded; the files are then under `preview/` in the site.
+    #[track_caller]
+    pub fn preview(&self, issue: &str, args: &[&str]) -> Output {
+        let file = self.path().join("issues").join(issue);
+        let out = self.path().join("preview");
+        let mut all = vec![
+            "preview",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        all.extend(args);
+        self.run(&all).success()
     }
 
     /// The path of the site's ledger.
