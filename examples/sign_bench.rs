@@ -14,7 +14,9 @@
 //! example site's config (`feedpost.toml` in the current folder, or `FEEDPOST_CONFIG`) for 200
 //! readers each.
 //!
-//! Figures on a machine shared with other work vary from run to run; compare them in one run.
+//! Per-core rates are given per second of wall time and per second of the thread's CPU time
+//! (Linux schedstat); `openssl speed` counts CPU time too, so on a machine shared with other work
+//! compare the CPU-time figures, which hold under load while the wall-clock ones drop.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::VecDeque;
@@ -92,9 +94,10 @@ fn main() -> Result<()> {
 
     let time = DateTime::parse_from_rfc3339("2024-03-01T08:00:00Z")?.with_timezone(&Utc);
     println!();
+    println!("per core: signatures per second of wall time / per second of the thread's CPU time");
     println!(
-        "{:<10} {:>18} {:>18} {:>12} {:>18}",
-        "key", "bare sign/s/core", "DkimSigner/s/core", "allocs/msg", "pool msg/s (all)"
+        "{:<9} {:>20} {:>22} {:>11} {:>24}",
+        "key", "bare sign/s/core", "DkimSigner msg/s/core", "allocs/msg", "pool msg/s (CPU used)"
     );
     for (name, pkcs8, bare) in [
         ("RSA-2048", &rsa_pkcs8, rsa_raw),
@@ -118,50 +121,98 @@ fn main() -> Result<()> {
             signed += 1;
             std::hint::black_box(out);
         });
-        let pool = pool_rate(signer.clone(), &messages, time, run_for, cores)?;
+        let (pool, cpus) = pool_rate(signer.clone(), &messages, time, run_for, cores)?;
         println!(
-            "{name:<10} {bare:>18.0} {one_core:>18.0} {:>12.1} {pool:>18.0}",
-            allocations as f64 / signed as f64
+            "{name:<9} {:>20} {:>22} {:>11.1} {:>24}",
+            bare.to_string(),
+            one_core.to_string(),
+            allocations as f64 / signed as f64,
+            format!("{pool:.0} ({cpus:.2} cores)"),
         );
     }
     println!();
     println!("allocs/msg counts DkimSigner::sign alone (the message it is given is not counted).");
     println!(
         "pool: {cores} worker threads, {} messages in flight at most, submitted from one \
-         current_thread runtime",
+         current_thread runtime; CPU used = the process's CPU seconds per wall second",
         cores * QUEUE_PER_WORKER
     );
+    println!("The machine may be shared: CPU-time rates hold under load, wall-clock rates do not.");
     openssl_speed(seconds);
     Ok(())
 }
 
+/// A rate measured both ways: per second of wall time and per second of CPU time.
+struct Rate {
+    wall: f64,
+    cpu: Option<f64>,
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.cpu {
+            Some(cpu) => write!(f, "{:.0} / {cpu:.0}", self.wall),
+            None => write!(f, "{:.0} / ?", self.wall),
+        }
+    }
+}
+
+/// CPU time of the calling thread (Linux `/proc/thread-self/schedstat`, nanoseconds).
+fn thread_cpu() -> Option<Duration> {
+    schedstat("/proc/thread-self/schedstat")
+}
+
+/// CPU time of every thread of this process.
+fn process_cpu() -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        total += schedstat(task.ok()?.path().join("schedstat"))?;
+    }
+    Some(total)
+}
+
+fn schedstat(path: impl AsRef<std::path::Path>) -> Option<Duration> {
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(Duration::from_nanos(
+        text.split_whitespace().next()?.parse().ok()?,
+    ))
+}
+
 /// Calls per second of `f` over `run_for`, after a short warm-up.
-fn rate(run_for: Duration, mut f: impl FnMut()) -> f64 {
+fn rate(run_for: Duration, mut f: impl FnMut()) -> Rate {
     for _ in 0..20 {
         f();
     }
+    let cpu = thread_cpu();
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < run_for {
         f();
         n += 1;
     }
-    n as f64 / start.elapsed().as_secs_f64()
+    let wall = start.elapsed();
+    let cpu = cpu.zip(thread_cpu()).map(|(a, b)| b - a);
+    Rate {
+        wall: n as f64 / wall.as_secs_f64(),
+        cpu: cpu.map(|c| n as f64 / c.as_secs_f64()),
+    }
 }
 
 /// Messages per second through a [`SigningPool`] of `workers` threads, submitted ahead from a
-/// current_thread runtime and awaited in order, as the delivery engine does.
+/// current_thread runtime and awaited in order, as the delivery engine does; and how many cores'
+/// worth of CPU the process used meanwhile.
 fn pool_rate(
     signer: Arc<DkimSigner>,
     messages: &[Vec<u8>],
     time: DateTime<Utc>,
     run_for: Duration,
     workers: usize,
-) -> Result<f64> {
+) -> Result<(f64, f64)> {
     let pool = SigningPool::new(signer, workers, workers * QUEUE_PER_WORKER)?;
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let ahead = workers * QUEUE_PER_WORKER;
-    Ok(runtime.block_on(async {
+    let cpu = process_cpu();
+    let (rate, wall) = runtime.block_on(async {
         let start = Instant::now();
         let mut pending = VecDeque::with_capacity(ahead);
         let mut done = 0u64;
@@ -180,8 +231,13 @@ fn pool_rate(
             p.await.expect("sign");
             done += 1;
         }
-        done as f64 / start.elapsed().as_secs_f64()
-    }))
+        let wall = start.elapsed();
+        (done as f64 / wall.as_secs_f64(), wall)
+    });
+    let used = cpu.zip(process_cpu()).map_or(f64::NAN, |(a, b)| {
+        (b - a).as_secs_f64() / wall.as_secs_f64()
+    });
+    Ok((rate, used))
 }
 
 /// The five real issues of `tests/fixtures/seeds`, composed with the example site's config and
