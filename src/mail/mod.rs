@@ -17,6 +17,7 @@
 #[path = "../../mail-templates/layout.rs"]
 mod layout;
 pub mod screenshot;
+pub mod sign;
 pub mod text;
 
 use anyhow::{Context, Result};
