@@ -4,11 +4,15 @@
 //! skip the disk. Unknown keys are rejected, and validation after parsing names the offending key.
 //! Relative paths are resolved against the folder holding the config file.
 
+mod dkim;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use url::Url;
+
+pub use dkim::Dkim;
 
 /// The whole configuration of one site, with every path made absolute.
 #[derive(Debug, Clone)]
@@ -19,6 +23,8 @@ pub struct Config {
     pub mail: Mail,
     /// The `[smtp]` table; `None` delivers into the outbox folder instead.
     pub smtp: Option<Smtp>,
+    /// The `[dkim]` table; `None` sends unsigned mail.
+    pub dkim: Option<Dkim>,
     /// The folder holding the config file; relative paths were resolved against it.
     pub root: PathBuf,
 }
@@ -57,6 +63,10 @@ pub struct Site {
     /// A WebSub hub (`http(s)` URL, e.g. `https://pubsubhubbub.appspot.com/`): the feeds link it
     /// (`rel="hub"`) and `publish` pings it when the feeds change. None: no WebSub.
     pub websub_hub: Option<Url>,
+    /// CJK-aware Markdown rendering (emphasis next to CJK punctuation, no space where a line
+    /// break falls between two CJK characters), in every output. Default: on when `language` is
+    /// Chinese, Japanese or Korean (`zh*`, `ja*`, `ko*`).
+    pub cjk: Option<bool>,
 }
 
 /// `[mail]`: addressing shared by every message of an issue.
@@ -80,6 +90,9 @@ pub struct Mail {
     /// The SQLite ledger of deliveries.
     #[serde(default = "default_ledger")]
     pub ledger: PathBuf,
+    /// The sender's postal address, one line, shown in every email's footer (CAN-SPAM asks for
+    /// one), e.g. `SOFA Weekly, 1 Example Road, Hangzhou, China`.
+    pub postal_address: Option<String>,
 }
 
 /// How the connection to the SMTP server is secured.
@@ -206,6 +219,7 @@ struct RawConfig {
     site: Site,
     mail: Mail,
     smtp: Option<Smtp>,
+    dkim: Option<Dkim>,
 }
 
 impl Config {
@@ -213,6 +227,17 @@ impl Config {
     /// email and the archive then use their Chinese words.
     pub fn is_chinese(&self) -> bool {
         self.site.language.to_ascii_lowercase().starts_with("zh")
+    }
+
+    /// Whether Markdown is rendered CJK-aware: `site.cjk`, else whether `site.language` is
+    /// Chinese, Japanese or Korean.
+    pub fn cjk(&self) -> bool {
+        self.site.cjk.unwrap_or_else(|| {
+            let lang = self.site.language.to_ascii_lowercase();
+            ["zh", "ja", "ko"]
+                .iter()
+                .any(|l| lang == *l || lang.starts_with(&format!("{l}-")))
+        })
     }
 
     /// Reads and validates the config file at `path`.
@@ -241,13 +266,18 @@ impl Config {
             })
             .unwrap_or(Path::new("."))
             .to_path_buf();
-        Config::parse(&text, &root).map_err(|e| {
+        let config = Config::parse(&text, &root).map_err(|e| {
             let at = match e.downcast_ref::<Invalid>().and_then(|i| i.line) {
                 Some(line) => format!(", line {line}"),
                 None => String::new(),
             };
             e.context(format!("invalid config file `{}`{at}", path.display()))
-        })
+        })?;
+        if let Some(dkim) = &config.dkim {
+            crate::mail::sign::DkimSigner::from_config(dkim)
+                .with_context(|| format!("invalid config file `{}`", path.display()))?;
+        }
+        Ok(config)
     }
 
     /// Parses config text; relative paths are resolved against `root`.
@@ -261,12 +291,17 @@ impl Config {
             site: raw.site,
             mail: raw.mail,
             smtp: raw.smtp,
+            dkim: raw.dkim,
             root: root.to_path_buf(),
         };
         config.validate().map_err(|mut e| {
             e.line = key_line(text, &e.key);
             anyhow::Error::new(e)
         })?;
+        if let Some(dkim) = &mut config.dkim {
+            let from = config.mail.from.parse::<lettre::message::Mailbox>()?;
+            dkim.validate(from.email.domain())?;
+        }
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = root.join(&*p);
@@ -279,6 +314,9 @@ impl Config {
         resolve(&mut config.mail.ledger);
         if let Some(ca_file) = config.smtp.as_mut().and_then(|s| s.ca_file.as_mut()) {
             resolve(ca_file);
+        }
+        if let Some(dkim) = config.dkim.as_mut() {
+            resolve(&mut dkim.private_key);
         }
         Ok(config)
     }
@@ -327,7 +365,7 @@ impl Config {
         Ok(())
     }
 
-    fn validate_mail(&self) -> Result<(), Invalid> {
+    fn validate_mail(&mut self) -> Result<(), Invalid> {
         let from = self
             .mail
             .from
@@ -387,6 +425,16 @@ impl Config {
                     format!("`mail.list_id` must be a dot-atom like `weekly.example.org` (RFC 2919), got `{list_id}`"),
                 ));
             }
+        }
+        if let Some(address) = &mut self.mail.postal_address {
+            let line = address.split_whitespace().collect::<Vec<_>>().join(" ");
+            if line.is_empty() {
+                return Err(invalid(
+                    "mail.postal_address",
+                    "`mail.postal_address` is empty: write the sender's postal address on one line, or leave the key out".into(),
+                ));
+            }
+            *address = line;
         }
         Ok(())
     }
@@ -640,6 +688,34 @@ from = "SOFA Weekly <weekly@example.org>"
         let text = MINIMAL.replace("[mail]", "websub_hub = \"https://hub.example/\"\n[mail]");
         let c = Config::parse(&text, Path::new("/")).unwrap();
         assert_eq!(c.site.websub_hub.unwrap().as_str(), "https://hub.example/");
+    }
+
+    #[test]
+    fn cjk_rendering_follows_the_language_unless_set() {
+        let lang = |l: &str, extra: &str| {
+            let text = MINIMAL.replace("[mail]", &format!("language = \"{l}\"\n{extra}[mail]"));
+            Config::parse(&text, Path::new("/")).unwrap().cjk()
+        };
+        assert!(lang("zh-CN", ""));
+        assert!(lang("ja", ""));
+        assert!(lang("ko-KR", ""));
+        assert!(!lang("en", ""));
+        assert!(!lang("zu", ""));
+        assert!(!lang("zh-CN", "cjk = false\n"));
+        assert!(lang("en", "cjk = true\n"));
+    }
+
+    #[test]
+    fn postal_address_is_one_line() {
+        let text = format!("{MINIMAL}postal_address = \"\"\"SOFA Weekly\n  1 Example Road\"\"\"\n");
+        let c = Config::parse(&text, Path::new("/")).unwrap();
+        assert_eq!(
+            c.mail.postal_address.as_deref(),
+            Some("SOFA Weekly 1 Example Road")
+        );
+        let text = format!("{MINIMAL}postal_address = \" \"\n");
+        let err = format!("{:#}", Config::parse(&text, Path::new("/")).unwrap_err());
+        assert!(err.contains("mail.postal_address"), "{err}");
     }
 
     #[test]
