@@ -116,6 +116,14 @@ impl Site {
         self
     }
 
+    /// Replaces `from` with `to` in the config text (each table's lines).
+    pub fn replace_config(mut self, from: &str, to: &str) -> Site {
+        self.site = self.site.replace(from, to);
+        self.mail = self.mail.replace(from, to);
+        self.smtp = self.smtp.map(|s| s.replace(from, to));
+        self
+    }
+
     /// Adds lines to the `[mail]` table.
     pub fn mail_config(mut self, lines: &str) -> Site {
         self.mail.push_str(lines);
