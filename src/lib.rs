@@ -18,10 +18,10 @@ pub mod config;
 pub mod deliver;
 pub mod feed;
 pub mod issue;
-pub mod ledger;
 pub mod lint;
 pub mod mail;
 pub mod site;
+pub mod store;
 pub mod subscribers;
 
 use chrono::{DateTime, FixedOffset, Utc};

@@ -29,8 +29,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Build => build::run(&config),
         Command::Check => check::run(&cli.config),
-        Command::Publish(args) => publish::run(&config, &args),
-        Command::Retry(args) => publish::retry(&config, &args),
+        Command::Publish(args) => {
+            publish::run(&config, args.issue.as_deref(), publish::Mode::of(&args))
+        }
+        Command::Retry(args) => publish::run(&config, Some(&args.issue), publish::Mode::Retry),
         Command::Preview(args) => preview::run(&config, &args),
         Command::Status(args) => status::run(&config, args.issue.as_deref(), args.json),
         Command::Subscribers(sub) => subscribers::run(&config, sub),
@@ -50,4 +52,19 @@ fn refuse_bad_issues(errors: &[IssueError]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Runs `future` to completion on a runtime of one thread: the store and the delivery engine
+/// are async, and one thread drives every connection and the store's commits (a message costs
+/// tens of microseconds of CPU, so one core sends faster than relays accept, and handing
+/// outcomes between threads would cost more than the work; signing has threads of its own).
+///
+/// # Errors
+/// The runtime cannot start.
+fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("failed to start the async runtime: {e}"))?;
+    Ok(runtime.block_on(future))
 }

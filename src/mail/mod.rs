@@ -201,7 +201,8 @@ fn header_line(value: HeaderValue) -> String {
 
 impl IssueMail {
     /// Composes `issue`'s message: renders the layout, inlines the CSS, derives the text part and
-    /// encodes both. `secret` signs unsubscribe tokens (see [`unsubscribe_token`]); `now` is the
+    /// encodes both. `secret` signs unsubscribe tokens (see [`unsubscribe_token`]; unused when the
+    /// messages carry none, see [`carries_token`]); `now` is the
     /// `Date` of every message (UTC).
     ///
     /// # Errors
@@ -337,6 +338,12 @@ impl IssueMail {
         }
         frames.push(Frame::Fixed(formatted[copied..].to_vec()));
         Ok(frames)
+    }
+
+    /// The `Date` of every message of the issue, UTC (the `now` given to
+    /// [`IssueMail::compose`]): also the DKIM signing time, so a message signed again is the same.
+    pub fn date(&self) -> DateTime<Utc> {
+        self.date.into()
     }
 
     /// The `Message-ID` of `issue`'s message to the recipient whose lowercased address is `key`:
@@ -758,9 +765,58 @@ fn raw(name: &'static str, value: String) -> HeaderValue {
     HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
 }
 
-/// The unsubscribe token of a recipient: HMAC-SHA256 of the lowercased address under the ledger's
-/// secret, first 16 bytes, base64url without padding (22 characters). An unsubscribe endpoint
-/// holding the same secret can check it without a database.
+/// The environment variable holding the secret that signs unsubscribe tokens.
+pub const SECRET_ENV: &str = "FEEDPOST_SECRET";
+
+/// The fewest bytes the secret may have (the output size of SHA-256, RFC 2104 §3).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Whether the messages `config` composes carry an unsubscribe token, and so need the secret:
+/// `mail.unsubscribe_url` holds `{token}`, or holds neither `{token}` nor `{email}` (the token
+/// is then added as a query parameter; see [`IssueMail::unsubscribe_link`]).
+pub fn carries_token(config: &Config) -> bool {
+    config
+        .mail
+        .unsubscribe_url
+        .as_deref()
+        .is_some_and(|url| url.contains("{token}") || !url.contains("{email}"))
+}
+
+/// The secret in `FEEDPOST_SECRET` (surrounding white space trimmed: a trailing newline from a
+/// file is not part of it), its bytes used as the HMAC key. It lives only in the environment,
+/// never in a file feedpost writes, so the same value must be set wherever feedpost runs.
+///
+/// # Errors
+/// The variable is unset, empty, shorter than [`MIN_SECRET_BYTES`] or not UTF-8; the message
+/// says how to make one, and never shows the value.
+pub fn secret_from_env() -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    let make = "make one with `openssl rand -base64 48`, keep it with your other secrets, and set it wherever feedpost runs (`export FEEDPOST_SECRET=...`)";
+    let text = match std::env::var(SECRET_ENV) {
+        Ok(text) => zeroize::Zeroizing::new(text),
+        Err(std::env::VarError::NotPresent) => anyhow::bail!(
+            "{SECRET_ENV} is not set, and `mail.unsubscribe_url` puts a signed token in every message: {make}"
+        ),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            anyhow::bail!("{SECRET_ENV} is not valid UTF-8: {make}")
+        }
+    };
+    let bytes = zeroize::Zeroizing::new(text.trim().as_bytes().to_vec());
+    match bytes.len() {
+        0 => anyhow::bail!("{SECRET_ENV} is empty: {make}"),
+        n if n < MIN_SECRET_BYTES => anyhow::bail!(
+            "{SECRET_ENV} is {n} bytes long; at least {MIN_SECRET_BYTES} are needed: {make}"
+        ),
+        _ => Ok(bytes),
+    }
+}
+
+/// The secret `preview` signs its sample message's unsubscribe links with: a placeholder,
+/// public, so that a preview needs no secret; its links are not valid tokens.
+pub const PLACEHOLDER_SECRET: &[u8] = b"feedpost-preview";
+
+/// The unsubscribe token of a recipient: HMAC-SHA256 of the lowercased address under the secret
+/// (`FEEDPOST_SECRET`, see [`secret_from_env`]), first 16 bytes, base64url without padding (22
+/// characters). An unsubscribe endpoint holding the same secret can check it without a database.
 pub fn unsubscribe_token(secret: &[u8], key: &str) -> String {
     let mut mac =
         <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key length");

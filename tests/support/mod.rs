@@ -10,6 +10,10 @@ pub mod tls_front;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The `FEEDPOST_SECRET` every run of [`Site::command`] gets (48 random bytes, base64, as
+/// `openssl rand -base64 48` makes); [`Site::env_remove`] takes it away.
+pub const TEST_SECRET: &str = "3q2+7w8tS0x1bmN5dGVzdC1zZWNyZXQtZm9yLWZlZWRwb3N0LWludGVncmF0aW9u";
+
 /// A site on disk: `feedpost.toml`, `issues/`, `subscribers.toml`, in a temporary folder that is
 /// removed when the value drops.
 pub struct Site {
@@ -199,6 +203,7 @@ impl Site {
             .args(args);
         cmd.env_remove("FEEDPOST_NOW")
             .env("FEEDPOST_LOG", "info")
+            .env("FEEDPOST_SECRET", TEST_SECRET)
             .env_remove("FEEDPOST_SMTP_PASSWORD");
         for (k, v) in &self.env {
             cmd.env(k, v);
