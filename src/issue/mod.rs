@@ -139,12 +139,38 @@ pub struct IssueError {
 
 impl fmt::Display for IssueError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = location_path(&self.path);
         if self.line > 0 {
-            write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
+            write!(f, "{path}:{}: {}", self.line, self.message)
         } else {
-            write!(f, "{}: {}", self.path.display(), self.message)
+            write!(f, "{path}: {}", self.message)
         }
     }
+}
+
+/// `path` as the start of a `file:line: message` location: as it is, unless it holds `: ` (which
+/// would make the location ambiguous), a double quote or a line break; then in double quotes,
+/// with `"` and `\` escaped by a backslash and line breaks as `\n`, like a C string.
+pub fn location_path(path: &Path) -> std::borrow::Cow<'_, str> {
+    let text = path.to_string_lossy();
+    if !(text.contains(": ") || text.contains(['"', '\n', '\r'])) {
+        return text;
+    }
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                quoted.push('\\');
+                quoted.push(c);
+            }
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted.into()
 }
 
 impl std::error::Error for IssueError {}
@@ -558,6 +584,24 @@ base_url='https://www.sofastack.tech/'",
         ] {
             assert_eq!(parse_date(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn paths_with_a_colon_and_space_are_quoted_in_locations() {
+        let e = |path: &str| IssueError {
+            path: path.into(),
+            line: 3,
+            message: "bad".into(),
+        };
+        assert_eq!(e("issues/a:b.md").to_string(), "issues/a:b.md:3: bad");
+        assert_eq!(
+            e("issues/Q&A: week 1.md").to_string(),
+            "\"issues/Q&A: week 1.md\":3: bad"
+        );
+        assert_eq!(
+            e("issues/say \"hi\": \\.md").to_string(),
+            "\"issues/say \\\"hi\\\": \\\\.md\":3: bad"
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ use rayon::prelude::*;
 use url::Url;
 
 use crate::config::Config;
-use crate::issue::{front_matter, markdown, Issue, IssueError};
+use crate::issue::{self, front_matter, markdown, Issue, IssueError};
 use crate::site::Site;
 
 /// How bad a finding is: errors make `feedpost check` exit 1, warnings do not.
@@ -66,7 +66,7 @@ pub struct Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:", self.path.display())?;
+        write!(f, "{}:", issue::location_path(&self.path))?;
         if self.line > 0 {
             write!(f, "{}:", self.line)?;
         }
