@@ -54,9 +54,28 @@ pub struct Site {
     /// `https://example.org/issues/<slug>/`.
     #[serde(default = "default_permalink_prefix")]
     pub permalink_prefix: String,
+    /// Where an issue without a date key (`date`, `publishDate`, `pubDate`, `published`) takes
+    /// its date from: nowhere (an error, the default), its file's git history, or its file's
+    /// modification time.
+    #[serde(default)]
+    pub date_fallback: DateFallback,
     /// A WebSub hub (`http(s)` URL, e.g. `https://pubsubhubbub.appspot.com/`): the feeds link it
     /// (`rel="hub"`) and `publish` pings it when the feeds change. None: no WebSub.
     pub websub_hub: Option<Url>,
+}
+
+/// `site.date_fallback`: where an issue with no date in its front matter takes one from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DateFallback {
+    /// Nowhere: a missing date is an error naming the file.
+    #[default]
+    None,
+    /// The author date of the git commit that added the file (following renames): stable when
+    /// the file is edited later. A file git does not know is an error.
+    Git,
+    /// The file's modification time, UTC (it changes when the file is edited or copied).
+    Mtime,
 }
 
 /// `[mail]`: addressing shared by every message of an issue.

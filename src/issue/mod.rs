@@ -16,8 +16,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, TimeZone};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::config::Config;
-use front_matter::{FrontMatterError, Split};
+use crate::config::{Config, DateFallback};
+use front_matter::{FrontMatterError, RawFrontMatter, Split};
 
 /// One newsletter issue, loaded and rendered.
 #[derive(Debug, Clone)]
@@ -276,7 +276,7 @@ pub fn parse(text: &str, path: &Path, config: &Config) -> Result<Issue, FrontMat
     let split = front_matter::split(text)?;
     let fm = front_matter::parse(&split)?;
     let title = title(&split, fm.title.as_deref())?;
-    let date = date(&split, fm.date.as_deref())?;
+    let date = date(&split, &fm, path, config)?;
     let slug = slug(&split, fm.slug.as_deref(), path)?;
     let permalink = permalink(config, &slug)?;
     let base = &config.site.base_url;
@@ -337,20 +337,64 @@ fn title(split: &Split<'_>, title: Option<&str>) -> Result<String, FrontMatterEr
     }
 }
 
-/// The required `date` (see [`parse_date`]), the error on its line.
-fn date(split: &Split<'_>, date: Option<&str>) -> Result<DateTime<FixedOffset>, FrontMatterError> {
-    let line = front_matter::key_line(split, "date").unwrap_or(split.front_matter_line - 1);
-    match date.map(str::trim) {
-        Some(d) if !d.is_empty() => parse_date(d).ok_or_else(|| FrontMatterError {
-            line,
-            message: format!(
-                "cannot read the date `{d}`: write it as `YYYY-MM-DD`, or RFC 3339 with an offset, e.g. `2020-05-15T17:00:00+08:00`"
-            ),
+/// The issue's date: the first date key of the front matter (see [`RawFrontMatter::date`];
+/// parsed by [`parse_date`], an error on its line), else `site.date_fallback` for the file at
+/// `path`.
+fn date(
+    split: &Split<'_>,
+    fm: &RawFrontMatter,
+    path: &Path,
+    config: &Config,
+) -> Result<DateTime<FixedOffset>, FrontMatterError> {
+    let Some((key, d)) = fm.date() else {
+        return date_fallback(path, config.site.date_fallback).map_err(|why| FrontMatterError {
+            line: front_matter::key_line(split, "date").unwrap_or(split.front_matter_line - 1),
+            message: format!("missing `date` in the front matter: add e.g. `date: 2020-05-15T17:00:00+08:00`{why}"),
+        });
+    };
+    parse_date(d).ok_or_else(|| FrontMatterError {
+        line: front_matter::key_line(split, key).unwrap_or(split.front_matter_line - 1),
+        message: format!(
+            "cannot read the date `{d}`: write it as `YYYY-MM-DD`, or RFC 3339 with an offset, e.g. `2020-05-15T17:00:00+08:00`"
+        ),
+    })
+}
+
+/// The date `fallback` gives the file at `path`; else why there is none, as the end of the
+/// "missing `date`" message.
+fn date_fallback(path: &Path, fallback: DateFallback) -> Result<DateTime<FixedOffset>, String> {
+    match fallback {
+        DateFallback::None => Err(String::new()),
+        DateFallback::Mtime => std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .map(|t| DateTime::<chrono::Utc>::from(t).fixed_offset())
+            .map_err(|e| format!(" (`site.date_fallback = \"mtime\"`, but the file's modification time cannot be read: {e})")),
+        DateFallback::Git => git_added_date(path).map_err(|why| {
+            format!(" (`site.date_fallback = \"git\"`, but {why})")
         }),
-        _ => Err(FrontMatterError {
-            line,
-            message: "missing `date` in the front matter: add e.g. `date: 2020-05-15T17:00:00+08:00`".into(),
-        }),
+    }
+}
+
+/// The author date of the git commit that added the file at `path`, following renames.
+fn git_added_date(path: &Path) -> Result<DateTime<FixedOffset>, String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or("the path names no file")?;
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["log", "--follow", "--diff-filter=A", "--format=%aI", "--"])
+        .arg(name)
+        .output()
+        .map_err(|e| format!("git cannot be run: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The oldest commit that added it (a file deleted and added again has several).
+    match text.lines().last().map(str::trim).filter(|l| !l.is_empty()) {
+        Some(line) if out.status.success() => DateTime::parse_from_rfc3339(line)
+            .map_err(|e| format!("git gave the date `{line}`, which is not RFC 3339: {e}")),
+        _ => Err("git has no commit that added the file: commit it, or add a `date`".into()),
     }
 }
 
@@ -531,6 +575,98 @@ base_url='https://www.sofastack.tech/'",
         let e = error("---\ntitle: x\ndate: last tuesday\n---\n");
         assert_eq!(e.line, 3);
         assert!(e.message.contains("RFC 3339"), "{}", e.message);
+    }
+
+    #[test]
+    fn hugo_date_keys_stand_in_for_a_missing_date() {
+        let date = |front: &str| {
+            let text = format!("---\ntitle: t\n{front}---\n");
+            parse(&text, Path::new("a.md"), &config()).map(|i| i.date.to_rfc3339())
+        };
+        let day = |d: &str| Ok(format!("{d}T00:00:00+00:00"));
+        assert_eq!(date("publishDate: 2020-05-15\n"), day("2020-05-15"));
+        assert_eq!(date("pubDate: 2020-05-16\n"), day("2020-05-16"));
+        assert_eq!(date("published: 2020-05-17\n"), day("2020-05-17"));
+        assert_eq!(date("publishdate: 2020-05-18\n"), day("2020-05-18"));
+        // Hugo's order: date, publishDate, pubDate, published; a blank one is skipped.
+        assert_eq!(
+            date("published: 2020-01-03\npubDate: 2020-01-02\npublishDate: ''\n"),
+            day("2020-01-02")
+        );
+        assert_eq!(
+            date("publishDate: 2020-01-02\ndate: 2020-01-01\n"),
+            day("2020-01-01")
+        );
+        let e = error("---\ntitle: t\npublishdate: someday\n---\n");
+        assert_eq!(e.line, 3);
+        assert!(
+            e.message.contains("cannot read the date `someday`"),
+            "{e:?}"
+        );
+        let e = error("---\ntitle: t\n---\n");
+        assert_eq!(e.line, 1);
+        assert!(e.message.starts_with("missing `date`"), "{e:?}");
+    }
+
+    #[test]
+    fn a_missing_date_can_fall_back_to_the_files_modification_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.md");
+        std::fs::write(&path, "---\ntitle: t\n---\nx\n").unwrap();
+        let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_589_533_200);
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(mtime).unwrap();
+        let mut config = config();
+        config.site.date_fallback = DateFallback::Mtime;
+        let issue = load_file(&path, &config).unwrap();
+        assert_eq!(issue.date.to_rfc3339(), "2020-05-15T09:00:00+00:00");
+        // A date in the file still wins.
+        std::fs::write(&path, "---\ntitle: t\ndate: 2021-01-01\n---\nx\n").unwrap();
+        let issue = load_file(&path, &config).unwrap();
+        assert_eq!(issue.date.to_rfc3339(), "2021-01-01T00:00:00+00:00");
+    }
+
+    #[test]
+    fn a_missing_date_can_fall_back_to_the_commit_that_added_the_file() {
+        let git_works = std::process::Command::new("git")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !git_works {
+            assert!(std::env::var_os("CI").is_none(), "git is required under CI");
+            eprintln!("skipped: no git on this machine");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str], date: &str| {
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(dir.path())
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+                .args(args)
+                .env("GIT_AUTHOR_DATE", date)
+                .env("GIT_COMMITTER_DATE", date)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+        };
+        let path = dir.path().join("a.md");
+        let mut config = config();
+        config.site.date_fallback = DateFallback::Git;
+        std::fs::write(&path, "---\ntitle: t\n---\nx\n").unwrap();
+        git(&["init", "-q"], "2020-05-15T17:00:00+08:00");
+        let e = load_file(&path, &config).unwrap_err();
+        assert!(
+            e.message.contains("git has no commit that added the file"),
+            "{e:?}"
+        );
+        git(&["add", "a.md"], "2020-05-15T17:00:00+08:00");
+        git(&["commit", "-qm", "add"], "2020-05-15T17:00:00+08:00");
+        // A later edit does not move the date.
+        std::fs::write(&path, "---\ntitle: t2\n---\nx\n").unwrap();
+        git(&["commit", "-qam", "edit"], "2021-01-01T00:00:00+00:00");
+        let issue = load_file(&path, &config).unwrap();
+        assert_eq!(issue.date.to_rfc3339(), "2020-05-15T17:00:00+08:00");
     }
 
     #[test]
