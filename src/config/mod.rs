@@ -40,6 +40,11 @@ pub struct Site {
     /// Folder of issues (`*.md`), relative to the config file.
     #[serde(default = "default_issues")]
     pub issues: PathBuf,
+    /// Glob patterns choosing the issues among the pages under `issues` (e.g. a Hugo content
+    /// section): an issue's name (file name, or a leaf bundle's folder name) or its path
+    /// relative to `issues` must match one. Empty: every page is an issue.
+    #[serde(default)]
+    pub include: Vec<String>,
     /// Folder the feeds and the web archive are written to: the site's output root, served at
     /// `base_url`.
     #[serde(default = "default_feeds")]
@@ -302,6 +307,7 @@ impl Config {
                 bail!("`site.websub_hub` must be an absolute http(s) URL, got `{hub}`");
             }
         }
+        crate::issue::files::Include::new(&self.site.include)?;
         if self.site.feed_entries == 0 {
             bail!("`site.feed_entries` must be at least 1");
         }

@@ -4,6 +4,7 @@
 //! parsed front matter, a permalink, and the body rendered to HTML with absolute links. Every
 //! later stage (feeds, archive, email) reads these values and never the files.
 
+pub mod files;
 pub mod front_matter;
 pub mod markdown;
 #[cfg(test)]
@@ -198,46 +199,6 @@ impl IssueError {
     }
 }
 
-/// Every `*.md` file below `dir`, hidden files and folders skipped, each with `f` applied to
-/// its directory entry: e.g. to keep the entry, whose `metadata` is read relative to the open
-/// folder (cheaper than a `stat` by path; it does not follow a symbolic link). Sorted by path.
-///
-/// # Errors
-/// `dir` cannot be read.
-pub fn find_files_with<T>(
-    dir: &Path,
-    mut f: impl FnMut(std::fs::DirEntry) -> T,
-) -> anyhow::Result<Vec<(PathBuf, T)>> {
-    use anyhow::Context;
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).with_context(|| {
-            format!(
-                "failed to read the issues folder `{}` (set `site.issues` in the config)",
-                d.display()
-            )
-        })?;
-        for entry in entries {
-            let entry = entry.with_context(|| format!("failed to read `{}`", d.display()))?;
-            let path = entry.path();
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            let kind = entry
-                .file_type()
-                .with_context(|| format!("failed to read `{}`", path.display()))?;
-            if kind.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "md") {
-                out.push((path, f(entry)));
-            }
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
-}
-
 /// Reads, parses and renders one issue file.
 ///
 /// # Errors
@@ -279,7 +240,12 @@ pub fn parse(text: &str, path: &Path, config: &Config) -> Result<Issue, FrontMat
     let date = date(&split, &fm, path, config)?;
     let slug = slug(&split, fm.slug.as_deref(), path)?;
     let permalink = permalink(config, &slug)?;
-    let base = &config.site.base_url;
+    // A bundle's own files sit beside its page: its relative links resolve against the page.
+    let base = if files::is_bundle(path) {
+        &permalink
+    } else {
+        &config.site.base_url
+    };
     let cover = nonempty(fm.cover)
         .map(|c| {
             base.join(&c).map_err(|e| FrontMatterError {
@@ -326,10 +292,11 @@ fn nonempty(value: Option<String>) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// The required `title`, trimmed.
+/// The required `title`, trimmed, HTML character references in it decoded (see
+/// [`decode_entities`]).
 fn title(split: &Split<'_>, title: Option<&str>) -> Result<String, FrontMatterError> {
     match title.map(str::trim) {
-        Some(t) if !t.is_empty() => Ok(t.to_string()),
+        Some(t) if !t.is_empty() => Ok(decode_entities(t).into_owned()),
         _ => Err(FrontMatterError {
             line: front_matter::key_line(split, "title").unwrap_or(split.front_matter_line - 1),
             message: "missing `title` in the front matter: add `title: \"...\"`".into(),
@@ -398,14 +365,58 @@ fn git_added_date(path: &Path) -> Result<DateTime<FixedOffset>, String> {
     }
 }
 
-/// The slug: `slug` (without slashes around it), else the file name without `.md`.
+/// `text` with its HTML character references (`&amp;`, `&nbsp;`, `&#38;`, `&#x26;`) replaced
+/// by the characters they stand for; a `&` that starts none is kept. A title is plain text,
+/// but one copied from HTML often says `MOSN&amp;SOFARPC` for `MOSN&SOFARPC`: every output
+/// escapes the title again, so left as it was it would show `&amp;` to readers (and draw the
+/// feed validator's "title should not contain HTML"). `check` reports such titles.
+pub fn decode_entities(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('&') {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        rest = &rest[amp..];
+        let reference = rest[1..]
+            .find(';')
+            .filter(|&end| end <= 32)
+            .map(|end| &rest[1..=end]);
+        match reference.and_then(character_reference) {
+            Some(decoded) => {
+                out.push_str(&decoded);
+                rest = &rest[reference.map_or(1, |r| r.len() + 2)..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out.into()
+}
+
+/// What the character reference `name` (between `&` and `;`) stands for: a named HTML5 entity
+/// (the `quick-xml` crate's table) or a decimal or hexadecimal code point.
+fn character_reference(name: &str) -> Option<String> {
+    let code = match name.strip_prefix('#') {
+        Some(hex) if hex.starts_with(['x', 'X']) => u32::from_str_radix(&hex[1..], 16).ok(),
+        Some(decimal) => decimal.parse().ok(),
+        None => return quick_xml::escape::resolve_html5_entity(name).map(String::from),
+    };
+    code.and_then(char::from_u32)
+        .filter(|c| *c != '\0')
+        .map(String::from)
+}
+
+/// The slug: `slug` (without slashes around it), else a leaf bundle's folder name or the file
+/// name without `.md` ([`files::default_slug`]).
 fn slug(split: &Split<'_>, slug: Option<&str>, path: &Path) -> Result<String, FrontMatterError> {
     let slug = match slug.map(str::trim) {
         Some(s) if !s.is_empty() => s.trim_matches('/').to_string(),
-        _ => path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        _ => files::default_slug(path),
     };
     if slug.is_empty() || slug.contains('/') || slug == "." || slug == ".." {
         return Err(FrontMatterError {
@@ -737,6 +748,20 @@ base_url='https://www.sofastack.tech/'",
         assert_eq!(
             e("issues/say \"hi\": \\.md").to_string(),
             "\"issues/say \\\"hi\\\": \\\\.md\":3: bad"
+        );
+    }
+
+    #[test]
+    fn character_references_in_titles_are_decoded() {
+        let title = |t: &str| {
+            let text = format!("---\ntitle: '{t}'\ndate: 2020-01-01\n---\n");
+            parse(&text, Path::new("a.md"), &config()).unwrap().title
+        };
+        assert_eq!(title("MOSN&amp;SOFARPC"), "MOSN&SOFARPC");
+        assert_eq!(title("a&nbsp;b &#38; &#x26;&lt;T&gt;"), "a\u{a0}b & &<T>");
+        assert_eq!(
+            title("SOFABoot&SOFAHessian & &nope; &#0; &"),
+            "SOFABoot&SOFAHessian & &nope; &#0; &"
         );
     }
 
