@@ -247,6 +247,7 @@ pub fn parse(text: &str, path: &Path, config: &Config) -> Result<Issue, FrontMat
         &config.site.base_url
     };
     let cover = nonempty(fm.cover)
+        .filter(|c| looks_like_url(c))
         .map(|c| {
             base.join(&c).map_err(|e| FrontMatterError {
                 line: front_matter::key_line(&split, "cover").unwrap_or(1),
@@ -283,6 +284,14 @@ pub fn parse(text: &str, path: &Path, config: &Config) -> Result<Issue, FrontMat
         markdown,
         content_html,
     })
+}
+
+/// Whether `text` can be a URL as written in a front matter value: no white space and none of
+/// the characters RFC 3986 allows nowhere in a URL (`<>"{}|\^` and the backquote) nor `[` `]`,
+/// which only an IPv6 host holds and a Markdown link pasted as the value always does. A `cover`
+/// that is not is left out (`check` reports it).
+pub fn looks_like_url(text: &str) -> bool {
+    !text.contains(|c: char| c.is_whitespace() || "<>\"{}|\\^`[]".contains(c))
 }
 
 /// `value` trimmed, `None` when that leaves nothing.
@@ -762,6 +771,21 @@ base_url='https://www.sofastack.tech/'",
         assert_eq!(
             title("SOFABoot&SOFAHessian & &nope; &#0; &"),
             "SOFABoot&SOFAHessian & &nope; &#0; &"
+        );
+    }
+
+    #[test]
+    fn a_cover_that_is_not_a_url_is_left_out() {
+        let cover = |c: &str| {
+            let text = format!("---\ntitle: t\ndate: 2020-01-01\ncover: '{c}'\n---\n");
+            let issue = parse(&text, Path::new("a.md"), &config()).unwrap();
+            issue.cover.map(String::from)
+        };
+        assert_eq!(cover("[图](https://cdn.example.org/a.png)"), None);
+        assert_eq!(cover("a b.png"), None);
+        assert_eq!(
+            cover("/img/a(1).png").as_deref(),
+            Some("https://www.sofastack.tech/img/a(1).png")
         );
     }
 
