@@ -10,6 +10,7 @@ mod check;
 mod crash;
 mod faults;
 mod feeds;
+mod hugo;
 mod invalid_site;
 mod limits;
 mod pipelining;
