@@ -4,11 +4,15 @@
 //! skip the disk. Unknown keys are rejected, and validation after parsing names the offending key.
 //! Relative paths are resolved against the folder holding the config file.
 
+mod dkim;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use url::Url;
+
+pub use dkim::Dkim;
 
 /// The whole configuration of one site, with every path made absolute.
 #[derive(Debug, Clone)]
@@ -19,6 +23,8 @@ pub struct Config {
     pub mail: Mail,
     /// The `[smtp]` table; `None` delivers into the outbox folder instead.
     pub smtp: Option<Smtp>,
+    /// The `[dkim]` table; `None` sends unsigned mail.
+    pub dkim: Option<Dkim>,
     /// The folder holding the config file; relative paths were resolved against it.
     pub root: PathBuf,
 }
@@ -222,6 +228,7 @@ struct RawConfig {
     site: Site,
     mail: Mail,
     smtp: Option<Smtp>,
+    dkim: Option<Dkim>,
 }
 
 impl Config {
@@ -254,8 +261,13 @@ impl Config {
             })
             .unwrap_or(Path::new("."))
             .to_path_buf();
-        Config::parse(&text, &root)
-            .with_context(|| format!("invalid config file `{}`", path.display()))
+        let config = Config::parse(&text, &root)
+            .with_context(|| format!("invalid config file `{}`", path.display()))?;
+        if let Some(dkim) = &config.dkim {
+            crate::mail::sign::DkimSigner::from_config(dkim)
+                .with_context(|| format!("invalid config file `{}`", path.display()))?;
+        }
+        Ok(config)
     }
 
     /// Parses config text; relative paths are resolved against `root`.
@@ -268,6 +280,7 @@ impl Config {
             site: raw.site,
             mail: raw.mail,
             smtp: raw.smtp,
+            dkim: raw.dkim,
             root: root.to_path_buf(),
         };
         config.validate()?;
@@ -283,6 +296,9 @@ impl Config {
         resolve(&mut config.mail.ledger);
         if let Some(ca_file) = config.smtp.as_mut().and_then(|s| s.ca_file.as_mut()) {
             resolve(ca_file);
+        }
+        if let Some(dkim) = config.dkim.as_mut() {
+            resolve(&mut dkim.private_key);
         }
         Ok(config)
     }
@@ -319,6 +335,10 @@ impl Config {
                     "`mail.from` is not a valid mailbox (`Name <user@example.org>`): {e}"
                 )
             })?;
+        if let Some(dkim) = &mut self.dkim {
+            let from = self.mail.from.parse::<lettre::message::Mailbox>()?;
+            dkim.validate(from.email.domain())?;
+        }
         if let Some(reply_to) = &self.mail.reply_to {
             reply_to
                 .parse::<lettre::message::Mailbox>()

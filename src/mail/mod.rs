@@ -15,6 +15,7 @@
 
 #[path = "../../mail-templates/layout.rs"]
 mod layout;
+pub mod sign;
 
 use anyhow::{Context, Result};
 use base64::Engine as _;

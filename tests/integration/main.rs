@@ -8,6 +8,7 @@ mod archive;
 mod build;
 mod check;
 mod crash;
+mod dkim;
 mod faults;
 mod feeds;
 mod hugo;
