@@ -130,6 +130,16 @@ pub fn find(dir: &Path, include: &Include) -> Result<Files> {
     Ok(files)
 }
 
+/// The paths of every issue below `dir`, every page taken (no `site.include`), sorted: for
+/// tools and tests that read issue files one by one.
+///
+/// # Errors
+/// `dir`, or a folder below it, cannot be read.
+pub fn paths(dir: &Path) -> Result<Vec<PathBuf>> {
+    let files = find(dir, &Include(None))?;
+    Ok(files.issues.into_iter().map(|f| f.path).collect())
+}
+
 /// Adds the page `entry` named `name` at `at` (its file, or its bundle's folder) to the issues
 /// when `include` takes it, else to the other pages.
 fn take(
