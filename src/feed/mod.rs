@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, Datelike, FixedOffset};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveTime};
 use url::Url;
 
 use crate::config::Config;
@@ -211,6 +211,8 @@ pub struct FeedMeta {
     pub hub: Option<Url>,
     /// RFC 5005 history.
     pub history: History,
+    /// The update time the document gives when it lists no issue (see [`updated`]).
+    pub empty_updated: DateTime<FixedOffset>,
 }
 
 /// Which feed a document belongs to.
@@ -250,6 +252,9 @@ pub struct Document {
     pub history: History<String>,
     /// The issues it lists, newest first, as indices into the list given to [`plan`].
     pub entries: Vec<usize>,
+    /// For an archive document, the first instant of its month (UTC): the update time it
+    /// gives when it lists no issue.
+    pub month_start: Option<DateTime<FixedOffset>>,
 }
 
 impl Document {
@@ -286,6 +291,9 @@ impl Document {
             stylesheet: stylesheet_href(config),
             hub: site.websub_hub.clone(),
             history: self.history.to_urls(config)?,
+            empty_updated: self
+                .month_start
+                .unwrap_or(DateTime::UNIX_EPOCH.fixed_offset()),
         })
     }
 }
@@ -390,6 +398,7 @@ fn main_documents(published: &[&Listing], n: usize) -> Vec<Document> {
             archive: false,
             history,
             entries: (0..count.min(n)).collect(),
+            month_start: None,
         });
         if format != Format::Json {
             docs.extend(archive_documents(published, &months, format));
@@ -420,6 +429,8 @@ fn archive_documents(published: &[&Listing], months: &[Month], format: Format) -
                 next_archive: months.get(k + 1).map(|&m| archive_path(format, m)),
             },
             entries: members.remove(&month).unwrap_or_default(),
+            month_start: NaiveDate::from_ymd_opt(month.0, month.1, 1)
+                .map(|d| d.and_time(NaiveTime::MIN).and_utc().fixed_offset()),
         })
         .collect()
 }
@@ -476,6 +487,7 @@ fn term_documents(published: &[&Listing], n: usize) -> Vec<Document> {
                 archive: false,
                 history: history.clone(),
                 entries: members.iter().copied().take(n).collect(),
+                month_start: None,
             });
         }
     }
@@ -570,14 +582,15 @@ pub fn write_file(path: &Path, bytes: &[u8], may_exist: bool) -> Result<bool> {
     Ok(true)
 }
 
-/// The newest date among `issues`, or the Unix epoch when there are none (so an empty feed still
-/// has a stable `updated`).
-pub fn newest_date(issues: &[&Issue]) -> DateTime<FixedOffset> {
+/// When the document `meta` describes, listing `issues`, was last updated: the newest issue's
+/// date, or, listing none, `meta.empty_updated` (an archive document's month; the Unix epoch
+/// for a site without issues), so an empty document still has a stable date.
+pub fn updated(issues: &[&Issue], meta: &FeedMeta) -> DateTime<FixedOffset> {
     issues
         .iter()
         .map(|i| i.date)
         .max()
-        .unwrap_or_else(|| DateTime::UNIX_EPOCH.fixed_offset())
+        .unwrap_or(meta.empty_updated)
 }
 
 /// The media type of an image, from the extension of its URL path (`png`, `jpg`/`jpeg`, `gif`,
@@ -790,6 +803,16 @@ feed_entries={entries}"
             .collect();
         let after = contents(&empty, 4);
         assert_eq!(after["archive/rss/2024-02.xml"], Vec::<String>::new());
+        // An empty document dates itself at the start of its month (not 1970, which the
+        // feed validator calls implausible).
+        let refs: Vec<&Listing> = empty.iter().collect();
+        let docs = plan(&refs, &config(4));
+        let february = docs.iter().find(|d| d.path == "archive/atom/2024-02.xml");
+        let meta = february.unwrap().meta(&config(4)).unwrap();
+        assert_eq!(
+            updated(&[], &meta).to_rfc3339(),
+            "2024-02-01T00:00:00+00:00"
+        );
         assert_eq!(
             differ(&before, &after)
                 .into_iter()

@@ -11,7 +11,7 @@ use chrono::{DateTime, FixedOffset};
 
 use super::atom::{hub_and_history_links, link};
 use super::xml::{clean, escape, stylesheet_pi};
-use super::{image_type, newest_date, FeedMeta, FH_NAMESPACE};
+use super::{image_type, updated, FeedMeta, FH_NAMESPACE};
 use crate::issue::Issue;
 
 const RSS: &str = "application/rss+xml";
@@ -34,7 +34,7 @@ const MEDIA: &str = "http://search.yahoo.com/mrss/";
 /// without fetching the image). Characters XML 1.0 forbids are dropped from all text.
 /// The same input gives the same bytes.
 pub fn render(issues: &[&Issue], meta: &FeedMeta) -> String {
-    let updated = rfc822(newest_date(issues));
+    let updated = rfc822(updated(issues, meta));
     let mut links = vec![link("self", meta.self_url.as_str(), Some(RSS))];
     links.extend(hub_and_history_links(meta, RSS));
     // An empty value, not none, keeps the end tag on the start tag's line: no white space inside.
@@ -154,6 +154,7 @@ mod tests {
             archive: false,
             history: History::Complete,
             entries: vec![0],
+            month_start: None,
         };
         let rss = render(&[&issue], &doc.meta(&config).unwrap());
         assert!(
