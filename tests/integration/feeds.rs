@@ -1,7 +1,7 @@
 //! `feedpost build`: RSS 2.0, Atom 1.0 and JSON Feed 1.1 feeds — main, per tag and per category,
 //! RFC 5005 archives — checked byte for byte, with feed-rs, and for what readers need.
 
-use crate::support::{assert_golden, issue, Site};
+use crate::support::{assert_golden, files_under, issue, Site};
 
 fn fixture_site() -> Site {
     let fixtures =
@@ -74,23 +74,10 @@ fn feed_entries_limits_the_feed() {
 
 /// Every feed document under `dir` (relative to the site): `*.xml` and `*.json`, sorted.
 fn feed_files(site: &Site, dir: &str) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![site.path().join(dir)];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path
-                .extension()
-                .is_some_and(|e| e == "json" || (e == "xml"))
-            {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
+    (files_under(&site.path().join(dir)).into_iter())
+        .map(|(_, path)| path)
+        .filter(|p| p.extension().is_some_and(|e| e == "json" || e == "xml"))
+        .collect()
 }
 
 /// A site of `n` issues, one a week from Monday 2024-01-01 (five in January, four a month

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::check::relative;
-use crate::support::{assert_golden, Output, Site};
+use crate::support::{assert_golden, files_under, Output, Site};
 
 /// The fixture's blog section, as the tests name its files.
 const BLOG: &str = "content/zh/blog";
@@ -50,26 +50,8 @@ fn run(site: &Site, args: &[&str]) -> Output {
 
 /// Every file under `dir` of the site, relative to it, sorted.
 fn files(site: &Site, dir: &str) -> Vec<String> {
-    let root = site.path().join(dir);
-    let mut out = Vec::new();
-    let mut stack = vec![root.clone()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(
-                    path.strip_prefix(&root)
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned(),
-                );
-            }
-        }
-    }
-    out.sort();
-    out
+    let all = files_under(&site.path().join(dir));
+    all.into_iter().map(|(rel, _)| rel).collect()
 }
 
 #[test]
