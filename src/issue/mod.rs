@@ -242,9 +242,9 @@ pub fn parse(text: &str, path: &Path, config: &Config) -> Result<Issue, FrontMat
     let permalink = permalink(config, &slug)?;
     // A bundle's own files sit beside its page: its relative links resolve against the page.
     let base = if files::is_bundle(path) {
-        &permalink
+        permalink.clone()
     } else {
-        &config.site.base_url
+        config.site.base_url.clone()
     };
     let cover = nonempty(fm.cover)
         .filter(|c| looks_like_url(c))
@@ -261,7 +261,7 @@ pub fn parse(text: &str, path: &Path, config: &Config) -> Result<Issue, FrontMat
         .and_then(|l| Url::parse(l.trim()).ok())
         .filter(|u| matches!(u.scheme(), "http" | "https"));
     let markdown = split.body.to_string();
-    let content_html = markdown::render(&markdown, base);
+    let content_html = markdown::render(&markdown, &base);
     let description = nonempty(fm.description);
     let summary = nonempty(fm.summary)
         .or_else(|| description.clone())

@@ -6,18 +6,21 @@ use std::path::Path;
 
 use pulldown_cmark::{Event, Parser, Tag, TagEnd};
 
-use super::{BodyNote, LineIndex, Severity};
+use super::{BodyNote, Severity};
 use crate::issue::{self, front_matter::RawFrontMatter, markdown};
 
 /// The notes on a Markdown body: empty link targets, e-mail addresses used as link targets,
 /// `****` next to non-breaking spaces, and — when the issue is a page bundle in `bundle` —
 /// relative images that are not among its files. Lines are 1-based in `body`.
 pub fn body_notes(body: &str, bundle: Option<&Path>) -> Vec<BodyNote> {
-    let lines = LineIndex::new(body);
     let mut notes = Vec::new();
     let mut note = |offset: usize, message: String| {
         notes.push(BodyNote {
-            line: lines.line_of(offset),
+            line: body.as_bytes()[..offset]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1,
             severity: Severity::Warning,
             message,
         })
