@@ -166,6 +166,24 @@ fn bundle_images_resolve_against_the_bundles_page_and_are_copied_beside_it() {
 }
 
 #[test]
+fn no_output_carries_a_hostile_link() {
+    let site = hugo_site();
+    run(&site, &["build"]).success();
+    let issue = site.path().join(BLOG).join("sofa-weekly-0703/index.md");
+    let preview = site.path().join("newsletter-preview");
+    let (issue, preview) = (issue.to_str().unwrap(), preview.to_str().unwrap());
+    run(&site, &["preview", issue, "--out", preview]).success();
+    let mut outputs = files_under(&site.path().join("newsletter"));
+    outputs.extend(files_under(&site.path().join("newsletter-preview")));
+    for (name, path) in outputs {
+        let text = String::from_utf8_lossy(&std::fs::read(path).unwrap()).to_lowercase();
+        for scheme in ["javascript:", "vbscript:", "data:text/html"] {
+            assert!(!text.contains(scheme), "{name} holds {scheme}");
+        }
+    }
+}
+
+#[test]
 fn a_bundle_file_changed_or_removed_is_copied_again_or_removed() {
     let site = hugo_site();
     run(&site, &["build"]).success();
