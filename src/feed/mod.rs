@@ -13,7 +13,7 @@
 //! rss.xml atom.xml feed.json                 every issue (newest `feed_entries`)
 //! tags/<slug>/{rss.xml,atom.xml,feed.json}   issues with that tag
 //! categories/<slug>/{…}                      issues in that category
-//! archive/rss/<n>.xml archive/atom/<n>.xml   RFC 5005 archive documents, n = 1 the oldest
+//! archive/rss/<YYYY-MM>.xml archive/atom/…  RFC 5005 archive documents, one per month
 //! feed.xsl                                   the stylesheet browsers use to show a feed
 //! ```
 //!

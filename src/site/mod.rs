@@ -18,10 +18,12 @@
 //! content hash and [`Listing`], and per output file the fingerprint it was rendered from. A
 //! fingerprint covers everything an output shows: the site fingerprint (config, templates, the
 //! feedpost binary) and the content hashes of the issues it lists, in order. So adding one issue
-//! renders its page, the index, and the feeds it appears in (plus at most two RFC 5005 archive
-//! documents); every other file is left untouched, not even rewritten. Files feedpost wrote
-//! earlier that are no longer part of the site (a deleted issue's page, a tag no issue uses) are
-//! removed. Deleting the manifest, or the feeds folder, gives a full build.
+//! renders its page, the index, and the feeds it appears in (plus the RFC 5005 archive documents
+//! of its month, or of the month it closes); every other file is left untouched, not even
+//! rewritten. A page bundle's files are copied beside its page, again only when their size or
+//! modification time changed. Files feedpost wrote earlier that are no longer part of the site
+//! (a deleted issue's page, a tag no issue uses, a bundle's removed image) are removed. Deleting
+//! the manifest, or the feeds folder, gives a full build.
 
 mod build;
 pub mod manifest;
