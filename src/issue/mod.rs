@@ -4,6 +4,7 @@
 //! parsed front matter, a permalink, and the body rendered to HTML with absolute links. Every
 //! later stage (feeds, archive, email) reads these values and never the files.
 
+pub mod cjk;
 pub mod files;
 pub mod front_matter;
 pub mod markdown;
@@ -53,8 +54,11 @@ pub struct Issue {
     pub markdown: String,
     /// 1-based line of the file where the body starts.
     pub body_line: usize,
-    /// The body rendered to HTML, links absolute.
+    /// The body rendered to HTML, links absolute, sanitised.
     pub content_html: String,
+    /// The URL relative links and images in the body resolve against; with [`Issue::markdown`],
+    /// what renders the body again in another form (the email's text part).
+    pub base: Url,
 }
 
 impl Issue {
@@ -249,10 +253,21 @@ pub fn parse(text: &str, path: &Path, config: &Config) -> Result<Issue, FrontMat
     let cover = nonempty(fm.cover)
         .filter(|c| looks_like_url(c))
         .map(|c| {
-            base.join(&c).map_err(|e| FrontMatterError {
-                line: front_matter::key_line(&split, "cover").unwrap_or(1),
-                message: format!("`cover` is not a URL: {e}"),
-            })
+            let line = front_matter::key_line(&split, "cover").unwrap_or(1);
+            match base.join(&c) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(url),
+                Ok(url) => Err(FrontMatterError {
+                    line,
+                    message: format!(
+                        "`cover` must be an http(s) URL or a path on the site, not a `{}:` URL",
+                        url.scheme()
+                    ),
+                }),
+                Err(e) => Err(FrontMatterError {
+                    line,
+                    message: format!("`cover` is not a URL: {e}"),
+                }),
+            }
         })
         .transpose()?;
     let author_link = fm
@@ -261,7 +276,7 @@ pub fn parse(text: &str, path: &Path, config: &Config) -> Result<Issue, FrontMat
         .and_then(|l| Url::parse(l.trim()).ok())
         .filter(|u| matches!(u.scheme(), "http" | "https"));
     let markdown = split.body.to_string();
-    let content_html = markdown::render(&markdown, &base);
+    let content_html = markdown::render(&markdown, &base, markdown::Rendering::for_site(config));
     let description = nonempty(fm.description);
     let summary = nonempty(fm.summary)
         .or_else(|| description.clone())
@@ -283,6 +298,7 @@ pub fn parse(text: &str, path: &Path, config: &Config) -> Result<Issue, FrontMat
         body_line: split.body_line,
         markdown,
         content_html,
+        base,
     })
 }
 
