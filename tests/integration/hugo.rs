@@ -181,6 +181,15 @@ fn no_output_carries_a_hostile_link() {
             assert!(!text.contains(scheme), "{name} holds {scheme}");
         }
     }
+    // The empty link `报名[链接]()` shows its text and links nowhere: not to "" (a relative
+    // reference the feed validator warns about) nor to the page itself.
+    let page = site.read("newsletter/blog/sofa-weekly-0703/index.html");
+    assert!(page.contains("报名<a>链接</a>"), "{page}");
+    for feed in ["rss.xml", "atom.xml", "feed.json"] {
+        let text = site.read(&format!("newsletter/{feed}"));
+        let empty = [r#"href="""#, "href=&quot;&quot;", r#"href=\"\""#];
+        assert!(!empty.iter().any(|e| text.contains(e)), "{feed}");
+    }
 }
 
 #[test]
