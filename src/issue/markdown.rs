@@ -60,57 +60,22 @@ pub const SAFE_SCHEMES: [&str; 3] = ["http", "https", "mailto"];
 /// style, iframe, event handlers; only [`SAFE_SCHEMES`], relative and `#fragment` URLs); URLs
 /// with an allowed scheme are left as they are, and relative ones are made absolute.
 pub fn render(markdown: &str, base: &Url, rendering: Rendering) -> String {
-    // Most bodies need no emphasis repaired, and finding what to repair costs a parse of its
-    // own: render first, and repair and render again only when a marker was left as text.
-    let first = render_source(markdown, base, rendering);
-    let repaired = match first.literal_markers && rendering.cjk {
-        true => cjk::fix_emphasis(markdown),
-        false => Cow::Borrowed(markdown),
-    };
-    let rendered = match repaired {
-        Cow::Owned(fixed) => render_source(&fixed, base, rendering),
-        Cow::Borrowed(_) => first,
-    };
-    // Without raw HTML the events are already safe: pulldown-cmark escapes every text and
-    // attribute it writes, and `events` has dropped every unsafe URL. Raw HTML is the one way
-    // markup the writer did not make reaches the page, and ammonia cleans it (a third of a full
-    // build's CPU when run on every body).
-    if rendered.raw_html {
-        sanitize(&rendered.html, base)
-    } else {
-        rendered.html
-    }
-}
-
-/// One body rendered by pulldown-cmark's writer, before sanitising.
-struct Rendered {
-    html: String,
-    /// The body holds raw HTML (a block or inline), which only ammonia makes safe.
-    raw_html: bool,
-    /// A `*` or `_` was left as text outside code: emphasis the CJK repair may fix.
-    literal_markers: bool,
-}
-
-/// Renders `source` as it is (no emphasis repaired), noting what [`render`] decides on.
-fn render_source(source: &str, base: &Url, rendering: Rendering) -> Rendered {
-    let mut html = String::with_capacity(source.len() * 3 / 2);
-    let (mut raw_html, mut literal_markers, mut in_code) = (false, false, false);
-    let events = events(source, base).inspect(|event| match event {
-        Event::Html(_) | Event::InlineHtml(_) => raw_html = true,
-        Event::Start(Tag::CodeBlock(_)) => in_code = true,
-        Event::End(TagEnd::CodeBlock) => in_code = false,
-        Event::Text(text) if !in_code => literal_markers |= text.contains(['*', '_']),
-        _ => {}
+    let mut html = String::with_capacity(markdown.len() * 3 / 2);
+    let mut raw_html = false;
+    with_events(markdown, base, rendering, |events| {
+        let events = events.inspect(|event| {
+            raw_html |= matches!(event, Event::Html(_) | Event::InlineHtml(_));
+        });
+        pulldown_cmark::html::push_html(&mut html, events)
     });
-    if rendering.cjk {
-        pulldown_cmark::html::push_html(&mut html, CjkBreaks::new(events));
+    // Without raw HTML the events are already safe: pulldown-cmark escapes every text and
+    // attribute it writes, and `with_events` has dropped every unsafe URL. Raw HTML is the one
+    // way markup the writer did not make reaches the page, and ammonia cleans it (a third of a
+    // full build's CPU when run on every body).
+    if raw_html {
+        sanitize(&html, base)
     } else {
-        pulldown_cmark::html::push_html(&mut html, events);
-    }
-    Rendered {
-        html,
-        raw_html,
-        literal_markers,
+        html
     }
 }
 
@@ -128,19 +93,7 @@ pub fn with_events<R>(
     } else {
         Cow::Borrowed(markdown)
     };
-    let events = events(&source, base);
-    if rendering.cjk {
-        f(&mut CjkBreaks::new(events))
-    } else {
-        let mut events = events;
-        f(&mut events)
-    }
-}
-
-/// The parser's events for `source` with every link and image URL made absolute and checked; an
-/// email autolink becomes a `mailto:` link.
-fn events<'a>(source: &'a str, base: &'a Url) -> impl Iterator<Item = Event<'a>> {
-    Parser::new_ext(source, options()).map(move |event| match event {
+    let events = Parser::new_ext(&source, options()).map(|event| match event {
         // An email autolink (`<a@b.org>`) is a `mailto:` URL, not a path on the site.
         Event::Start(Tag::Link {
             link_type: LinkType::Email,
@@ -176,7 +129,13 @@ fn events<'a>(source: &'a str, base: &'a Url) -> impl Iterator<Item = Event<'a>>
             id,
         }),
         other => other,
-    })
+    });
+    if rendering.cjk {
+        f(&mut CjkBreaks::new(events))
+    } else {
+        let mut events = events;
+        f(&mut events)
+    }
 }
 
 /// `url` made absolute against `base`, or the empty string when it is not safe to follow.
@@ -502,31 +461,6 @@ mod tests {
         );
         let plain = render("互动\n我们", &base(), PLAIN);
         assert!(plain.contains("互动\n我们"), "{plain}");
-    }
-
-    #[test]
-    fn rendering_first_and_repairing_only_when_needed_equals_repairing_first() {
-        let seeds = [
-            include_str!("../../tests/fixtures/seeds/issues/2020-05-15-sofa-weekly.md"),
-            include_str!("../../tests/fixtures/seeds/issues/2020-07-03-sofa-weekly.md"),
-            include_str!("../../tests/fixtures/seeds/issues/2020-07-10-sofa-weekly.md"),
-            include_str!("../../tests/fixtures/seeds/issues/2021-01-08-sofa-weekly.md"),
-            include_str!("../../tests/fixtures/seeds/issues/2021-07-16-sofa-weekly.md"),
-            "plain **bold** text, `a_b` and\n\n```\n**code**\n```\n",
-        ];
-        let cjk = Rendering { cjk: true };
-        let mut repaired = 0;
-        for seed in seeds {
-            let fixed = cjk::fix_emphasis(seed);
-            repaired += usize::from(matches!(fixed, Cow::Owned(_)));
-            let expected = render_source(&fixed, &base(), cjk);
-            let expected = match expected.raw_html {
-                true => sanitize(&expected.html, &base()),
-                false => expected.html,
-            };
-            assert_eq!(render(seed, &base(), cjk), expected);
-        }
-        assert!(repaired >= 2, "the seeds exercise the repair path");
     }
 
     #[test]
