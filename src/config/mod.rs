@@ -46,6 +46,11 @@ pub struct Site {
     /// Folder of issues (`*.md`), relative to the config file.
     #[serde(default = "default_issues")]
     pub issues: PathBuf,
+    /// Glob patterns choosing the issues among the pages under `issues` (e.g. a Hugo content
+    /// section): an issue's name (file name, or a leaf bundle's folder name) or its path
+    /// relative to `issues` must match one. Empty: every page is an issue.
+    #[serde(default)]
+    pub include: Vec<String>,
     /// Folder the feeds and the web archive are written to: the site's output root, served at
     /// `base_url`.
     #[serde(default = "default_feeds")]
@@ -60,6 +65,11 @@ pub struct Site {
     /// `https://example.org/issues/<slug>/`.
     #[serde(default = "default_permalink_prefix")]
     pub permalink_prefix: String,
+    /// Where an issue without a date key (`date`, `publishDate`, `pubDate`, `published`) takes
+    /// its date from: nowhere (an error, the default), its file's git history, or its file's
+    /// modification time.
+    #[serde(default)]
+    pub date_fallback: DateFallback,
     /// A WebSub hub (`http(s)` URL, e.g. `https://pubsubhubbub.appspot.com/`): the feeds link it
     /// (`rel="hub"`) and `publish` pings it when the feeds change. None: no WebSub.
     pub websub_hub: Option<Url>,
@@ -67,6 +77,20 @@ pub struct Site {
     /// break falls between two CJK characters), in every output. Default: on when `language` is
     /// Chinese, Japanese or Korean (`zh*`, `ja*`, `ko*`).
     pub cjk: Option<bool>,
+}
+
+/// `site.date_fallback`: where an issue with no date in its front matter takes one from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DateFallback {
+    /// Nowhere: a missing date is an error naming the file.
+    #[default]
+    None,
+    /// The author date of the git commit that added the file (following renames): stable when
+    /// the file is edited later. A file git does not know is an error.
+    Git,
+    /// The file's modification time, UTC (it changes when the file is edited or copied).
+    Mtime,
 }
 
 /// `[mail]`: addressing shared by every message of an issue.
@@ -356,6 +380,8 @@ impl Config {
                 ));
             }
         }
+        crate::issue::files::Include::new(&self.site.include)
+            .map_err(|e| invalid("site.include", format!("{e:#}")))?;
         if self.site.feed_entries == 0 {
             return Err(invalid(
                 "site.feed_entries",

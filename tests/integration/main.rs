@@ -13,6 +13,7 @@ mod dkim;
 mod eligibility;
 mod faults;
 mod feeds;
+mod hugo;
 mod identity;
 mod invalid_site;
 mod ledger_file;

@@ -243,6 +243,30 @@ impl Site {
     }
 }
 
+/// Every file below `root` (recursively), as (path relative to `root`, `/`-separated; full
+/// path), sorted.
+pub fn files_under(root: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.push((rel, path));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// `n` subscribers `reader0000@example.test` … with names, as subscriber TOML.
 pub fn many_subscribers(n: usize) -> String {
     (0..n)
