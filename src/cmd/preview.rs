@@ -1,9 +1,10 @@
 //! `feedpost preview`: the message one recipient would get, written to files for a look.
 
-use std::process::ExitCode;
+use std::io::Write;
 
 use anyhow::{Context, Result};
 
+use super::Ran;
 use crate::cli::PreviewArgs;
 use crate::config::Config;
 use crate::mail::{self, screenshot, IssueMail, Recipient};
@@ -21,7 +22,7 @@ use crate::subscribers;
 /// # Errors
 /// The issue is bad, the sample recipient's address is invalid, the files cannot be written, or
 /// Chromium is installed but fails.
-pub fn run(config: &Config, args: &PreviewArgs) -> Result<ExitCode> {
+pub fn run(config: &Config, args: &PreviewArgs) -> Result<Ran> {
     let mut site = Site::load(config)?;
     let index = site.find(&args.issue)?;
     let issue = site.issue(index)?.clone();
@@ -59,20 +60,20 @@ pub fn run(config: &Config, args: &PreviewArgs) -> Result<ExitCode> {
         let path = args.out.join(format!("{}.{ext}", issue.slug));
         std::fs::write(&path, bytes)
             .with_context(|| format!("failed to write `{}`", path.display()))?;
-        println!("{}", path.display());
+        writeln!(std::io::stdout().lock(), "{}", path.display())?;
     }
     if !args.no_screenshots {
         match screenshot::find_chromium() {
             Ok(chromium) => {
                 let html = args.out.join(format!("{}.html", issue.slug));
                 for path in screenshot::capture(&chromium, &html, &args.out, &issue.slug)? {
-                    println!("{}", path.display());
+                    writeln!(std::io::stdout().lock(), "{}", path.display())?;
                 }
             }
             Err(why) => tracing::warn!("no screenshots: {why}"),
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Ran::success())
 }
 
 fn first_subscriber(config: &Config) -> Option<(String, Option<String>)> {

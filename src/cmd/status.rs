@@ -2,11 +2,11 @@
 //! rehearsal apart.
 
 use std::io::Write;
-use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use serde::Serialize;
 
+use crate::cmd::Ran;
 use crate::config::Config;
 use crate::store::{self, Channel, Counts, DeliveryRow, Open, Queue, State, Store};
 
@@ -42,7 +42,7 @@ struct IssueStatus {
 ///
 /// # Errors
 /// The ledger cannot be read, or `issue` names no issue of the site and none in the ledger.
-pub fn run(config: &Config, issue: Option<&str>, json: bool) -> Result<ExitCode> {
+pub fn run(config: &Config, issue: Option<&str>, json: bool) -> Result<Ran> {
     super::block_on(async {
         let store = store::open(config, Open::IfExists).await?;
         let ids = issue_ids(config, store.as_deref(), issue).await?;
@@ -51,7 +51,7 @@ pub fn run(config: &Config, issue: Option<&str>, json: bool) -> Result<ExitCode>
             out.push(issue_status(store.as_deref(), id).await?);
         }
         print(config, store.is_some(), &out, json)?;
-        Ok(ExitCode::SUCCESS)
+        Ok(Ran::success())
     })?
 }
 

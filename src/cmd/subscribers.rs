@@ -1,11 +1,11 @@
 //! `feedpost subscribers …`: the suppression list.
 
 use std::io::Write;
-use std::process::ExitCode;
 
 use anyhow::{anyhow, Result};
 
 use crate::cli::SubscribersCommand;
+use crate::cmd::Ran;
 use crate::config::Config;
 use crate::store::{self, Open};
 use crate::subscribers::normalize;
@@ -18,7 +18,7 @@ use crate::subscribers::normalize;
 /// # Errors
 /// The store cannot be opened, the address is not valid, or stdout cannot be written (a closed
 /// pipe ends the command quietly, see `main`).
-pub fn run(config: &Config, command: SubscribersCommand) -> Result<ExitCode> {
+pub fn run(config: &Config, command: SubscribersCommand) -> Result<Ran> {
     super::block_on(async {
         let mut out = std::io::stdout().lock();
         match command {
@@ -48,7 +48,7 @@ pub fn run(config: &Config, command: SubscribersCommand) -> Result<ExitCode> {
                 };
                 if !lifted {
                     writeln!(out, "{address} was not suppressed")?;
-                    return Ok(ExitCode::FAILURE);
+                    return Ok(Ran::failure());
                 }
                 writeln!(
                     out,
@@ -64,6 +64,6 @@ pub fn run(config: &Config, command: SubscribersCommand) -> Result<ExitCode> {
                 writeln!(out, "{address} suppressed")?;
             }
         }
-        Ok(ExitCode::SUCCESS)
+        Ok(Ran::success())
     })?
 }

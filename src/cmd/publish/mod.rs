@@ -15,7 +15,6 @@ mod test_send;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +26,7 @@ use tracing::{info, warn};
 use zeroize::Zeroizing;
 
 use crate::cli::PublishArgs;
+use crate::cmd::Ran;
 use crate::config::Config;
 use crate::deliver::{self, Engine, Settings};
 use crate::feed::websub;
@@ -85,7 +85,7 @@ impl Mode {
 /// draft, dated in the future without `--future`, or already mailed under another permalink), a
 /// held lock, a missing `FEEDPOST_SECRET`, a server that refuses us or the message, or a store
 /// error.
-pub fn run(config: &Config, issue: Option<&Path>, mode: Mode) -> Result<ExitCode> {
+pub fn run(config: &Config, issue: Option<&Path>, mode: Mode) -> Result<Ran> {
     let mut site = Site::load(config)?;
     super::refuse_bad_issues(site.errors())?;
     let now = crate::now()?;
@@ -197,7 +197,7 @@ async fn send(
     issue: &Issue,
     mode: &Mode,
     now: DateTime<Utc>,
-) -> Result<ExitCode> {
+) -> Result<Ran> {
     let channel = Channel::of(config);
     let queue = Queue {
         issue: issue.permalink.as_str(),
@@ -330,7 +330,7 @@ fn ping_hub(hub: &url::Url, built: &site::Report) {
 
 /// `--dry-run`: counts as the real run would — the same reading of the subscriber list, the
 /// topic filter and the suppression list — and writes nothing (not even a store).
-async fn dry_run(config: &Config, issue: &Issue) -> Result<ExitCode> {
+async fn dry_run(config: &Config, issue: &Issue) -> Result<Ran> {
     let queue = Queue {
         issue: issue.permalink.as_str(),
         channel: Channel::of(config),
@@ -351,7 +351,7 @@ async fn dry_run(config: &Config, issue: &Issue) -> Result<ExitCode> {
         line.push_str(&format!(", failed before {}", count.failed));
     }
     writeln!(std::io::stdout().lock(), "{line}")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Ran::success())
 }
 
 /// A progress bar with rate and ETA on a terminal; hidden otherwise.

@@ -3,11 +3,11 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use tracing::warn;
 
+use crate::cmd::Ran;
 use crate::config::Config;
 use crate::deliver::Report;
 use crate::issue::Issue;
@@ -75,7 +75,7 @@ pub(super) async fn conclude(
     queue: Queue<'_>,
     report: Report,
     after: Counts,
-) -> Result<ExitCode> {
+) -> Result<Ran> {
     let path = issue.path.display();
     if let Some(stopped) = report.stopped {
         return Err(anyhow::anyhow!(stopped)).context(format!(
@@ -109,9 +109,5 @@ pub(super) async fn conclude(
         };
         warn!("{left} recipient(s) could not be reached yet{more}; `feedpost retry {path}` (or the next publish) tries them again");
     }
-    Ok(if report.failed > 0 || left > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(Ran::failed_if(report.failed > 0 || left > 0))
 }

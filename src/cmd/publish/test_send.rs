@@ -8,13 +8,13 @@
 //! message with a `Message-ID` it has seen keeps the real one when it comes.
 
 use std::io::Write;
-use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::{audience, token_secret};
+use crate::cmd::Ran;
 use crate::config::Config;
 use crate::deliver::transport::{self, Outgoing};
 use crate::issue::Issue;
@@ -33,7 +33,7 @@ pub(super) async fn run(
     issue: &Issue,
     to: &str,
     now: DateTime<Utc>,
-) -> Result<ExitCode> {
+) -> Result<Ran> {
     let (address, key) = subscribers::normalize(to).map_err(|e| anyhow!(e))?;
     let name = audience::name_of(config, issue, &key).await?;
     let secret = token_secret(config, Channel::of(config))?;
@@ -74,7 +74,7 @@ pub(super) async fn run(
         transport.describe(),
         sent.reply
     )?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Ran::success())
 }
 
 /// `<test.HASH.MILLIS@domain>`: unique to this test send, never a subscriber's `Message-ID`.
