@@ -11,8 +11,8 @@ use super::{Engine, Failure, Report, Settings};
 use crate::config::Config;
 use crate::mail::sign::{DkimSigner, Signer, SigningPool};
 use crate::mail::IssueMail;
-use crate::store::sqlite::SqliteStore;
-use crate::store::{Channel, Counts, NewDelivery, Queue, Store};
+use crate::store::sqlite::{testing, SqliteStore};
+use crate::store::{Channel, Counts, Queue, Store};
 
 const Q: Queue<'static> = Queue {
     issue: "https://example.org/issues/8/",
@@ -62,20 +62,23 @@ fn reader(i: usize) -> String {
 
 /// A store opened to send, with readers `0..n` queued.
 async fn queued(n: usize) -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_to_send(&dir.path().join("l.sqlite")).unwrap();
+    let (dir, store) = testing::sending();
     let keys: Vec<String> = (0..n).map(reader).collect();
-    let new: Vec<NewDelivery<'_>> = keys
-        .iter()
-        .map(|k| NewDelivery {
-            key: k,
-            address: k,
-            name: None,
-            message_id: format!("<{k}>"),
-        })
-        .collect();
-    store.enqueue(Q, &new).await.unwrap();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    testing::enqueue(&store, Q, &keys).await;
     (dir, store)
+}
+
+/// A run over readers `0..n` in which reader `who`'s first attempt meets `step`.
+async fn refused_once(
+    n: usize,
+    who: usize,
+    step: Step,
+) -> (tempfile::TempDir, SqliteStore, Report) {
+    let (dir, store) = queued(n).await;
+    let server = Scripted::default().script(&reader(who), vec![step]);
+    let report = run(&store, &server).await;
+    (dir, store, report)
 }
 
 async fn run(store: &SqliteStore, transport: &Scripted) -> Report {
@@ -129,12 +132,8 @@ async fn a_transient_failure_is_retried_within_the_run() {
 
 #[tokio::test]
 async fn the_recipients_own_refusal_fails_and_suppresses_it_only() {
-    let (_d, store) = queued(3).await;
-    let server = Scripted::default().script(
-        &reader(2),
-        vec![Step::Start(Failure::Permanent("550 5.1.1 unknown".into()))],
-    );
-    let report = run(&store, &server).await;
+    let permanent = Step::Start(Failure::Permanent("550 5.1.1 unknown".into()));
+    let (_d, store, report) = refused_once(3, 2, permanent).await;
     assert_eq!((report.sent, report.failed), (2, 1));
     let list = store.suppressions().await.unwrap();
     assert_eq!(list.len(), 1);
@@ -143,14 +142,12 @@ async fn the_recipients_own_refusal_fails_and_suppresses_it_only() {
 
 #[tokio::test]
 async fn an_unclear_refusal_is_the_recipients_once_others_get_through() {
-    let (_d, store) = queued(4).await;
     let unclear = || Failure::Unclear {
         reply: "554 5.6.0 rejected".into(),
         kind: "554 at the end of the message, 5.6.0".into(),
         suppress: true,
     };
-    let server = Scripted::default().script(&reader(0), vec![Step::Finish(unclear())]);
-    let report = run(&store, &server).await;
+    let (_d, store, report) = refused_once(4, 0, Step::Finish(unclear())).await;
     assert_eq!((report.sent, report.failed, report.stopped), (3, 1, None));
     assert_eq!(store.suppressions().await.unwrap()[0].address, reader(0));
 
@@ -170,12 +167,8 @@ async fn an_unclear_refusal_is_the_recipients_once_others_get_through() {
 
 #[tokio::test]
 async fn a_fatal_refusal_stops_the_run_and_leaves_the_rest_queued() {
-    let (_d, store) = queued(10).await;
-    let server = Scripted::default().script(
-        &reader(0),
-        vec![Step::Start(Failure::Fatal("relay access denied".into()))],
-    );
-    let report = run(&store, &server).await;
+    let fatal = Step::Start(Failure::Fatal("relay access denied".into()));
+    let (_d, store, report) = refused_once(10, 0, fatal).await;
     assert_eq!(report.stopped.as_deref(), Some("relay access denied"));
     let c = counts(&store).await;
     assert_eq!((c.sent + c.queued, c.failed, c.sending), (10, 0, 0));

@@ -328,16 +328,18 @@ impl Counts {
 pub struct DeliveryRow {
     /// The issue id (permalink).
     pub issue: String,
-    /// The channel.
+    /// The channel: mail, or the outbox rehearsal.
     pub channel: Channel,
-    /// The address as written.
+    /// The address as written (its internationalised domain in A-labels), not the lowercased
+    /// key.
     pub recipient: String,
     /// Its state.
     pub state: State,
-    /// Attempts made.
-    pub attempts: u32,
-    /// The last server reply or local error, if any.
+    /// The last server reply or local error, if any; for a removed row, why it was left out of
+    /// the queue.
     pub last_reply: Option<String>,
+    /// Attempts made over all runs (a throttle reply costs none).
+    pub attempts: u32,
     /// Unix seconds of the last change, UTC.
     pub updated_at: i64,
     /// Unix milliseconds before which no retry starts, for deferred rows.

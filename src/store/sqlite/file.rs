@@ -157,13 +157,20 @@ fn set_up(conn: &Connection) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::testing::ledger_path;
     use crate::store::sqlite::SqliteStore;
     use crate::store::{Channel, Queue, Store};
 
+    /// A ledger made by `sql`, as an earlier feedpost wrote it.
+    fn written_by(sql: &str) -> (tempfile::TempDir, PathBuf) {
+        let (dir, path) = ledger_path();
+        Connection::open(&path).unwrap().execute_batch(sql).unwrap();
+        (dir, path)
+    }
+
     #[test]
     fn an_empty_file_is_refused_and_a_missing_one_is_created() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("l.sqlite");
+        let (dir, path) = ledger_path();
         std::fs::write(&path, b"").unwrap();
         let err = format!("{:#}", open(&path).err().unwrap());
         assert!(err.contains("l.sqlite") && err.contains("empty"), "{err}");
@@ -205,8 +212,7 @@ mod tests {
     fn a_new_ledger_is_never_an_empty_file() {
         // WAL mode writes the database header at once: a ledger killed right after creation is
         // not mistaken for an empty file.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("l.sqlite");
+        let (_dir, path) = ledger_path();
         let l = open(&path).unwrap();
         assert!(std::fs::metadata(&path).unwrap().len() > 0);
         drop(l);
@@ -227,11 +233,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_version_1_ledger_is_migrated_tells_outbox_rows_apart_and_forgets_its_secret() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("l.sqlite");
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch(
+        let (_dir, path) = written_by(
                 "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
                  INSERT INTO meta VALUES ('unsubscribe_secret', x'0102');
                  CREATE TABLE deliveries (
@@ -246,8 +248,7 @@ mod tests {
                  INSERT INTO deliveries VALUES
                     ('o', 'a@x.org', 'a@x.org', NULL, '<1>', 'sent', 1, 1, NULL, 'written to /o/1.eml', 5),
                     ('s', 'a@x.org', 'a@x.org', NULL, '<2>', 'sent', 1, 1, NULL, '250 2.0.0 Ok', 5);",
-            )
-            .unwrap();
+        );
         let s = SqliteStore::open(&path).unwrap();
         let q = |issue, channel| Queue { issue, channel };
         assert_eq!(s.counts(q("o", Channel::Outbox)).await.unwrap().sent, 1);
@@ -260,12 +261,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_version_2_ledger_gains_leases_and_forgets_its_secret() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("l.sqlite");
         // A version-2 ledger as the previous release wrote it, with a row in flight.
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch(
+        let (_dir, path) = written_by(
                 "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
                  INSERT INTO meta VALUES ('schema_version', 2), ('unsubscribe_secret', x'0102');
                  CREATE TABLE deliveries (
@@ -277,8 +274,7 @@ mod tests {
                     PRIMARY KEY (issue, channel, recipient)) WITHOUT ROWID;
                  INSERT INTO deliveries VALUES
                     ('i', 'smtp', 'a@x.org', 'a@x.org', NULL, '<1>', 'sending', 0, 0, NULL, NULL, 5);",
-            )
-            .unwrap();
+        );
         let s = SqliteStore::open_to_send(&path).unwrap();
         let q = Queue {
             issue: "i",

@@ -63,8 +63,7 @@ mod tests {
 
     #[test]
     fn a_second_lock_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("l.sqlite");
+        let (_dir, path) = crate::store::sqlite::testing::ledger_path();
         let _held = LedgerLock::take(&path).unwrap();
         let err = LedgerLock::take(&path).unwrap_err().to_string();
         assert!(err.contains("already sending"), "{err}");

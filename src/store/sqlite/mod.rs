@@ -299,5 +299,41 @@ fn now_unix() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// Helpers for the unit tests of the store and of its users.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::PathBuf;
+
+    use super::SqliteStore;
+    use crate::store::{Enqueued, NewDelivery, Queue, Store};
+
+    /// A temporary folder and the path of a ledger in it (not created).
+    pub(crate) fn ledger_path() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        (dir, path)
+    }
+
+    /// A ledger opened to send, in a temporary folder.
+    pub(crate) fn sending() -> (tempfile::TempDir, SqliteStore) {
+        let (dir, path) = ledger_path();
+        (dir, SqliteStore::open_to_send(&path).unwrap())
+    }
+
+    /// Queues `keys` (each its own address, Message-ID `<key>`) in `q`.
+    pub(crate) async fn enqueue(store: &dyn Store, q: Queue<'_>, keys: &[&str]) -> Enqueued {
+        let new: Vec<NewDelivery<'_>> = keys
+            .iter()
+            .map(|k| NewDelivery {
+                key: k,
+                address: k,
+                name: None,
+                message_id: format!("<{k}>"),
+            })
+            .collect();
+        store.enqueue(q, &new).await.unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests;

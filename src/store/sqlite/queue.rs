@@ -239,28 +239,28 @@ fn record_in(tx: &Transaction<'_>, q: Queue<'_>, owner: &str, outcomes: &[Outcom
                 reply,
                 next_attempt_at,
                 ..
-            } => deferred.execute(params![
-                q.issue,
-                channel,
-                key,
-                owner,
-                reply,
-                next_attempt_at,
-                now
-            ])?,
-            Outcome::Throttled {
+            }
+            | Outcome::Throttled {
                 reply,
                 next_attempt_at,
                 ..
-            } => throttled.execute(params![
-                q.issue,
-                channel,
-                key,
-                owner,
-                reply,
-                next_attempt_at,
-                now
-            ])?,
+            } => {
+                // A throttle counts no attempt: the recipient was not refused.
+                let stmt = if matches!(outcome, Outcome::Deferred { .. }) {
+                    &mut deferred
+                } else {
+                    &mut throttled
+                };
+                stmt.execute(params![
+                    q.issue,
+                    channel,
+                    key,
+                    owner,
+                    reply,
+                    next_attempt_at,
+                    now
+                ])?
+            }
             Outcome::Failed {
                 reply,
                 suppress: with_suppression,

@@ -11,24 +11,10 @@ const OUTBOX: Queue<'static> = Queue {
     channel: Channel::Outbox,
 };
 
-/// A ledger opened to send, in a temporary folder.
-fn store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStore::open_to_send(&dir.path().join("l.sqlite")).unwrap();
-    (dir, s)
-}
+use super::testing::{enqueue, ledger_path, sending as store};
 
 async fn add_to(s: &SqliteStore, q: Queue<'_>, keys: &[&str]) -> Enqueued {
-    let new: Vec<NewDelivery<'_>> = keys
-        .iter()
-        .map(|k| NewDelivery {
-            key: k,
-            address: k,
-            name: None,
-            message_id: format!("<{k}>"),
-        })
-        .collect();
-    s.enqueue(q, &new).await.unwrap()
+    enqueue(s, q, keys).await
 }
 
 async fn add(s: &SqliteStore, keys: &[&str]) -> Enqueued {
@@ -183,8 +169,7 @@ async fn background_checkpoints_keep_the_wal_from_growing() {
 
 #[tokio::test]
 async fn rows_in_flight_when_a_sender_died_are_recovered_and_its_late_outcomes_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("l.sqlite");
+    let (_dir, path) = ledger_path();
     let first = SqliteStore::open_to_send(&path).unwrap();
     add(&first, &["a@x.org", "b@x.org"]).await;
     assert_eq!(first.begin_run(Q).await.unwrap(), 0);
@@ -207,16 +192,15 @@ async fn rows_in_flight_when_a_sender_died_are_recovered_and_its_late_outcomes_l
 
 #[tokio::test]
 async fn a_run_needs_the_store_opened_to_send() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStore::open(&dir.path().join("l.sqlite")).unwrap();
+    let (_dir, path) = ledger_path();
+    let s = SqliteStore::open(&path).unwrap();
     let err = s.begin_run(Q).await.unwrap_err().to_string();
     assert!(err.contains("opened to send"), "{err}");
 }
 
 #[tokio::test]
 async fn a_second_sender_is_refused_while_one_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("l.sqlite");
+    let (_dir, path) = ledger_path();
     let _first = SqliteStore::open_to_send(&path).unwrap();
     let err = SqliteStore::open_to_send(&path).unwrap_err().to_string();
     assert!(err.contains("already sending"), "{err}");
