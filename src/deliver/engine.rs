@@ -193,12 +193,14 @@ impl<'a> Engine<'a> {
         shared: Arc<Shared>,
     ) -> Running {
         let concurrency = self.settings.concurrency;
+        // Messages personalised (and being signed) ahead of the workers: a few per signing
+        // thread keep it busy; unsigned, a couple are enough, and each is tens of kilobytes.
+        let ahead = (signing.workers() * 4).max(2);
         // Jobs claimed and not yet recorded: per worker, the message it sends, the outcome of
-        // the one before (being committed), and two waiting; and a few per signing thread, so
-        // signatures are made ahead.
-        let capacity = concurrency * 4 + signing.workers() * 8;
+        // the one before (being committed), and two waiting; and those prepared ahead.
+        let capacity = concurrency * 4 + ahead;
         let (jobs, claimed) = mpsc::channel::<Job>(capacity);
-        let (prepared_tx, prepared_rx) = mpsc::channel::<Prepared>(concurrency);
+        let (prepared_tx, prepared_rx) = mpsc::channel::<Prepared>(ahead);
         let (done_tx, done) = mpsc::unbounded_channel::<Done>();
         let (finished, finished_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();

@@ -1,20 +1,20 @@
-//! The subscriber list as it concerns one issue: read on a blocking thread in chunks, each entry
-//! judged (bad, repeated, not wanting the issue's topics, wanting it), then queued in the store
+//! The subscriber list as it concerns one issue: read in chunks, each entry judged (bad, repeated, not wanting the issue's topics, wanting it), then queued in the store
 //! by a publish, admitted as eligible by a publish or a retry, or counted by a dry run.
 
 use std::collections::HashSet;
+use std::fs::File;
+use std::io::BufReader;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
 use tracing::warn;
 
 use crate::config::Config;
 use crate::issue::Issue;
 use crate::mail::IssueMail;
 use crate::store::{NewDelivery, Queue, State, Store};
-use crate::subscribers::{self, EntryError, Subscriber};
+use crate::subscribers::{self, EntryError, Reader, Subscriber};
 
 /// How many entries of the subscriber list are judged, queued and admitted at a time (one
 /// transaction each).
@@ -37,8 +37,9 @@ pub(super) enum Entry {
 pub(super) struct Entries<'i> {
     issue: &'i Issue,
     path: PathBuf,
-    chunks: mpsc::Receiver<Vec<Result<Subscriber, EntryError>>>,
-    reader: tokio::task::JoinHandle<Result<()>>,
+    reader: Option<Reader<BufReader<File>>>,
+    /// Why the file could not be opened, returned by the first [`Entries::next`].
+    failed: Option<anyhow::Error>,
     seen: Seen,
     /// Whether bad and repeated entries are reported (a publish, a dry run) or not.
     report: bool,
@@ -48,27 +49,15 @@ impl<'i> Entries<'i> {
     /// Starts reading `config`'s subscriber list for `issue`.
     pub(super) fn read(config: &Config, issue: &'i Issue) -> Entries<'i> {
         let path = config.site.subscribers.clone();
-        let (send, chunks) = mpsc::channel(2);
-        let file = path.clone();
-        let reader = tokio::task::spawn_blocking(move || {
-            let chunk = std::cell::RefCell::new(Vec::with_capacity(CHUNK));
-            let push = |entry| {
-                let mut chunk = chunk.borrow_mut();
-                chunk.push(entry);
-                if chunk.len() == CHUNK {
-                    // A closed channel: the reading side stopped on an error of its own.
-                    let _ = send.blocking_send(std::mem::take(&mut *chunk));
-                }
-            };
-            subscribers::read(&file, |s| push(Ok(s)), |e| push(Err(e)))?;
-            let _ = send.blocking_send(chunk.take());
-            Ok(())
-        });
+        let (reader, failed) = match subscribers::open(&path) {
+            Ok(reader) => (Some(reader), None),
+            Err(e) => (None, Some(e)),
+        };
         Entries {
             issue,
             path,
-            chunks,
             reader,
+            failed,
             seen: Seen::default(),
             report: true,
         }
@@ -80,45 +69,63 @@ impl<'i> Entries<'i> {
         self
     }
 
-    /// The next chunk of judged entries; `None` at the end of the list.
+    /// The next chunk of judged entries ([`CHUNK`] at most); `None` at the end of the list. The
+    /// file is read on the caller's thread, a piece at a time (it is read as fast as it is
+    /// parsed).
     ///
     /// # Errors
-    /// The file cannot be read (not a bad entry: those are [`Entry::Bad`]).
-    pub(super) async fn next(&mut self) -> Result<Option<Vec<Entry>>> {
-        let Some(chunk) = self.chunks.recv().await else {
-            (&mut self.reader)
-                .await
-                .context("the subscriber list reader stopped")??;
+    /// The file cannot be opened or read (not a bad entry: those are [`Entry::Bad`]).
+    pub(super) fn next(&mut self) -> Result<Option<Vec<Entry>>> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        let Some(reader) = self.reader.as_mut() else {
             return Ok(None);
         };
-        Ok(Some(
-            chunk.into_iter().map(|entry| self.judge(entry)).collect(),
-        ))
+        let mut chunk = Vec::with_capacity(CHUNK);
+        for entry in reader.by_ref().take(CHUNK) {
+            let entry = entry.with_context(|| {
+                format!("failed to read the subscriber list `{}`", self.path.display())
+            })?;
+            chunk.push(judge(self.issue, &self.path, &mut self.seen, self.report, entry));
+        }
+        if chunk.is_empty() {
+            self.reader = None;
+            return Ok(None);
+        }
+        Ok(Some(chunk))
     }
+}
 
-    fn judge(&mut self, entry: Result<Subscriber, EntryError>) -> Entry {
-        match entry {
-            Err(bad) => {
-                if self.report {
-                    warn!("{bad} (skipped)");
-                }
-                Entry::Bad
+/// What `entry` of the file at `path` is for `issue`, reporting it when bad or repeated if
+/// `report`.
+fn judge(
+    issue: &Issue,
+    path: &std::path::Path,
+    seen: &mut Seen,
+    report: bool,
+    entry: Result<Subscriber, EntryError>,
+) -> Entry {
+    match entry {
+        Err(bad) => {
+            if report {
+                warn!("{bad} (skipped)");
             }
-            Ok(s) if !self.seen.insert(&s.key) => {
-                if !self.report {
-                    return Entry::Repeated;
-                }
+            Entry::Bad
+        }
+        Ok(s) if !seen.insert(&s.key) => {
+            if report {
                 warn!(
                     "{}:{}: `{}` is listed more than once; it gets one message",
-                    self.path.display(),
+                    path.display(),
                     s.line,
                     s.email
                 );
-                Entry::Repeated
             }
-            Ok(s) if s.wants(self.issue) => Entry::Wanted(s),
-            Ok(s) => Entry::NotWanted(s),
+            Entry::Repeated
         }
+        Ok(s) if s.wants(issue) => Entry::Wanted(s),
+        Ok(s) => Entry::NotWanted(s),
     }
 }
 
@@ -140,9 +147,10 @@ pub(super) async fn admit(
     store.begin_audience().await?;
     let mut entries = Entries::read(config, issue);
     let mut skipped = 0u64;
-    while let Some(chunk) = entries.next().await? {
-        let mut wanted = Vec::with_capacity(chunk.len());
+    while let Some(chunk) = entries.next()? {
         let mut listed = Vec::with_capacity(chunk.len());
+        let mut deliveries = Vec::with_capacity(if enqueue { chunk.len() } else { 0 });
+        let mut wanted = Vec::new();
         for entry in &chunk {
             match entry {
                 Entry::Bad | Entry::Repeated => skipped += 1,
@@ -152,20 +160,20 @@ pub(super) async fn admit(
                 }
                 Entry::Wanted(s) => {
                     listed.push((s.key.as_str(), true));
-                    wanted.push(s);
+                    if enqueue {
+                        deliveries.push(NewDelivery {
+                            key: &s.key,
+                            address: &s.address,
+                            name: s.name.as_deref(),
+                            message_id: IssueMail::message_id_for(queue.issue, &s.key, &from),
+                        });
+                    } else {
+                        wanted.push(s);
+                    }
                 }
             }
         }
         skipped += if enqueue {
-            let deliveries: Vec<NewDelivery<'_>> = wanted
-                .iter()
-                .map(|s| NewDelivery {
-                    key: &s.key,
-                    address: &s.address,
-                    name: s.name.as_deref(),
-                    message_id: IssueMail::message_id_for(queue.issue, &s.key, &from),
-                })
-                .collect();
             store.enqueue(queue, &deliveries).await?.suppressed
         } else {
             suppressed_among(store, &wanted).await?
@@ -208,7 +216,7 @@ pub(super) async fn dry_count(
 ) -> Result<DryCount> {
     let mut count = DryCount::default();
     let mut entries = Entries::read(config, issue);
-    while let Some(chunk) = entries.next().await? {
+    while let Some(chunk) = entries.next()? {
         for entry in chunk {
             let s = match entry {
                 Entry::Bad | Entry::Repeated | Entry::NotWanted(_) => {
@@ -241,7 +249,7 @@ pub(super) async fn dry_count(
 /// The subscriber file cannot be read.
 pub(super) async fn name_of(config: &Config, issue: &Issue, key: &str) -> Result<Option<String>> {
     let mut entries = Entries::read(config, issue).quietly();
-    while let Some(chunk) = entries.next().await? {
+    while let Some(chunk) = entries.next()? {
         for entry in chunk {
             if let Entry::Wanted(s) | Entry::NotWanted(s) = entry {
                 if s.key == key {
