@@ -46,7 +46,8 @@ pub enum Command {
     Publish(PublishArgs),
     /// Send again what an earlier publish of ISSUE left queued or deferred; adds no recipients.
     Retry(RetryArgs),
-    /// Write the message a sample recipient would get as .eml, .html and .txt.
+    /// Write the message a sample recipient would get as .eml, .html and .txt, and PNG
+    /// screenshots of it (600 and 375 px, light and dark) when Chromium is installed.
     Preview(PreviewArgs),
     /// Show where deliveries stand: counts per state and the last replies.
     Status(StatusArgs),
@@ -77,12 +78,17 @@ pub struct RetryArgs {
 pub struct PreviewArgs {
     /// The issue file.
     pub issue: PathBuf,
-    /// Folder to write `<slug>.eml`, `<slug>.html` and `<slug>.txt` into.
+    /// Folder to write `<slug>.eml`, `<slug>.html`, `<slug>.txt` and the screenshots
+    /// `<slug>-<width>-<light|dark>.png` into.
     #[arg(long)]
     pub out: PathBuf,
     /// The sample recipient; default: the first subscriber in the list.
     #[arg(long)]
     pub to: Option<String>,
+    /// Do not write the PNG screenshots (600 and 375 px wide, light and dark), which need
+    /// Chromium.
+    #[arg(long)]
+    pub no_screenshots: bool,
 }
 
 /// `status` options.
@@ -125,8 +131,8 @@ pub fn init_logging(verbose: u8, quiet: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "info",
-        (false, 1) => "feedpost=debug,info",
+        (false, 0) => "info,headless_chrome=error",
+        (false, 1) => "feedpost=debug,info,headless_chrome=error",
         (false, _) => "trace",
     };
     let filter =

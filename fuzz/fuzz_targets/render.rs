@@ -8,7 +8,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use feedpost::config::Config;
-use feedpost::issue::{lint, markdown};
+use feedpost::issue::markdown;
+use feedpost::lint;
 use libfuzzer_sys::fuzz_target;
 
 fn site() -> &'static (Config, lint::Links) {
@@ -29,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (config, links) = site();
-    let _ = markdown::render(text, &config.site.base_url);
+    let _ = markdown::render(text, &config.site.base_url, markdown::Rendering { cjk: true });
     let summary = markdown::first_paragraph_text(text, 200);
     assert!(summary.chars().count() <= 200);
     let lines = text.split('\n').count();

@@ -7,17 +7,20 @@ use anyhow::{Context, Result};
 use crate::cli::PreviewArgs;
 use crate::config::Config;
 use crate::ledger::Ledger;
-use crate::mail::{IssueMail, Recipient};
+use crate::mail::{screenshot, IssueMail, Recipient};
 use crate::site::Site;
 use crate::subscribers;
 
 /// Writes `<slug>.eml` (the whole RFC 5322 message), `<slug>.html` and `<slug>.txt` into
-/// `args.out` for the sample recipient. The site is loaded as every command loads it (other bad
-/// issues do not stop a preview); nothing is sent and the ledger is only read (its unsubscribe
-/// secret), never created.
+/// `args.out` for the sample recipient, then, unless `--no-screenshots`, the PNG screenshots of
+/// [`screenshot::capture`] when Chromium is installed (when it is not, says how to install it).
+/// The site is loaded as every command loads it (other bad issues do not stop a preview);
+/// nothing is sent and the ledger is only read (its unsubscribe secret), never created. Prints
+/// each path written.
 ///
 /// # Errors
-/// The issue is bad, the sample recipient's address is invalid, or the files cannot be written.
+/// The issue is bad, the sample recipient's address is invalid, the files cannot be written, or
+/// Chromium is installed but fails.
 pub fn run(config: &Config, args: &PreviewArgs) -> Result<ExitCode> {
     let mut site = Site::load(config)?;
     let index = site.find(&args.issue)?;
@@ -56,6 +59,17 @@ pub fn run(config: &Config, args: &PreviewArgs) -> Result<ExitCode> {
         std::fs::write(&path, bytes)
             .with_context(|| format!("failed to write `{}`", path.display()))?;
         println!("{}", path.display());
+    }
+    if !args.no_screenshots {
+        match screenshot::find_chromium() {
+            Ok(chromium) => {
+                let html = args.out.join(format!("{}.html", issue.slug));
+                for path in screenshot::capture(&chromium, &html, &args.out, &issue.slug)? {
+                    println!("{}", path.display());
+                }
+            }
+            Err(why) => tracing::warn!("no screenshots: {why}"),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -67,6 +67,10 @@ pub struct Site {
     /// A WebSub hub (`http(s)` URL, e.g. `https://pubsubhubbub.appspot.com/`): the feeds link it
     /// (`rel="hub"`) and `publish` pings it when the feeds change. None: no WebSub.
     pub websub_hub: Option<Url>,
+    /// CJK-aware Markdown rendering (emphasis next to CJK punctuation, no space where a line
+    /// break falls between two CJK characters), in every output. Default: on when `language` is
+    /// Chinese, Japanese or Korean (`zh*`, `ja*`, `ko*`).
+    pub cjk: Option<bool>,
 }
 
 /// `[mail]`: addressing shared by every message of an issue.
@@ -90,6 +94,9 @@ pub struct Mail {
     /// The SQLite ledger of deliveries.
     #[serde(default = "default_ledger")]
     pub ledger: PathBuf,
+    /// The sender's postal address, one line, shown in every email's footer (CAN-SPAM asks for
+    /// one), e.g. `SOFA Weekly, 1 Example Road, Hangzhou, China`.
+    pub postal_address: Option<String>,
 }
 
 /// How the connection to the SMTP server is secured.
@@ -219,6 +226,17 @@ impl Config {
         self.site.language.to_ascii_lowercase().starts_with("zh")
     }
 
+    /// Whether Markdown is rendered CJK-aware: `site.cjk`, else whether `site.language` is
+    /// Chinese, Japanese or Korean.
+    pub fn cjk(&self) -> bool {
+        self.site.cjk.unwrap_or_else(|| {
+            let lang = self.site.language.to_ascii_lowercase();
+            ["zh", "ja", "ko"]
+                .iter()
+                .any(|l| lang == *l || lang.starts_with(&format!("{l}-")))
+        })
+    }
+
     /// Reads and validates the config file at `path`.
     ///
     /// # Errors
@@ -338,6 +356,13 @@ impl Config {
             addr.parse::<lettre::Address>()
                 .map_err(|e| anyhow::anyhow!("`mail.unsubscribe_mailto` is not an address: {e}"))?;
         }
+        if let Some(address) = &mut self.mail.postal_address {
+            let line = address.split_whitespace().collect::<Vec<_>>().join(" ");
+            if line.is_empty() {
+                bail!("`mail.postal_address` is empty: write the sender's postal address on one line, or leave the key out");
+            }
+            *address = line;
+        }
         if let Some(smtp) = &self.smtp {
             if smtp.host.trim().is_empty() {
                 bail!("`smtp.host` is empty");
@@ -443,6 +468,34 @@ from = "SOFA Weekly <weekly@example.org>"
         let text = MINIMAL.replace("[mail]", "websub_hub = \"https://hub.example/\"\n[mail]");
         let c = Config::parse(&text, Path::new("/")).unwrap();
         assert_eq!(c.site.websub_hub.unwrap().as_str(), "https://hub.example/");
+    }
+
+    #[test]
+    fn cjk_rendering_follows_the_language_unless_set() {
+        let lang = |l: &str, extra: &str| {
+            let text = MINIMAL.replace("[mail]", &format!("language = \"{l}\"\n{extra}[mail]"));
+            Config::parse(&text, Path::new("/")).unwrap().cjk()
+        };
+        assert!(lang("zh-CN", ""));
+        assert!(lang("ja", ""));
+        assert!(lang("ko-KR", ""));
+        assert!(!lang("en", ""));
+        assert!(!lang("zu", ""));
+        assert!(!lang("zh-CN", "cjk = false\n"));
+        assert!(lang("en", "cjk = true\n"));
+    }
+
+    #[test]
+    fn postal_address_is_one_line() {
+        let text = format!("{MINIMAL}postal_address = \"\"\"SOFA Weekly\n  1 Example Road\"\"\"\n");
+        let c = Config::parse(&text, Path::new("/")).unwrap();
+        assert_eq!(
+            c.mail.postal_address.as_deref(),
+            Some("SOFA Weekly 1 Example Road")
+        );
+        let text = format!("{MINIMAL}postal_address = \" \"\n");
+        let err = format!("{:#}", Config::parse(&text, Path::new("/")).unwrap_err());
+        assert!(err.contains("mail.postal_address"), "{err}");
     }
 
     #[test]

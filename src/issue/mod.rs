@@ -4,6 +4,7 @@
 //! parsed front matter, a permalink, and the body rendered to HTML with absolute links. Every
 //! later stage (feeds, archive, email) reads these values and never the files.
 
+pub mod cjk;
 pub mod front_matter;
 pub mod markdown;
 #[cfg(test)]
@@ -52,8 +53,11 @@ pub struct Issue {
     pub markdown: String,
     /// 1-based line of the file where the body starts.
     pub body_line: usize,
-    /// The body rendered to HTML, links absolute.
+    /// The body rendered to HTML, links absolute, sanitised.
     pub content_html: String,
+    /// The URL relative links and images in the body resolve against; with [`Issue::markdown`],
+    /// what renders the body again in another form (the email's text part).
+    pub base: Url,
 }
 
 impl Issue {
@@ -256,10 +260,21 @@ pub fn parse(text: &str, path: &Path, config: &Config) -> Result<Issue, FrontMat
     let base = &config.site.base_url;
     let cover = nonempty(fm.cover)
         .map(|c| {
-            base.join(&c).map_err(|e| FrontMatterError {
-                line: front_matter::key_line(&split, "cover").unwrap_or(1),
-                message: format!("`cover` is not a URL: {e}"),
-            })
+            let line = front_matter::key_line(&split, "cover").unwrap_or(1);
+            match base.join(&c) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(url),
+                Ok(url) => Err(FrontMatterError {
+                    line,
+                    message: format!(
+                        "`cover` must be an http(s) URL or a path on the site, not a `{}:` URL",
+                        url.scheme()
+                    ),
+                }),
+                Err(e) => Err(FrontMatterError {
+                    line,
+                    message: format!("`cover` is not a URL: {e}"),
+                }),
+            }
         })
         .transpose()?;
     let author_link = fm
@@ -268,7 +283,7 @@ pub fn parse(text: &str, path: &Path, config: &Config) -> Result<Issue, FrontMat
         .and_then(|l| Url::parse(l.trim()).ok())
         .filter(|u| matches!(u.scheme(), "http" | "https"));
     let markdown = split.body.to_string();
-    let content_html = markdown::render(&markdown, base);
+    let content_html = markdown::render(&markdown, base, markdown::Rendering::for_site(config));
     let description = nonempty(fm.description);
     let summary = nonempty(fm.summary)
         .or_else(|| description.clone())
@@ -290,6 +305,7 @@ pub fn parse(text: &str, path: &Path, config: &Config) -> Result<Issue, FrontMat
         body_line: split.body_line,
         markdown,
         content_html,
+        base: base.clone(),
     })
 }
 

@@ -154,7 +154,7 @@ fn check(text: &str, config: &Config, base: &Url, issues: &[Issue]) {
     if let Err(e) = parse(text, Path::new("fuzz.md"), config) {
         on_a_line(e.line, "issue");
     }
-    markdown::render(text, base);
+    markdown::render(text, base, markdown::Rendering { cjk: true });
     assert!(markdown::first_paragraph_text(text, 200).chars().count() <= 200);
     let links = lint::Links::new(issues, config);
     let body_lines = text.split('\n').count();

@@ -21,15 +21,15 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset};
-use pulldown_cmark::{CowStr, Event, LinkType, Parser, Tag, TagEnd};
+use pulldown_cmark::{CowStr, Event, Parser, Tag, TagEnd};
 use rayon::prelude::*;
 use url::Url;
 
 use crate::config::Config;
+use crate::issue::cjk::{self, LineIndex};
 use crate::issue::{front_matter, markdown, Issue, IssueError};
 use crate::site::Site;
 
@@ -277,27 +277,11 @@ fn percent_decode(s: &str) -> String {
 pub fn lint_body(markdown: &str, links: &Links) -> Vec<BodyNote> {
     let lines = LineIndex::new(markdown);
     let mut notes = Vec::new();
-    let mut runs = Vec::new();
-    let mut scanned_to = 0;
-    let mut code_blocks = 0usize;
-    // For each open link, whether it is an autolink (`<https://…>`): URLs are not prose.
-    let mut open_links: Vec<bool> = Vec::new();
-    let mut block = 0usize;
     // Open images: where each starts, its destination, and the alt text so far.
     let mut images: Vec<(usize, String, String)> = Vec::new();
     for (event, range) in Parser::new_ext(markdown, markdown::options()).into_offset_iter() {
         match event {
-            Event::Start(Tag::CodeBlock(_)) => code_blocks += 1,
-            Event::End(TagEnd::CodeBlock) => code_blocks = code_blocks.saturating_sub(1),
-            Event::Start(Tag::Paragraph | Tag::Heading { .. } | Tag::Item | Tag::TableCell) => {
-                block += 1
-            }
-            Event::Start(Tag::Link {
-                link_type,
-                dest_url,
-                ..
-            }) => {
-                open_links.push(matches!(link_type, LinkType::Autolink | LinkType::Email));
+            Event::Start(Tag::Link { dest_url, .. }) => {
                 if let Some((severity, message)) = links.check(&dest_url) {
                     notes.push(BodyNote {
                         line: lines.line_of(range.start),
@@ -305,9 +289,6 @@ pub fn lint_body(markdown: &str, links: &Links) -> Vec<BodyNote> {
                         message,
                     });
                 }
-            }
-            Event::End(TagEnd::Link) => {
-                open_links.pop();
             }
             Event::Start(Tag::Image { dest_url, .. }) => {
                 images.push((range.start, dest_url.into_string(), String::new()));
@@ -325,15 +306,7 @@ pub fn lint_body(markdown: &str, links: &Links) -> Vec<BodyNote> {
                     }
                 }
             }
-            Event::Text(text) if code_blocks == 0 => {
-                if let Some(image) = images.last_mut() {
-                    image.2.push_str(&text);
-                }
-                if open_links.last() != Some(&true) {
-                    literal_runs(markdown, range, block, &mut scanned_to, &mut runs);
-                }
-            }
-            Event::Code(text) => {
+            Event::Text(text) | Event::Code(text) => {
                 if let Some(image) = images.last_mut() {
                     image.2.push_str(&text);
                 }
@@ -341,337 +314,17 @@ pub fn lint_body(markdown: &str, links: &Links) -> Vec<BodyNote> {
             _ => {}
         }
     }
-    let runs = classify(markdown, runs);
-    notes.extend(emphasis_notes(markdown, &lines, &runs));
+    notes.extend(
+        cjk::literal_emphasis(markdown)
+            .into_iter()
+            .map(|literal| BodyNote {
+                line: lines.line_of(literal.at),
+                severity: Severity::Warning,
+                message: literal.message,
+            }),
+    );
     notes.sort_by_key(|n| n.line);
     notes
-}
-
-/// Byte offsets where each line of a text starts.
-struct LineIndex(Vec<usize>);
-
-impl LineIndex {
-    fn new(text: &str) -> LineIndex {
-        let mut starts = vec![0];
-        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex(starts)
-    }
-
-    /// 1-based line of byte `offset`.
-    fn line_of(&self, offset: usize) -> usize {
-        self.0.partition_point(|&start| start <= offset).max(1)
-    }
-
-    /// The byte range of the line holding `offset`, without its line ending.
-    fn line_range(&self, text: &str, offset: usize) -> Range<usize> {
-        let line = self.line_of(offset);
-        let start = self.0[line - 1];
-        let end = self.0.get(line).map_or(text.len(), |&next| next - 1);
-        let end = if text[start..end].ends_with('\r') {
-            end - 1
-        } else {
-            end
-        };
-        start..end
-    }
-}
-
-/// A run of one emphasis character (`*` or `_`) that the parser left as literal text.
-#[derive(Debug, Clone, Copy)]
-struct Run {
-    /// Byte range in the body.
-    start: usize,
-    end: usize,
-    /// `b'*'` or `b'_'`.
-    ch: u8,
-    /// Which paragraph, heading, list item or table cell it is in.
-    block: usize,
-    /// White space (or the start or end of the body) on both sides, like `2 ** 10`: reported only
-    /// when paired with a run that is not.
-    spaced: bool,
-}
-
-impl Run {
-    fn len(&self) -> usize {
-        self.end - self.start
-    }
-
-    fn marker(&self) -> String {
-        (self.ch as char).to_string().repeat(self.len())
-    }
-}
-
-/// Collects the `*`/`_` characters in the source of one Text event (`range`), skipping
-/// backslash-escaped ones. pulldown-cmark gives each unmatched delimiter character its own Text
-/// event, so characters next to each other are merged into one run here.
-fn literal_runs(
-    body: &str,
-    range: Range<usize>,
-    block: usize,
-    scanned_to: &mut usize,
-    out: &mut Vec<Run>,
-) {
-    let start = range.start.max(*scanned_to);
-    let Some(slice) = body.get(start..range.end) else {
-        return;
-    };
-    *scanned_to = range.end;
-    for (k, ch) in slice.bytes().enumerate() {
-        if ch != b'*' && ch != b'_' {
-            continue;
-        }
-        let at = start + k;
-        if at > 0 && body.as_bytes()[at - 1] == b'\\' {
-            continue;
-        }
-        match out.last_mut() {
-            Some(last) if last.end == at && last.ch == ch && last.block == block => last.end += 1,
-            _ => out.push(Run {
-                start: at,
-                end: at + 1,
-                ch,
-                block,
-                spaced: false,
-            }),
-        }
-    }
-}
-
-/// Marks runs with white space on both sides and drops `_` runs inside a word (`snake_case`,
-/// `a__b` in a URL), which CommonMark never treats as emphasis.
-fn classify(body: &str, runs: Vec<Run>) -> Vec<Run> {
-    runs.into_iter()
-        .filter_map(|mut run| {
-            let (before, after) = neighbours(body, &run);
-            run.spaced = is_space(before) && is_space(after);
-            let in_word = run.ch == b'_' && is_word(before) && is_word(after);
-            (!in_word).then_some(run)
-        })
-        .collect()
-}
-
-/// The characters just before and after a run, `None` at the ends of the body.
-fn neighbours(body: &str, run: &Run) -> (Option<char>, Option<char>) {
-    (
-        body[..run.start].chars().next_back(),
-        body[run.end..].chars().next(),
-    )
-}
-
-fn is_space(c: Option<char>) -> bool {
-    c.is_none_or(char::is_whitespace)
-}
-
-/// Unicode punctuation or symbol, as CommonMark's flanking rules count it (approximated as
-/// anything that is neither a letter, a digit nor white space).
-fn is_punct(c: Option<char>) -> bool {
-    c.is_some_and(|c| !c.is_alphanumeric() && !c.is_whitespace())
-}
-
-fn is_word(c: Option<char>) -> bool {
-    c.is_some_and(char::is_alphanumeric)
-}
-
-/// Turns the literal runs into one warning per pair (or lone run), with the reason and, where a
-/// simple edit makes it render, the fixed text.
-fn emphasis_notes(body: &str, lines: &LineIndex, runs: &[Run]) -> Vec<BodyNote> {
-    let mut notes = Vec::new();
-    // Single `*` left literal is usually meant (`*注`), so it is reported only when two of them in
-    // the same block look like a failed pair; single `_` is never reported (`_config.yml`).
-    let mut singles: HashMap<usize, usize> = HashMap::new();
-    for r in runs
-        .iter()
-        .filter(|r| r.len() == 1 && r.ch == b'*' && !r.spaced)
-    {
-        *singles.entry(r.block).or_default() += 1;
-    }
-    let reported = |r: &Run| {
-        r.len() >= 2 || (r.ch == b'*' && singles.get(&r.block).copied().unwrap_or(0) >= 2)
-    };
-    let runs: Vec<Run> = runs.iter().copied().filter(reported).collect();
-    let mut used = vec![false; runs.len()];
-    for i in 0..runs.len() {
-        if used[i] {
-            continue;
-        }
-        used[i] = true;
-        let open = runs[i];
-        // Its partner: the next free run of the same character in the same block, when it has
-        // the same length and is on the same line.
-        let partner = (i + 1..runs.len())
-            .take_while(|&j| runs[j].block == open.block)
-            .find(|&j| !used[j] && runs[j].ch == open.ch)
-            .filter(|&j| {
-                runs[j].len() == open.len()
-                    && lines.line_of(runs[j].start) == lines.line_of(open.start)
-            });
-        let message = match partner {
-            Some(j) if open.spaced && runs[j].spaced => continue,
-            Some(j) => {
-                used[j] = true;
-                pair_message(body, lines, open, runs[j])
-            }
-            None if open.spaced => continue,
-            None => format!(
-                "`{m}` shows as literal text, not {kind}: it has no matching `{m}`; close it, or write `{escaped}` for the characters themselves",
-                m = open.marker(),
-                kind = kind(&open),
-                escaped = format!("\\{}", open.ch as char).repeat(open.len()),
-            ),
-        };
-        notes.push(BodyNote {
-            line: lines.line_of(open.start),
-            severity: Severity::Warning,
-            message,
-        });
-    }
-    notes
-}
-
-fn kind(run: &Run) -> &'static str {
-    if run.len() >= 2 {
-        "bold"
-    } else {
-        "italics"
-    }
-}
-
-/// The warning for two literal runs that the author meant as an opening and a closing marker.
-fn pair_message(body: &str, lines: &LineIndex, open: Run, close: Run) -> String {
-    let m = open.marker();
-    let (open_before, open_after) = neighbours(body, &open);
-    let (close_before, close_after) = neighbours(body, &close);
-    let mut reasons = Vec::new();
-    if is_space(close_before) {
-        reasons.push(format!(
-            "a space before the closing `{m}` keeps it from closing"
-        ));
-    } else if is_punct(close_before) && is_word(close_after) {
-        reasons.push(format!(
-            "a closing `{m}` between punctuation and a letter (`{}{m}{}`) does not close",
-            close_before.unwrap_or(' '),
-            close_after.unwrap_or(' ')
-        ));
-    }
-    if is_space(open_after) {
-        reasons.push(format!(
-            "a space after the opening `{m}` keeps it from opening"
-        ));
-    } else if is_punct(open_after) && is_word(open_before) {
-        reasons.push(format!(
-            "an opening `{m}` between a letter and punctuation (`{}{m}{}`) does not open",
-            open_before.unwrap_or(' '),
-            open_after.unwrap_or(' ')
-        ));
-    }
-    if reasons.is_empty() {
-        reasons.push(format!("the two `{m}` do not pair up"));
-    }
-    let mut message = format!(
-        "`{m}` shows as literal text, not {}: {}",
-        kind(&open),
-        reasons.join(", and ")
-    );
-    match fix(body, lines, open, close) {
-        Some(fixed) => message.push_str(&format!("; write `{}`", elide(&fixed, 24))),
-        None => message.push_str(&format!(
-            "; check the text between them: `{}`",
-            elide(&body[open.start..close.end], 24)
-        )),
-    }
-    message
-}
-
-/// The text from `open` to `close` rewritten so that it renders as emphasis, with the
-/// characters around it that the edit touches: spaces inside the markers removed, and punctuation
-/// that keeps a marker from working moved outside it, or, for brackets and quotes that belong
-/// inside, a space put between the marker and the letter next to it. `None` when the edit, tried
-/// on the whole line, still does not render.
-fn fix(body: &str, lines: &LineIndex, open: Run, close: Run) -> Option<String> {
-    let m = open.marker();
-    let inner = body[open.end..close.start].trim();
-    let (open_before, _) = neighbours(body, &open);
-    let (_, close_after) = neighbours(body, &close);
-    let punct = |c: char| is_punct(Some(c));
-    let lead_len = inner.len() - inner.trim_start_matches(punct).len();
-    let trail_len = inner.len() - inner.trim_end_matches(punct).len();
-    let lead_stuck = is_word(open_before) && lead_len > 0;
-    let trail_stuck = is_word(close_after) && trail_len > 0;
-    if lead_len + trail_len >= inner.len() {
-        return None;
-    }
-    let brackets = |s: &str| s.contains(|c| "()[]{}（）「」『』【】《》〈〉“”‘’\"'".contains(c));
-    let lead = if lead_stuck { &inner[..lead_len] } else { "" };
-    let trail = if trail_stuck {
-        &inner[inner.len() - trail_len..]
-    } else {
-        ""
-    };
-    let before = if lead_stuck { open_before } else { None };
-    let after = if trail_stuck { close_after } else { None };
-    let (before, after) = (
-        before.map(String::from).unwrap_or_default(),
-        after.map(String::from).unwrap_or_default(),
-    );
-    let fixed = if !brackets(lead) && !brackets(trail) {
-        // Move the punctuation that meets a letter outside the markers.
-        let core = &inner[lead.len()..inner.len() - trail.len()];
-        format!("{before}{lead}{m}{core}{m}{trail}{after}")
-    } else {
-        // Brackets and quotes belong inside: part the marker from the letter with a space.
-        let spaced_before = if lead_stuck {
-            format!("{before} ")
-        } else {
-            String::new()
-        };
-        let spaced_after = if trail_stuck {
-            format!(" {after}")
-        } else {
-            String::new()
-        };
-        format!("{spaced_before}{m}{inner}{m}{spaced_after}")
-    };
-    // Tried within the line, at most WINDOW bytes either side, so a huge line stays linear.
-    const WINDOW: usize = 256;
-    let line = lines.line_range(body, open.start);
-    let mut from = line.start.max(open.start.saturating_sub(WINDOW));
-    while !body.is_char_boundary(from) {
-        from -= 1;
-    }
-    let mut to = line.end.max(close.end).min(close.end + WINDOW);
-    while !body.is_char_boundary(to) {
-        to += 1;
-    }
-    let prefix_end = open.start - before.len();
-    let suffix_start = close.end + after.len();
-    let candidate = format!(
-        "{}{fixed}{}",
-        body.get(from..prefix_end).unwrap_or(""),
-        body.get(suffix_start..to).unwrap_or("")
-    );
-    let wanted = if open.len() >= 2 {
-        |t: &Tag<'_>| matches!(t, Tag::Strong)
-    } else {
-        |t: &Tag<'_>| matches!(t, Tag::Emphasis)
-    };
-    let count = |text: &str| {
-        Parser::new_ext(text, markdown::options())
-            .filter(|e| matches!(e, Event::Start(t) if wanted(t)))
-            .count()
-    };
-    let original = &body[from..to];
-    (count(&candidate) > count(original)).then_some(fixed)
-}
-
-/// `text` cut to its first and last `keep` characters around a `…` when it is longer.
-fn elide(text: &str, keep: usize) -> String {
-    let count = text.chars().count();
-    if count <= 2 * keep + 1 {
-        return text.to_string();
-    }
-    let head: String = text.chars().take(keep).collect();
-    let tail: String = text.chars().skip(count - keep).collect();
-    format!("{head}…{tail}")
 }
 
 /// A site-level error as a finding on the config file `path`: an error from

@@ -16,6 +16,7 @@ mod limits;
 mod pipelining;
 mod preview;
 mod publish;
+mod safe_links;
 mod status;
 mod tls;
 mod websub;
