@@ -36,7 +36,7 @@ pub struct Words {
     pub hello: &'static str,
     /// What was asked.
     pub asked: &'static str,
-    /// Before the list of topics.
+    /// Before the list of topics, with the space that follows it in the language.
     pub topics: &'static str,
     /// Between topics.
     pub topic_separator: &'static str,
@@ -53,7 +53,7 @@ pub const EN: Words = Words {
     subject: "Confirm your subscription to {title}",
     hello: "Hello,",
     asked: "Someone, hopefully you, asked to subscribe {address} to {title}.",
-    topics: "Topics:",
+    topics: "Topics: ",
     topic_separator: ", ",
     action: "To confirm, open this link within {hours} hours:",
     button: "Confirm my subscription",
@@ -112,7 +112,7 @@ impl Confirm<'_> {
     fn topic_line(&self) -> Option<String> {
         (!self.topics.is_empty()).then(|| {
             format!(
-                "{} {}",
+                "{}{}",
                 self.words.topics,
                 self.topics.join(self.words.topic_separator)
             )

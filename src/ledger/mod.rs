@@ -16,12 +16,16 @@
 //! possible duplicates are the messages in flight at the crash. Every transition is committed
 //! (WAL, `synchronous=NORMAL`: durable across a killed process) before anything depends on it.
 
+mod subscribers;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
+
+pub use subscribers::{LedgerSubscriptions, WebSubscriber};
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -292,6 +296,7 @@ impl Ledger {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)
+            .and_then(|()| conn.execute_batch(subscribers::SCHEMA))
             .with_context(|| format!("`{}` is not a feedpost ledger", path.display()))?;
         Ok(Ledger { conn })
     }

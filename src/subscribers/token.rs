@@ -60,9 +60,8 @@ pub enum SecretError {
     /// `FEEDPOST_SECRET` is not set (or is empty).
     #[error(
         "{SECRET_ENV} is not set. The links in confirmation and unsubscribe mail are signed with \
-         it, and `feedpost serve` and `feedpost publish` must share it. Make one with \
-         `openssl rand -base64 48`, keep it with your other secrets, and set it in the \
-         environment of both (e.g. `export {SECRET_ENV}=...`)"
+         it. Make one with `openssl rand -base64 48`, keep it with your other secrets, and set \
+         the same value wherever feedpost runs (e.g. `export {SECRET_ENV}=...`)"
     )]
     Missing,
     /// The secret is shorter than [`MIN_SECRET_BYTES`].
