@@ -17,6 +17,7 @@ mod pipelining;
 mod preview;
 mod publish;
 mod safe_links;
+mod serve;
 mod status;
 mod tls;
 mod websub;
