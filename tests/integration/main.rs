@@ -18,6 +18,7 @@ mod preview;
 mod publish;
 mod safe_links;
 mod serve;
+mod serve_browser;
 mod status;
 mod tls;
 mod websub;
