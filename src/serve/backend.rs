@@ -104,7 +104,8 @@ pub struct ConfirmationMail {
 }
 
 /// Composes and sends confirmation emails. The server calls it from a queue of its own, off
-/// the request path, a few at a time.
+/// the request path, a few at a time, and calls [`ConfirmationMailer::idle`] whenever the queue
+/// runs dry.
 pub trait ConfirmationMailer: Send + Sync + 'static {
     /// Composes `mail` (see [`crate::mail::confirm`]), signs it where DKIM is configured, and
     /// hands it to the transport.
@@ -113,6 +114,12 @@ pub trait ConfirmationMailer: Send + Sync + 'static {
     /// The message could not be composed or the transport did not accept it; the server logs it
     /// (the requester has already had their page, and may ask again).
     fn send(&self, mail: ConfirmationMail) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Called when the queue has run dry and nothing is being sent: a mailer that keeps
+    /// connections open between messages closes them here. Does nothing by default.
+    fn idle(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// Subscriptions kept in memory, for unit tests of the server.

@@ -1,9 +1,9 @@
 //! Confirmation emails leave here: a queue drained a few at a time off the request path, and
 //! [`TransportMailer`], which composes each one ([`crate::mail::confirm`]), signs it (DKIM,
-//! [`crate::mail::sign`]) and sends it over the configured transport — one SMTP session per
-//! message, or a file in the outbox.
+//! [`crate::mail::sign`]) and sends it over the configured transport — an SMTP session kept open
+//! while mail keeps coming and closed when the queue runs dry, or a file in the outbox.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use super::backend::{ConfirmationMail, ConfirmationMailer};
 use crate::config::Config;
-use crate::deliver::transport::Transport;
+use crate::deliver::transport::{Connection, Failure, Transport};
 use crate::mail::confirm::{self, Confirmation};
 use crate::mail::sign::Signer;
 
@@ -24,7 +24,20 @@ pub(crate) async fn drain<M: ConfirmationMailer>(
     concurrency: usize,
 ) {
     let mut sending = JoinSet::new();
-    while let Some(mail) = queue.recv().await {
+    loop {
+        let mail = match queue.try_recv() {
+            Ok(mail) => mail,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                // Dry: let the sends finish, then the mailer close what it keeps open.
+                while sending.join_next().await.is_some() {}
+                mailer.idle().await;
+                match queue.recv().await {
+                    Some(mail) => mail,
+                    None => break,
+                }
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
         while sending.len() >= concurrency {
             sending.join_next().await;
         }
@@ -38,13 +51,16 @@ pub(crate) async fn drain<M: ConfirmationMailer>(
         });
     }
     while sending.join_next().await.is_some() {}
+    mailer.idle().await;
 }
 
-/// Composes, signs and sends confirmation emails over a [`Transport`].
+/// Composes, signs and sends confirmation emails over a [`Transport`], keeping the connections
+/// it opened for the next message until the queue runs dry.
 pub struct TransportMailer {
     config: Arc<Config>,
     transport: Transport,
     signer: Arc<dyn Signer>,
+    open: Mutex<Vec<Connection>>,
 }
 
 impl TransportMailer {
@@ -55,6 +71,7 @@ impl TransportMailer {
             config,
             transport,
             signer,
+            open: Mutex::new(Vec::new()),
         }
     }
 
@@ -86,14 +103,45 @@ impl ConfirmationMailer for TransportMailer {
             now.format("%Y%m%dT%H%M%S"),
             rand::random::<u64>()
         );
-        let mut connection = self.transport.connect().await?;
-        let sent = async {
-            connection.start(&envelope, &message).await?;
-            connection.finish(&envelope, &message, &file_name).await
+        let kept = self.open.lock().ok().and_then(|mut open| open.pop());
+        let reused = kept.is_some();
+        let mut connection = match kept {
+            Some(connection) => connection,
+            None => self.transport.connect().await?,
+        };
+        let mut sent = connection.start(&envelope, &message).await;
+        if sent.is_err() && reused {
+            // The server may have closed the kept session; nothing was sent: open a new one.
+            connection.close().await;
+            connection = self.transport.connect().await?;
+            sent = connection.start(&envelope, &message).await;
         }
-        .await;
-        connection.close().await;
-        sent.with_context(|| format!("via {}", self.transport.describe()))?;
-        Ok(())
+        let sent = match sent {
+            Ok(()) => connection
+                .finish(&envelope, &message, &file_name)
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if connection.is_usable() {
+            if let Ok(mut open) = self.open.lock() {
+                open.push(connection);
+            }
+        } else {
+            connection.close().await;
+        }
+        sent.map_err(|e: Failure| anyhow::Error::new(e))
+            .with_context(|| format!("via {}", self.transport.describe()))
+    }
+
+    async fn idle(&self) {
+        let open = self
+            .open
+            .lock()
+            .map(|mut open| std::mem::take(&mut *open))
+            .unwrap_or_default();
+        for connection in open {
+            connection.close().await;
+        }
     }
 }
