@@ -251,7 +251,7 @@ fn messages() -> Result<Vec<Vec<u8>>> {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seeds/issues");
     let from = config.from_mailbox();
     let mut messages = Vec::new();
-    for (path, ()) in feedpost::issue::find_files_with(&seeds, |_| ())? {
+    for path in feedpost::issue::files::paths(&seeds)? {
         let issue = feedpost::issue::load_file(&path, &config)?;
         let mail = IssueMail::compose(&issue, &config, b"bench", Utc::now())?;
         for i in 0..200 {

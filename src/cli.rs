@@ -67,6 +67,14 @@ pub struct PublishArgs {
     /// Show what would be sent and to how many; write and send nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Allow publishing ISSUE although its date is in the future (as Hugo's `--buildFuture`):
+    /// its page is built before any mail goes out. Drafts are never published.
+    #[arg(long)]
+    pub future: bool,
+    /// Send ISSUE to every subscriber as a new issue even though the ledger knows it as an issue
+    /// already mailed under another slug or base URL (same title and date, or same content).
+    #[arg(long)]
+    pub as_new_issue: bool,
 }
 
 /// `retry` options.

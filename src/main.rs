@@ -8,6 +8,8 @@ fn main() -> std::process::ExitCode {
     feedpost::cli::init_logging(cli.verbose, cli.quiet);
     match feedpost::cmd::run(cli) {
         Ok(code) => code,
+        // stdout closed by its reader (`feedpost status | head -1`): end quietly, as ripgrep does.
+        Err(e) if is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             for cause in e.chain().skip(1) {
@@ -16,4 +18,12 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

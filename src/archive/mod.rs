@@ -109,7 +109,14 @@ impl SiteView {
 /// The path of an issue's page relative to the feeds folder, `/`-separated and unencoded:
 /// `<permalink_prefix><slug>/index.html`.
 pub fn page_path(config: &Config, slug: &str) -> String {
-    format!("{}{slug}/{INDEX_FILE}", config.site.permalink_prefix)
+    format!("{}{INDEX_FILE}", page_dir(config, slug))
+}
+
+/// The folder of an issue's page relative to the feeds folder, `/`-separated, unencoded and
+/// ending in `/`: `<permalink_prefix><slug>/`, where its permalink points and a page bundle's
+/// resources go.
+pub fn page_dir(config: &Config, slug: &str) -> String {
+    format!("{}{slug}/", config.site.permalink_prefix)
 }
 
 /// A category's or tag's RSS feed: (label, URL). Categories are labelled by name, tags `#name`.

@@ -30,8 +30,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Build => build::run(&config),
         Command::Check => check::run(&cli.config),
-        Command::Publish(args) => publish::run(&config, args.issue.as_deref(), args.dry_run, true),
-        Command::Retry(args) => publish::run(&config, Some(&args.issue), false, false),
+        Command::Publish(args) => publish::run(&config, &args),
+        Command::Retry(args) => publish::retry(&config, &args),
         Command::Preview(args) => preview::run(&config, &args),
         Command::Serve => serve::run(&config),
         Command::Status(args) => status::run(&config, args.issue.as_deref(), args.json),

@@ -9,7 +9,7 @@ mod serve;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Deserialize;
 use url::Url;
 
@@ -50,6 +50,11 @@ pub struct Site {
     /// Folder of issues (`*.md`), relative to the config file.
     #[serde(default = "default_issues")]
     pub issues: PathBuf,
+    /// Glob patterns choosing the issues among the pages under `issues` (e.g. a Hugo content
+    /// section): an issue's name (file name, or a leaf bundle's folder name) or its path
+    /// relative to `issues` must match one. Empty: every page is an issue.
+    #[serde(default)]
+    pub include: Vec<String>,
     /// Folder the feeds and the web archive are written to: the site's output root, served at
     /// `base_url`.
     #[serde(default = "default_feeds")]
@@ -64,6 +69,11 @@ pub struct Site {
     /// `https://example.org/issues/<slug>/`.
     #[serde(default = "default_permalink_prefix")]
     pub permalink_prefix: String,
+    /// Where an issue without a date key (`date`, `publishDate`, `pubDate`, `published`) takes
+    /// its date from: nowhere (an error, the default), its file's git history, or its file's
+    /// modification time.
+    #[serde(default)]
+    pub date_fallback: DateFallback,
     /// A WebSub hub (`http(s)` URL, e.g. `https://pubsubhubbub.appspot.com/`): the feeds link it
     /// (`rel="hub"`) and `publish` pings it when the feeds change. None: no WebSub.
     pub websub_hub: Option<Url>,
@@ -71,6 +81,20 @@ pub struct Site {
     /// break falls between two CJK characters), in every output. Default: on when `language` is
     /// Chinese, Japanese or Korean (`zh*`, `ja*`, `ko*`).
     pub cjk: Option<bool>,
+}
+
+/// `site.date_fallback`: where an issue with no date in its front matter takes one from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DateFallback {
+    /// Nowhere: a missing date is an error naming the file.
+    #[default]
+    None,
+    /// The author date of the git commit that added the file (following renames): stable when
+    /// the file is edited later. A file git does not know is an error.
+    Git,
+    /// The file's modification time, UTC (it changes when the file is edited or copied).
+    Mtime,
 }
 
 /// `[mail]`: addressing shared by every message of an issue.
@@ -158,6 +182,14 @@ pub struct Smtp {
     pub retry_max_ms: u64,
     /// Name sent in `EHLO`; default: this machine's host name.
     pub hello_name: Option<String>,
+    /// Trust only the server certificate with this SHA-256 fingerprint (64 hex digits, `:`
+    /// between bytes allowed, as `openssl x509 -noout -fingerprint -sha256` prints it), whoever
+    /// signed it: for a relay with a self-signed certificate.
+    pub tls_pin_sha256: Option<String>,
+    /// With `security = "none"`, allows a host that is not on this machine (a relay on a trusted
+    /// network). Credentials are never sent in clear text, with or without it.
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
 
 fn default_language() -> String {
@@ -242,6 +274,9 @@ impl Config {
     /// # Errors
     /// The file cannot be read, is not valid TOML, has unknown or missing keys, or fails
     /// validation; the message names the file and the key.
+    ///
+    /// A value that fails validation is an [`Invalid`] (key, line, message) under the context
+    /// `invalid config file `path`, line N`.
     pub fn from_file(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).with_context(|| {
             format!(
@@ -260,8 +295,13 @@ impl Config {
             })
             .unwrap_or(Path::new("."))
             .to_path_buf();
-        let config = Config::parse(&text, &root)
-            .with_context(|| format!("invalid config file `{}`", path.display()))?;
+        let config = Config::parse(&text, &root).map_err(|e| {
+            let at = match e.downcast_ref::<Invalid>().and_then(|i| i.line) {
+                Some(line) => format!(", line {line}"),
+                None => String::new(),
+            };
+            e.context(format!("invalid config file `{}`{at}", path.display()))
+        })?;
         if let Some(dkim) = &config.dkim {
             crate::mail::sign::DkimSigner::from_config(dkim)
                 .with_context(|| format!("invalid config file `{}`", path.display()))?;
@@ -272,7 +312,8 @@ impl Config {
     /// Parses config text; relative paths are resolved against `root`.
     ///
     /// # Errors
-    /// Invalid TOML (with line and column), unknown keys, or a value that fails validation.
+    /// Invalid TOML (with line and column), unknown keys, or a value that fails validation (an
+    /// [`Invalid`], with the line of its key).
     pub fn parse(text: &str, root: &Path) -> Result<Config> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut config = Config {
@@ -280,10 +321,21 @@ impl Config {
             mail: raw.mail,
             smtp: raw.smtp,
             dkim: raw.dkim,
-            serve: raw.serve.map(|s| s.validate(text)).transpose()?,
+            serve: raw
+                .serve
+                .map(|s| s.validate(text))
+                .transpose()
+                .map_err(anyhow::Error::new)?,
             root: root.to_path_buf(),
         };
-        config.validate()?;
+        config.validate().map_err(|mut e| {
+            e.line = key_line(text, &e.key);
+            anyhow::Error::new(e)
+        })?;
+        if let Some(dkim) = &mut config.dkim {
+            let from = config.mail.from.parse::<lettre::message::Mailbox>()?;
+            dkim.validate(from.email.domain())?;
+        }
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = root.join(&*p);
@@ -303,10 +355,22 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&mut self) -> Result<()> {
+    fn validate(&mut self) -> Result<(), Invalid> {
+        self.validate_site()?;
+        self.validate_mail()?;
+        if let Some(smtp) = &self.smtp {
+            smtp.validate()?;
+        }
+        Ok(())
+    }
+
+    fn validate_site(&mut self) -> Result<(), Invalid> {
         let base = &mut self.site.base_url;
         if !matches!(base.scheme(), "http" | "https") || base.host().is_none() {
-            bail!("`site.base_url` must be an absolute http(s) URL, got `{base}`");
+            return Err(invalid(
+                "site.base_url",
+                format!("`site.base_url` must be an absolute http(s) URL, got `{base}`"),
+            ));
         }
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
@@ -320,78 +384,114 @@ impl Config {
         };
         if let Some(hub) = &self.site.websub_hub {
             if !matches!(hub.scheme(), "http" | "https") || hub.host().is_none() {
-                bail!("`site.websub_hub` must be an absolute http(s) URL, got `{hub}`");
+                return Err(invalid(
+                    "site.websub_hub",
+                    format!("`site.websub_hub` must be an absolute http(s) URL, got `{hub}`"),
+                ));
             }
         }
+        crate::issue::files::Include::new(&self.site.include)
+            .map_err(|e| invalid("site.include", format!("{e:#}")))?;
         if self.site.feed_entries == 0 {
-            bail!("`site.feed_entries` must be at least 1");
+            return Err(invalid(
+                "site.feed_entries",
+                "`site.feed_entries` must be at least 1".into(),
+            ));
         }
-        self.mail
+        Ok(())
+    }
+
+    fn validate_mail(&mut self) -> Result<(), Invalid> {
+        let from = self
+            .mail
             .from
             .parse::<lettre::message::Mailbox>()
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "`mail.from` is not a valid mailbox (`Name <user@example.org>`): {e}"
+                invalid(
+                    "mail.from",
+                    format!("`mail.from` is not a valid mailbox (`Name <user@example.org>`): {e}"),
                 )
             })?;
-        if let Some(dkim) = &mut self.dkim {
-            let from = self.mail.from.parse::<lettre::message::Mailbox>()?;
-            dkim.validate(from.email.domain())?;
+        if !from.email.user().is_ascii() {
+            return Err(invalid(
+                "mail.from",
+                format!("`mail.from` has a non-ASCII local part (`{}`), which every relay would need SMTPUTF8 (RFC 6531) for: use an ASCII address", from.email.user()),
+            ));
         }
         if let Some(reply_to) = &self.mail.reply_to {
-            reply_to
-                .parse::<lettre::message::Mailbox>()
-                .map_err(|e| anyhow::anyhow!("`mail.reply_to` is not a valid mailbox: {e}"))?;
+            reply_to.parse::<lettre::message::Mailbox>().map_err(|e| {
+                invalid(
+                    "mail.reply_to",
+                    format!("`mail.reply_to` is not a valid mailbox: {e}"),
+                )
+            })?;
         }
         if let Some(url) = &self.mail.unsubscribe_url {
             let probe = url.replace("{token}", "t").replace("{email}", "e");
-            let parsed = Url::parse(&probe)
-                .map_err(|e| anyhow::anyhow!("`mail.unsubscribe_url` is not a URL: {e}"))?;
+            let parsed = Url::parse(&probe).map_err(|e| {
+                invalid(
+                    "mail.unsubscribe_url",
+                    format!("`mail.unsubscribe_url` is not a URL: {e}"),
+                )
+            })?;
             if parsed.scheme() != "https" {
-                bail!("`mail.unsubscribe_url` must be https (RFC 8058 one-click unsubscribe), got `{url}`");
+                return Err(invalid(
+                    "mail.unsubscribe_url",
+                    format!("`mail.unsubscribe_url` must be https (RFC 8058 one-click unsubscribe), got `{url}`"),
+                ));
             }
         }
         if let Some(mailto) = &self.mail.unsubscribe_mailto {
             let addr = mailto.trim_start_matches("mailto:");
-            addr.parse::<lettre::Address>()
-                .map_err(|e| anyhow::anyhow!("`mail.unsubscribe_mailto` is not an address: {e}"))?;
+            addr.parse::<lettre::Address>().map_err(|e| {
+                invalid(
+                    "mail.unsubscribe_mailto",
+                    format!("`mail.unsubscribe_mailto` is not an address: {e}"),
+                )
+            })?;
+        }
+        if let Some(list_id) = &self.mail.list_id {
+            let ok = !list_id.is_empty()
+                && list_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+            if !ok {
+                return Err(invalid(
+                    "mail.list_id",
+                    format!("`mail.list_id` must be a dot-atom like `weekly.example.org` (RFC 2919), got `{list_id}`"),
+                ));
+            }
         }
         if let Some(address) = &mut self.mail.postal_address {
             let line = address.split_whitespace().collect::<Vec<_>>().join(" ");
             if line.is_empty() {
-                bail!("`mail.postal_address` is empty: write the sender's postal address on one line, or leave the key out");
+                return Err(invalid(
+                    "mail.postal_address",
+                    "`mail.postal_address` is empty: write the sender's postal address on one line, or leave the key out".into(),
+                ));
             }
             *address = line;
-        }
-        if let Some(smtp) = &self.smtp {
-            if smtp.host.trim().is_empty() {
-                bail!("`smtp.host` is empty");
-            }
-            if smtp.concurrency == 0 || smtp.concurrency > 256 {
-                bail!(
-                    "`smtp.concurrency` must be between 1 and 256, got {}",
-                    smtp.concurrency
-                );
-            }
-            if smtp.max_attempts == 0 {
-                bail!("`smtp.max_attempts` must be at least 1");
-            }
-            if smtp.rate_per_second < 0.0 || !smtp.rate_per_second.is_finite() {
-                bail!("`smtp.rate_per_second` must be a positive number or 0 for no limit");
-            }
-            if smtp.timeout_secs == 0 {
-                bail!("`smtp.timeout_secs` must be at least 1");
-            }
         }
         Ok(())
     }
 
     /// The sender's mailbox, parsed (validated at load time).
+    ///
+    /// An internationalised domain is given in A-labels (see [`crate::subscribers::normalize`]),
+    /// so the envelope sender needs no SMTPUTF8.
     pub fn from_mailbox(&self) -> lettre::message::Mailbox {
-        self.mail
+        let mut mailbox: lettre::message::Mailbox = self
+            .mail
             .from
             .parse()
-            .expect("validated in Config::validate")
+            .expect("validated in Config::validate");
+        if let Some(ascii) = crate::subscribers::normalize(mailbox.email.as_ref())
+            .ok()
+            .and_then(|(address, _)| address.parse().ok())
+        {
+            mailbox.email = ascii;
+        }
+        mailbox
     }
 
     /// The `List-Id` identifier: `mail.list_id`, else derived from the sender's domain.
@@ -404,6 +504,162 @@ impl Config {
             }
         }
     }
+}
+
+/// Whether `host` is this machine: `localhost`, or a loopback address (`127.0.0.0/8`, `::1`).
+/// Names are not resolved.
+pub fn is_loopback(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Smtp {
+    /// Refuses what cannot work or would be unsafe, naming the key: an empty or spaced host, a
+    /// clear-text session to a host off this machine (always with credentials; without them
+    /// unless `allow_plaintext`), and values out of range (see README).
+    fn validate(&self) -> Result<(), Invalid> {
+        let host = self.host.trim();
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid(
+                "smtp.host",
+                format!(
+                    "`smtp.host` must be a host name or address, got `{}`",
+                    self.host
+                ),
+            ));
+        }
+        if self.port == 0 {
+            return Err(invalid(
+                "smtp.port",
+                "`smtp.port` must be between 1 and 65535 (587 for STARTTLS, 465 for TLS)".into(),
+            ));
+        }
+        if self.security == Security::None && !is_loopback(host) {
+            if self.username.is_some() {
+                return Err(invalid(
+                    "smtp.username",
+                    format!("`smtp.username` is set and `smtp.security = \"none\"`: the password would cross the network to `{host}` in clear text. Use `security = \"starttls\"` (port 587) or `\"tls\"` (port 465); clear text is only for a relay on this machine"),
+                ));
+            }
+            if !self.allow_plaintext {
+                return Err(invalid(
+                    "smtp.security",
+                    format!("`smtp.security = \"none\"` would send mail unencrypted to `{host}`, which is not on this machine. Use `\"starttls\"` or `\"tls\"`, or, for a relay on a network you trust, set `smtp.allow_plaintext = true`"),
+                ));
+            }
+        }
+        if let Some(user) = &self.username {
+            if user.is_empty() || user.chars().any(char::is_control) {
+                return Err(invalid(
+                    "smtp.username",
+                    "`smtp.username` must be a non-empty name without control characters".into(),
+                ));
+            }
+        }
+        if let Some(name) = &self.hello_name {
+            let literal = name.starts_with('[') && name.ends_with(']');
+            let ok = !name.is_empty()
+                && (literal
+                    || name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-')));
+            if !ok {
+                return Err(invalid(
+                    "smtp.hello_name",
+                    format!("`smtp.hello_name` must be a domain name like `mail.example.org` (or an address literal `[192.0.2.1]`), got `{name}`"),
+                ));
+            }
+        }
+        if let Some(pin) = &self.tls_pin_sha256 {
+            crate::deliver::transport::tls::parse_pin(pin).map_err(|e| {
+                invalid("smtp.tls_pin_sha256", format!("`smtp.tls_pin_sha256`: {e}"))
+            })?;
+        }
+        let ranges: [(&str, u64, u64, u64); 7] = [
+            ("smtp.concurrency", self.concurrency as u64, 1, 256),
+            ("smtp.max_attempts", u64::from(self.max_attempts), 1, 100),
+            ("smtp.timeout_secs", self.timeout_secs, 1, 3_600),
+            ("smtp.retry_base_ms", self.retry_base_ms, 1, 3_600_000),
+            (
+                "smtp.retry_max_ms",
+                self.retry_max_ms,
+                self.retry_base_ms.max(1),
+                86_400_000,
+            ),
+            (
+                "smtp.hourly_cap_wait_secs",
+                self.hourly_cap_wait_secs,
+                0,
+                86_400,
+            ),
+            ("smtp.hourly_cap", self.hourly_cap, 0, 1_000_000_000),
+        ];
+        for (key, value, low, high) in ranges {
+            if value < low || value > high {
+                return Err(invalid(
+                    key,
+                    format!("`{key}` must be between {low} and {high}, got {value}"),
+                ));
+            }
+        }
+        let rate = self.rate_per_second;
+        if !rate.is_finite() || rate < 0.0 || (rate > 0.0 && !(0.001..=1_000_000.0).contains(&rate))
+        {
+            return Err(invalid(
+                "smtp.rate_per_second",
+                format!("`smtp.rate_per_second` must be 0 (no limit) or between 0.001 and 1000000 messages a second, got {rate}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A value of the config file that fails validation: which key, on which line, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The key, as `table.key`.
+    pub key: String,
+    /// 1-based line of the key in the config text, when the key is written there (not a
+    /// default).
+    pub line: Option<usize>,
+    /// What is wrong and how to fix it; names the key.
+    pub message: String,
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+fn invalid(key: &str, message: String) -> Invalid {
+    Invalid {
+        key: key.to_string(),
+        line: None,
+        message,
+    }
+}
+
+/// The 1-based line where `key` (`table.key`) is written in the TOML `text`, from the parser's
+/// spans.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    let (table, name) = key.split_once('.')?;
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let (_, section) = doc.get_ref().iter().find(|(k, _)| k.get_ref() == table)?;
+    let toml::de::DeValue::Table(section) = section.get_ref() else {
+        return None;
+    };
+    let (found, _) = section.iter().find(|(k, _)| k.get_ref() == name)?;
+    let start = found.span().start;
+    Some(text.get(..start)?.matches('\n').count() + 1)
 }
 
 /// A config for unit tests: a `[site]` table of `site` lines (TOML), a minimal `[mail]` table,
@@ -510,6 +766,99 @@ from = "SOFA Weekly <weekly@example.org>"
         let text = MINIMAL.replace("SOFA Weekly <weekly@example.org>", "not an address");
         let err = format!("{:#}", Config::parse(&text, Path::new("/")).unwrap_err());
         assert!(err.contains("mail.from"), "{err}");
+    }
+
+    fn smtp_error(lines: &str) -> Invalid {
+        let text = format!("{MINIMAL}[smtp]\n{lines}\n");
+        Config::parse(&text, Path::new("/"))
+            .unwrap_err()
+            .downcast::<Invalid>()
+            .unwrap()
+    }
+
+    #[test]
+    fn clear_text_to_another_host_is_refused_with_the_key_and_line() {
+        // Line 7 is `[smtp]`: the keys follow it.
+        let e =
+            smtp_error("host = \"relay.example.org\"\nsecurity = \"none\"\nusername = \"weekly\"");
+        assert_eq!((e.key.as_str(), e.line), ("smtp.username", Some(10)));
+        assert!(e.message.contains("clear text"), "{}", e.message);
+        let e = smtp_error("host = \"relay.example.org\"\nsecurity = \"none\"");
+        assert_eq!((e.key.as_str(), e.line), ("smtp.security", Some(9)));
+        assert!(e.message.contains("allow_plaintext"), "{}", e.message);
+        // Opted in, or on this machine: allowed, but never with a password to another host.
+        for ok in [
+            "host = \"relay.example.org\"\nsecurity = \"none\"\nallow_plaintext = true",
+            "host = \"127.0.0.1\"\nsecurity = \"none\"\nusername = \"weekly\"",
+            "host = \"localhost\"\nsecurity = \"none\"",
+            "host = \"::1\"\nsecurity = \"none\"",
+        ] {
+            let text = format!("{MINIMAL}[smtp]\n{ok}\n");
+            Config::parse(&text, Path::new("/")).unwrap();
+        }
+        let e = smtp_error("host = \"relay.example.org\"\nsecurity = \"none\"\nallow_plaintext = true\nusername = \"w\"");
+        assert_eq!(e.key, "smtp.username");
+    }
+
+    #[test]
+    fn absurd_values_are_refused_with_the_key_and_line() {
+        for (line, key) in [
+            ("rate_per_second = 1e-300", "smtp.rate_per_second"),
+            ("rate_per_second = -1.0", "smtp.rate_per_second"),
+            ("rate_per_second = nan", "smtp.rate_per_second"),
+            ("timeout_secs = 0", "smtp.timeout_secs"),
+            ("timeout_secs = 100000000000", "smtp.timeout_secs"),
+            ("retry_base_ms = 0", "smtp.retry_base_ms"),
+            ("retry_max_ms = 5", "smtp.retry_max_ms"),
+            ("max_attempts = 0", "smtp.max_attempts"),
+            ("concurrency = 0", "smtp.concurrency"),
+            ("port = 0", "smtp.port"),
+            ("hello_name = \"a b\\r\\nRSET\"", "smtp.hello_name"),
+            ("tls_pin_sha256 = \"AB:CD\"", "smtp.tls_pin_sha256"),
+        ] {
+            let e = smtp_error(&format!("host = \"127.0.0.1\"\n{line}"));
+            assert_eq!(
+                (e.key.as_str(), e.line),
+                (key, Some(9)),
+                "{line}: {}",
+                e.message
+            );
+            assert!(e.message.contains(key), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn the_sender_is_sent_as_ascii() {
+        let text = MINIMAL.replace("weekly@example.org", "weekly@bücher.example");
+        let c = Config::parse(&text, Path::new("/")).unwrap();
+        assert_eq!(
+            c.from_mailbox().email.to_string(),
+            "weekly@xn--bcher-kva.example"
+        );
+        let text = MINIMAL.replace("weekly@example.org", "周报@example.org");
+        let e = Config::parse(&text, Path::new("/"))
+            .unwrap_err()
+            .downcast::<Invalid>()
+            .unwrap();
+        assert_eq!((e.key.as_str(), e.line), ("mail.from", Some(6)));
+    }
+
+    #[test]
+    fn from_file_names_the_file_and_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feedpost.toml");
+        std::fs::write(
+            &path,
+            format!("{MINIMAL}[smtp]\nhost = \"127.0.0.1\"\nrate_per_second = 1e-300\n"),
+        )
+        .unwrap();
+        let e = Config::from_file(&path).unwrap_err();
+        let top = e.to_string();
+        assert!(top.ends_with("feedpost.toml`, line 9"), "{top}");
+        assert!(
+            format!("{e:#}").contains("`smtp.rate_per_second` must be 0"),
+            "{e:#}"
+        );
     }
 
     #[test]

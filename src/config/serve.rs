@@ -7,10 +7,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use anyhow::{anyhow, Result};
 use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
+
+use super::Invalid;
 
 /// `[serve]`: the subscription server (`feedpost serve`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +53,9 @@ impl RawServe {
     /// Checks every value; `text` is the config text the spans point into.
     ///
     /// # Errors
-    /// The first bad value: its key, its line, what is wrong and what to write instead.
-    pub(super) fn validate(self, text: &str) -> Result<Serve> {
+    /// The first bad value, as an [`Invalid`]: its key, its line, what is wrong and what to
+    /// write instead.
+    pub(super) fn validate(self, text: &str) -> Result<Serve, Invalid> {
         let listen = match &self.listen {
             None => DEFAULT_LISTEN.parse().expect("a valid default"),
             Some(value) => value.get_ref().trim().parse::<SocketAddr>().map_err(|_| {
@@ -107,7 +109,7 @@ impl RawServe {
     }
 }
 
-fn public_url(text: &str, value: &Spanned<String>) -> Result<Url> {
+fn public_url(text: &str, value: &Spanned<String>) -> Result<Url, Invalid> {
     let written = value.get_ref();
     let example = "such as `https://news.example.org/`";
     let mut url = Url::parse(written.trim()).map_err(|e| {
@@ -157,7 +159,7 @@ fn ranged(
     key: &str,
     default: u32,
     range: std::ops::RangeInclusive<u32>,
-) -> Result<u32> {
+) -> Result<u32, Invalid> {
     let Some(value) = value else {
         return Ok(default);
     };
@@ -179,19 +181,22 @@ fn ranged(
         })
 }
 
-/// "`key` (line N) must …": the line is where the value starts in `text`.
-fn bad<T>(text: &str, value: &Spanned<T>, key: &str, message: String) -> anyhow::Error {
-    let line = text
-        .get(..value.span().start)
-        .map_or(0, |before| before.matches('\n').count() + 1);
-    anyhow!("`{key}` (line {line}) {message}")
+/// "`key` must …", on the line where the value starts in `text`.
+fn bad<T>(text: &str, value: &Spanned<T>, key: &str, message: String) -> Invalid {
+    Invalid {
+        key: key.to_string(),
+        line: text
+            .get(..value.span().start)
+            .map(|before| before.matches('\n').count() + 1),
+        message: format!("`{key}` {message}"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
-    use crate::config::Config;
+    use crate::config::{Config, Invalid};
 
     const SITE: &str = "[site]\ntitle = \"T\"\nbase_url = \"https://example.org/\"\n[mail]\nfrom = \"a@example.org\"\n[serve]\n";
 
@@ -201,6 +206,10 @@ mod tests {
 
     fn error(serve: &str) -> String {
         format!("{:#}", parse(serve).unwrap_err())
+    }
+
+    fn invalid(serve: &str) -> Invalid {
+        parse(serve).unwrap_err().downcast::<Invalid>().unwrap()
     }
 
     #[test]
@@ -270,10 +279,12 @@ mod tests {
                 8,
             ),
         ] {
-            let err = error(serve);
+            let e = invalid(serve);
+            assert_eq!((e.key.as_str(), e.line), (key, Some(line)), "{serve}");
             assert!(
-                err.starts_with(&format!("`{key}` (line {line})")),
-                "{serve}: {err}"
+                e.message.starts_with(&format!("`{key}` must")),
+                "{}",
+                e.message
             );
         }
         assert!(error("public_url = \"http://x.org/\"").contains("RFC 8058"));

@@ -1,9 +1,11 @@
 //! Pacing for the delivery engine: the server's throttling, and the configured rate limits.
 //!
-//! [`Throttle`] reacts to the server (421/454/"too many"): every worker pauses, the pause doubling
-//! with each further throttle reply and shrinking again as messages get through; it also counts
-//! the throttle replies since the last accepted message (the streak), which tells a server that
-//! throttles now and then from one that accepts nothing. [`Limiter`] keeps
+//! [`ConnectionBackoff`] reacts to the server telling one connection to slow down (421, a 4xx to
+//! `MAIL FROM`): that connection pauses, the pause doubling with each further throttle reply on
+//! it and shrinking again as its messages get through, while the other connections go on.
+//! [`ThrottleStreak`] counts the throttle replies over all connections since the last accepted
+//! message, which tells a server that throttles now and then from one that accepts nothing.
+//! [`Limiter`] keeps
 //! the configured messages-per-second and per-sliding-hour caps: a limit reached makes a worker
 //! wait, never fail. Only an hourly cap whose next free slot is further away than the configured
 //! longest wait ends the run instead, with the rest left queued for a later run.
@@ -15,84 +17,70 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// A shared pause that grows while the server throttles us.
+/// The pause of one connection the server asked to slow down (421, a 4xx to `MAIL FROM`):
+/// 100 ms, doubling with each further throttle reply on that connection (at most `max`), halving
+/// as its messages get through. Only the connection told to slow down waits; the others go on.
 #[derive(Debug)]
-pub struct Throttle {
-    state: Mutex<ThrottleState>,
+pub struct ConnectionBackoff {
+    until: Option<Instant>,
+    delay: Duration,
     max: Duration,
+}
+
+impl ConnectionBackoff {
+    /// A backoff whose pause never exceeds `max`.
+    pub fn new(max: Duration) -> ConnectionBackoff {
+        ConnectionBackoff {
+            until: None,
+            delay: Duration::ZERO,
+            max: max.max(Duration::from_millis(10)),
+        }
+    }
+
+    /// Records a throttle reply on this connection; returns the pause it now takes.
+    pub fn hit(&mut self) -> Duration {
+        self.delay = (self.delay * 2).clamp(Duration::from_millis(100), self.max);
+        self.until = Some(Instant::now() + self.delay);
+        self.delay
+    }
+
+    /// Records a message that got through on this connection: the next pause starts smaller.
+    pub fn success(&mut self) {
+        if !self.delay.is_zero() {
+            self.delay /= 2;
+            if self.delay < Duration::from_millis(50) {
+                self.delay = Duration::ZERO;
+            }
+        }
+    }
+
+    /// Waits out this connection's pause, if any.
+    pub async fn wait(&self) {
+        if let Some(until) = self.until {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+}
+
+/// Throttle replies over all connections: how many in all, and how many since the server last
+/// accepted a message (the streak), which tells a server that throttles now and then from one
+/// that accepts nothing.
+#[derive(Debug, Default)]
+pub struct ThrottleStreak {
+    streak: AtomicU64,
     hits: AtomicU64,
 }
 
-#[derive(Debug)]
-struct ThrottleState {
-    until: Option<Instant>,
-    delay: Duration,
-    streak: u64,
-}
-
-/// What [`Throttle::hit`] made of a throttle reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ThrottleHit {
-    /// How long every worker now pauses.
-    pub pause: Duration,
-    /// Throttle replies since the server last accepted a message, this one included.
-    pub streak: u64,
-}
-
-impl Throttle {
-    /// A throttle whose pause never exceeds `max`.
-    pub fn new(max: Duration) -> Throttle {
-        Throttle {
-            state: Mutex::new(ThrottleState {
-                until: None,
-                delay: Duration::ZERO,
-                streak: 0,
-            }),
-            max: max.max(Duration::from_millis(10)),
-            hits: AtomicU64::new(0),
-        }
-    }
-
-    /// Records a throttle reply: pause everyone for twice the last pause (starting at 100 ms, at
-    /// most `max`). Returns the new pause and streak; the caller logs them.
-    pub fn hit(&self) -> ThrottleHit {
+impl ThrottleStreak {
+    /// Records a throttle reply; returns the streak, this one included.
+    pub fn hit(&self) -> u64 {
         self.hits.fetch_add(1, Ordering::Relaxed);
-        match self.state.lock() {
-            Ok(mut s) => {
-                s.delay = (s.delay * 2).clamp(Duration::from_millis(100), self.max);
-                s.until = Some(Instant::now() + s.delay);
-                s.streak += 1;
-                ThrottleHit {
-                    pause: s.delay,
-                    streak: s.streak,
-                }
-            }
-            Err(_) => ThrottleHit {
-                pause: self.max,
-                streak: u64::MAX,
-            },
-        }
+        self.streak.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    /// Records a message that got through: the next pause starts smaller, the streak ends.
+    /// Records a message that got through: the streak ends.
     pub fn success(&self) {
-        if let Ok(mut s) = self.state.lock() {
-            s.streak = 0;
-            if !s.delay.is_zero() {
-                s.delay /= 2;
-                if s.delay < Duration::from_millis(50) {
-                    s.delay = Duration::ZERO;
-                }
-            }
-        }
-    }
-
-    /// Waits out the current pause, if any.
-    pub async fn wait(&self) {
-        let until = self.state.lock().ok().and_then(|s| s.until);
-        if let Some(until) = until {
-            tokio::time::sleep_until(until).await;
-        }
+        self.streak.store(0, Ordering::SeqCst);
     }
 
     /// How many throttle replies were seen.
@@ -277,30 +265,28 @@ mod tests {
         assert_eq!(l.state.lock().unwrap().window.len(), 2, "no slot was taken");
     }
 
-    #[test]
-    fn throttle_pause_grows_and_shrinks() {
-        let t = Throttle::new(Duration::from_secs(1));
-        assert_eq!(t.hit().pause, Duration::from_millis(100));
-        assert_eq!(
-            t.hit(),
-            ThrottleHit {
-                pause: Duration::from_millis(200),
-                streak: 2
-            }
-        );
-        t.success();
-        t.success();
-        assert_eq!(t.state.lock().unwrap().delay, Duration::from_millis(50));
-        t.success();
-        assert_eq!(t.state.lock().unwrap().delay, Duration::ZERO);
-        assert_eq!(t.hits(), 2);
-        assert_eq!(t.hit().streak, 1, "a message got through: a new streak");
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_backoff_grows_shrinks_and_is_capped() {
+        let mut b = ConnectionBackoff::new(Duration::from_millis(300));
+        let pauses: Vec<u128> = (0..4).map(|_| b.hit().as_millis()).collect();
+        assert_eq!(pauses, [100, 200, 300, 300]);
+        let start = Instant::now();
+        b.wait().await;
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        b.success();
+        assert_eq!(b.delay, Duration::from_millis(150));
+        b.success();
+        b.success();
+        assert_eq!(b.delay, Duration::ZERO);
+        assert_eq!(b.hit(), Duration::from_millis(100));
     }
 
     #[test]
-    fn throttle_pause_is_capped() {
-        let t = Throttle::new(Duration::from_millis(300));
-        let pauses: Vec<u128> = (0..4).map(|_| t.hit().pause.as_millis()).collect();
-        assert_eq!(pauses, [100, 200, 300, 300]);
+    fn the_streak_counts_throttles_since_the_last_message() {
+        let s = ThrottleStreak::default();
+        assert_eq!((s.hit(), s.hit()), (1, 2));
+        s.success();
+        assert_eq!(s.hit(), 1);
+        assert_eq!(s.hits(), 3);
     }
 }

@@ -10,23 +10,35 @@
 //! message per worker is unrecorded, which bounds the duplicates a `kill -9` can cause by the
 //! concurrency.
 //!
-//! How each [`Failure`] is met:
+//! How each [`Failure`] (see [`failure`] for how replies are read) is met:
 //! - transient (4xx, timeout, dropped connection): the recipient is deferred and retried with
 //!   exponential backoff and jitter, up to `max_attempts` per run;
-//! - throttled (421, 454, "too many"): every worker pauses, and the recipient is deferred (with
+//! - throttled (421, a 4xx to `MAIL FROM`, congestion): the connection told so pauses (its own
+//!   pause, growing while it is throttled; the others go on), and the recipient is deferred (with
 //!   its own growing backoff) without spending an attempt — unless the server has accepted nothing
 //!   over the last `max_attempts × concurrency` throttle replies: then each throttle counts as a
 //!   transient failure, so a server that always throttles ends the run with recipients deferred
 //!   instead of looping;
-//! - permanent (5xx to RCPT or to the message): the recipient fails and is suppressed;
-//! - fatal (the server refuses us: 5xx greeting, failed AUTH, 5xx to `MAIL FROM`): the run stops
-//!   with an error, and nothing is marked failed.
+//! - permanent, the recipient's own (5.1.x unknown mailbox…): the recipient fails and is
+//!   suppressed;
+//! - unsendable (a non-ASCII address without SMTPUTF8): the recipient fails, not suppressed;
+//! - unclear (a 5xx whose owner the codes do not tell, e.g. 554 5.6.0 to the message): held, not
+//!   recorded, until the run can tell — the recipient's own once another message gets through
+//!   (then failed and suppressed), the message's when [`SAME_REFUSALS`] recipients in a row meet
+//!   the same refusal, or nothing was accepted by the end (then the run stops: see fatal);
+//! - fatal (the server refuses us or the message: 5xx greeting, failed AUTH, a 5xx to `MAIL
+//!   FROM`, relay denied, a policy refusal, a message too large): the run stops with an error
+//!   naming the reply and what to fix; nothing is marked failed, nobody is suppressed, the rest
+//!   stays queued.
 //!
-//! A 421 or a dropped connection ends that worker's connection only; it connects again. A refused
-//! connection sends the recipient back to the queue (it was not tried) and the worker backs off;
-//! after `max_attempts` refusals in a row the worker retires if other connections are open (the
-//! server limits connections), and the run stops with an error if none is (the server is gone).
+//! A message larger than the server's declared `SIZE` (RFC 1870) stops the run before anything
+//! is sent. A 421 or a dropped connection ends that worker's connection only; it connects again.
+//! A refused connection sends the recipient back to the queue (it was not tried) and the worker
+//! backs off; after `max_attempts` refusals in a row the worker retires if other connections are
+//! open (the server limits connections), and the run stops with an error if none is (the server
+//! is gone).
 
+pub mod failure;
 pub mod limits;
 pub mod transport;
 
@@ -41,15 +53,19 @@ use lettre::address::Envelope;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{debug, info, warn};
 
-use crate::ledger::{Job, Ledger, Outcome};
+use crate::ledger::{Job, Ledger, Outcome, Queue};
 use crate::mail::{IssueMail, Recipient};
-use limits::{Limiter, Throttle};
+use limits::{ConnectionBackoff, Limiter, ThrottleStreak};
 pub use transport::{Connection, Failure, Transport};
 
 /// How many events of one kind (transient failure, permanent failure, throttle reply, refused
 /// connection) a run logs as they happen; the rest go to the debug level, and the summary at the
 /// end of the run counts them all. Keeps a send to thousands of greylisting recipients readable.
 const LOUD_EVENTS: u64 = 10;
+
+/// How many recipients in a row meeting the same unclear refusal make it the message's or the
+/// sender's, not theirs (see the module docs).
+pub const SAME_REFUSALS: usize = 3;
 
 /// How the engine paces and retries.
 #[derive(Debug, Clone)]
@@ -74,7 +90,7 @@ pub struct Settings {
 }
 
 /// What one run did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     /// Messages the server accepted in this run.
     pub sent: u64,
@@ -90,11 +106,15 @@ pub struct Report {
     /// further away than `Settings::hourly_cap_wait`: when that slot frees (UTC). The recipients
     /// not sent are left queued.
     pub cap_reached_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Set when the server refused us or the message and the run stopped: why, and what to fix.
+    /// Nothing unsent was marked sent or failed; the rest is left queued.
+    pub stopped: Option<String>,
 }
 
 /// What the workers share.
 struct Shared {
-    throttle: Throttle,
+    /// Throttle replies since the server last accepted a message, over all connections.
+    streak: ThrottleStreak,
     limiter: Limiter,
     /// Set by SIGINT/SIGTERM: claim nothing more.
     stopping: AtomicBool,
@@ -149,6 +169,13 @@ enum Attempted {
         /// Throttle replies since the server last accepted a message.
         streak: u64,
     },
+    /// A permanent refusal whose owner is unclear; the run loop holds it (see [`Unclear`]).
+    Unclear {
+        key: String,
+        reply: String,
+        kind: String,
+        suppress: bool,
+    },
 }
 
 /// A worker's outcome on its way to the ledger.
@@ -162,31 +189,107 @@ struct Done {
 /// a rate limit): the bound on how long an accepted message stays unrecorded.
 const MAX_HOLD: Duration = Duration::from_millis(5);
 
-/// Sends every due delivery of `issue_id` through `transport` and records each outcome in
+/// Permanent refusals whose owner the reply does not tell (see [`failure::Failure::Unclear`]),
+/// held back — their deliveries stay `sending`, nothing is suppressed — until the run can tell:
+/// a message accepted after them makes them the recipients' own; [`SAME_REFUSALS`] of the same
+/// kind in a row, or none accepted by the end of the run, make them the message's.
+#[derive(Default)]
+struct Unclear {
+    held: Vec<(String, String, bool)>,
+    /// The kind of the last refusals, and how many in a row.
+    last: Option<(String, String)>,
+    same: usize,
+    /// Whether a message was accepted in this run.
+    accepted: bool,
+}
+
+impl Unclear {
+    /// Holds a refusal; returns why the run must stop when it is the [`SAME_REFUSALS`]th of its
+    /// kind in a row.
+    fn hold(&mut self, key: String, reply: String, kind: String, suppress: bool) -> Option<String> {
+        match &self.last {
+            Some((k, _)) if *k == kind => self.same += 1,
+            _ => {
+                self.last = Some((kind, reply.clone()));
+                self.same = 1;
+            }
+        }
+        self.held.push((key, reply, suppress));
+        (self.same >= SAME_REFUSALS).then(|| self.stop_reason())
+    }
+
+    fn stop_reason(&self) -> String {
+        let reply = self.last.as_ref().map_or("", |(_, r)| r.as_str());
+        format!(
+            "the server refused the message for {} recipients in a row with the same reply: {reply}. The message or the sender is refused, not the readers: nobody was suppressed, and they stay queued. Read the reply for what to change (the content, the sender, the relay's settings), then retry",
+            self.same
+        )
+    }
+
+    /// A message got through: the refusals held are the recipients' own.
+    fn accepted(&mut self) -> Vec<Outcome> {
+        self.accepted = true;
+        self.last = None;
+        self.same = 0;
+        self.held
+            .drain(..)
+            .map(|(key, reply, suppress)| Outcome::Failed {
+                key,
+                reply,
+                suppress,
+            })
+            .collect()
+    }
+
+    /// The run is stopping: the refusals still held go back to the queue.
+    fn requeue(&mut self) -> Vec<Outcome> {
+        self.held
+            .drain(..)
+            .map(|(key, ..)| Outcome::Requeue { key })
+            .collect()
+    }
+
+    /// The end of the run: what to record for the refusals still held, and why the run stops if
+    /// no message was accepted at all (then they are requeued).
+    fn finish(&mut self) -> (Vec<Outcome>, Option<String>) {
+        if self.held.is_empty() {
+            (Vec::new(), None)
+        } else if self.accepted {
+            (self.accepted(), None)
+        } else {
+            let reason = self.stop_reason();
+            (self.requeue(), Some(reason))
+        }
+    }
+}
+
+/// Sends every due delivery of `queue` through `transport` and records each outcome in
 /// `ledger`, until nothing is left that may be tried in this run.
 ///
-/// Before anything is claimed, one connection is opened: if the server is down or refuses us,
-/// the run ends with an error and no delivery changes state. When nothing is queued or deferred,
-/// no connection is opened at all. During the run a lost connection
-/// ends that worker's connection only and is opened again; connections refused `max_attempts`
-/// times in a row retire the worker while others still send, and stop the run when none does.
-/// `progress` is advanced per recorded outcome. Ctrl-C (SIGINT) or SIGTERM stops claiming, lets
-/// messages in flight finish, and queues the rest again.
+/// Before anything is claimed, one connection is opened, and the message is checked against the
+/// size the server declares: if the server is down or refuses us, or the message is too large,
+/// the run stops ([`Report::stopped`]) and no delivery changes state. When nothing is queued or
+/// deferred, no connection is opened at all. During the run a lost connection ends that worker's
+/// connection only and is opened again; connections refused `max_attempts` times in a row
+/// retire the worker while others still send, and stop the run when none does. `progress` is
+/// advanced per recorded outcome. Ctrl-C (SIGINT) or SIGTERM stops claiming, lets messages in
+/// flight finish, and queues the rest again.
+///
+/// A run the server stops (see the module docs) returns `Ok` with [`Report::stopped`] set: the
+/// deliveries not yet sent are queued again, none is marked failed, nobody is suppressed.
 ///
 /// # Errors
-/// The first connection fails; the server refuses us during the run (a 5xx greeting, failed
-/// authentication, a 5xx to `MAIL FROM`, or no connection possible any more) — the deliveries not
-/// yet sent are then queued again, none is marked failed; or the ledger cannot be written.
+/// The ledger cannot be read or written.
 pub async fn run(
     ledger: &mut Ledger,
-    issue_id: &str,
+    queue: Queue<'_>,
     mail: Arc<IssueMail>,
     transport: Transport,
     settings: Settings,
     progress: &ProgressBar,
 ) -> Result<Report> {
     let mut report = Report {
-        recovered: ledger.begin_run(issue_id)?,
+        recovered: ledger.begin_run(queue)?,
         ..Report::default()
     };
     if report.recovered > 0 {
@@ -195,16 +298,27 @@ pub async fn run(
             "queued again the messages left in flight by an interrupted run"
         );
     }
-    let pending = ledger.counts(issue_id)?;
+    let pending = ledger.counts(queue)?;
     if pending.queued + pending.deferred == 0 {
         // Everything is sent or failed: no need for the server (it may well be down).
         return Ok(report);
     }
-    let first = transport.connect().await.map_err(|f| anyhow!("{f}"))?;
+    let first = match transport.connect().await {
+        Ok(first) => first,
+        Err(f) => {
+            report.stopped = Some(f.to_string());
+            return Ok(report);
+        }
+    };
+    if let Some(too_large) = over_size_limit(&first, &mail, &transport) {
+        first.close().await;
+        report.stopped = Some(too_large);
+        return Ok(report);
+    }
     info!(to = %transport.describe(), concurrency = settings.concurrency, "connected");
     let hour_ago = chrono::Utc::now().timestamp() - 3600;
     let shared = Arc::new(Shared {
-        throttle: Throttle::new(settings.retry_max),
+        streak: ThrottleStreak::default(),
         limiter: Limiter::new(
             settings.rate_per_second,
             settings.hourly_cap,
@@ -258,7 +372,8 @@ pub async fn run(
     let mut batch: Vec<Done> = Vec::new();
     let mut held_since: Option<std::time::Instant> = None;
     let mut throttled_in_run: HashMap<String, u32> = HashMap::new();
-    let (transient_logged, failed_logged) = (AtomicU64::new(0), AtomicU64::new(0));
+    let mut unclear = Unclear::default();
+    let logged = Logged::default();
     loop {
         let stopping = shared.stopped();
         let free = capacity - (in_flight - batch.len());
@@ -274,47 +389,48 @@ pub async fn run(
             || held_since.is_some_and(|t| t.elapsed() >= MAX_HOLD);
         if commit_now && (!batch.is_empty() || limit > 0) {
             held_since = None;
-            let (outcomes, acks): (Vec<Outcome>, Vec<oneshot::Sender<()>>) = batch
-                .drain(..)
-                .map(|done| {
-                    let outcome = match done.attempted {
-                        Attempted::Outcome(outcome) => outcome,
-                        Attempted::Throttled { key, reply, streak } => {
-                            charge_throttle(&mut throttled_in_run, key, reply, streak, &settings)
+            let settled = batch.len();
+            let mut outcomes = Vec::with_capacity(settled);
+            let mut acks = Vec::with_capacity(settled);
+            for done in batch.drain(..) {
+                match done.attempted {
+                    Attempted::Outcome(outcome) => {
+                        if matches!(outcome, Outcome::Sent { .. }) && !shared.stopped() {
+                            outcomes.extend(unclear.accepted());
                         }
-                    };
-                    (outcome, done.ack)
-                })
-                .unzip();
-            // One transaction records the outcomes held and claims their replacements.
-            let jobs =
-                ledger.record_and_claim(issue_id, &outcomes, now_ms(), limit, max_attempts)?;
-            in_flight -= outcomes.len();
-            for (outcome, ack) in outcomes.iter().zip(acks) {
-                match outcome {
-                    Outcome::Sent { .. } => {
-                        report.sent += 1;
-                        progress.inc(1);
+                        outcomes.push(outcome);
                     }
-                    Outcome::Failed { key, reply } => {
-                        report.failed += 1;
-                        progress.inc(1);
-                        if loud(&failed_logged, "permanent failures") {
-                            warn!(recipient = %key, reply = %reply, "permanent failure; address suppressed");
-                        } else {
-                            debug!(recipient = %key, reply = %reply, "permanent failure; address suppressed");
+                    Attempted::Throttled { key, reply, streak } => outcomes.push(charge_throttle(
+                        &mut throttled_in_run,
+                        key,
+                        reply,
+                        streak,
+                        &settings,
+                    )),
+                    Attempted::Unclear {
+                        key,
+                        reply,
+                        kind,
+                        suppress,
+                    } => {
+                        debug!(recipient = %key, reply = %reply, "refused; holding it until the run can tell whose refusal it is");
+                        if let Some(reason) = unclear.hold(key, reply, kind, suppress) {
+                            shared.fail(reason);
                         }
                     }
-                    Outcome::Deferred { key, reply, .. } => {
-                        report.transient += 1;
-                        if loud(&transient_logged, "transient failures") {
-                            info!(recipient = %key, reply = %reply, "transient failure; deferred");
-                        } else {
-                            debug!(recipient = %key, reply = %reply, "transient failure; deferred");
-                        }
-                    }
-                    Outcome::Throttled { .. } | Outcome::Requeue { .. } => {}
                 }
+                acks.push(done.ack);
+            }
+            if shared.stopped() {
+                outcomes.extend(unclear.requeue());
+            }
+            // One transaction records the outcomes held and claims their replacements.
+            let jobs = ledger.record_and_claim(queue, &outcomes, now_ms(), limit, max_attempts)?;
+            in_flight -= settled;
+            for outcome in &outcomes {
+                tally(&mut report, outcome, progress, &logged);
+            }
+            for ack in acks {
                 let _ = ack.send(());
             }
             in_flight += jobs.len();
@@ -328,7 +444,7 @@ pub async fn run(
             if stopping {
                 break;
             }
-            match ledger.next_retry_at(issue_id, max_attempts)? {
+            match ledger.next_retry_at(queue, max_attempts)? {
                 Some(at) => Duration::from_millis((at - now_ms()).clamp(1, 60_000) as u64),
                 None => break,
             }
@@ -356,7 +472,17 @@ pub async fn run(
     let _ = finished_tx.send(true);
     while workers.join_next().await.is_some() {}
     signals.abort();
-    report.throttled = shared.throttle.hits();
+    let (last, unclear_stop) = unclear.finish();
+    if !last.is_empty() {
+        ledger.record(queue, &last)?;
+        for outcome in &last {
+            tally(&mut report, outcome, progress, &logged);
+        }
+    }
+    if let Some(reason) = unclear_stop {
+        shared.fail(reason);
+    }
+    report.throttled = shared.streak.hits();
     report.cap_reached_until = shared.cap_reached_until.lock().ok().and_then(|c| *c);
     if report.transient + report.failed + report.throttled > 0 {
         info!(
@@ -364,10 +490,66 @@ pub async fn run(
             report.transient, report.failed, report.throttled
         );
     }
-    if let Some(fatal) = shared.fatal.lock().ok().and_then(|f| f.clone()) {
-        return Err(anyhow!("{fatal}"));
-    }
+    report.stopped = shared.fatal.lock().ok().and_then(|f| f.clone());
     Ok(report)
+}
+
+/// How many transient and permanent failures were logged so far (see [`LOUD_EVENTS`]).
+#[derive(Default)]
+struct Logged {
+    transient: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Counts and logs one recorded outcome.
+fn tally(report: &mut Report, outcome: &Outcome, progress: &ProgressBar, logged: &Logged) {
+    match outcome {
+        Outcome::Sent { .. } => {
+            report.sent += 1;
+            progress.inc(1);
+        }
+        Outcome::Failed {
+            key,
+            reply,
+            suppress,
+        } => {
+            report.failed += 1;
+            progress.inc(1);
+            let what = if *suppress {
+                "permanent failure; address suppressed"
+            } else {
+                "not sent; address not suppressed"
+            };
+            if loud(&logged.failed, "permanent failures") {
+                warn!(recipient = %key, reply = %reply, "{what}");
+            } else {
+                debug!(recipient = %key, reply = %reply, "{what}");
+            }
+        }
+        Outcome::Deferred { key, reply, .. } => {
+            report.transient += 1;
+            if loud(&logged.transient, "transient failures") {
+                info!(recipient = %key, reply = %reply, "transient failure; deferred");
+            } else {
+                debug!(recipient = %key, reply = %reply, "transient failure; deferred");
+            }
+        }
+        Outcome::Throttled { .. } | Outcome::Requeue { .. } => {}
+    }
+}
+
+/// Why no message may be sent at all: the message (for a sample recipient; each differs by a
+/// few dozen bytes) is larger than the `SIZE` the server declares (RFC 1870).
+fn over_size_limit(first: &Connection, mail: &IssueMail, transport: &Transport) -> Option<String> {
+    let limit = first.size_limit()?;
+    let sample = Recipient {
+        address: "reader@example.org",
+        name: None,
+        message_id: "<sample@example.org>",
+    };
+    let (_, message) = mail.personalise(&sample).ok()?;
+    (message.len() as u64 > limit)
+        .then(|| failure::over_size(message.len(), limit, &transport.describe()))
 }
 
 async fn wait_for_stop_signal() {
@@ -458,6 +640,7 @@ async fn worker(
     let mut slot = Slot {
         conn: None,
         refused: 0,
+        backoff: ConnectionBackoff::new(shared.settings.retry_max),
     };
     if let Some(c) = first {
         slot.hold(c, &shared);
@@ -521,10 +704,12 @@ async fn committed(shared: &Shared, committing: &mut Option<oneshot::Receiver<()
     }
 }
 
-/// A worker's connection, and how many times in a row the server refused a new one.
+/// A worker's connection, how many times in a row the server refused a new one, and the pause
+/// the server asked of it.
 struct Slot {
     conn: Option<Connection>,
     refused: u32,
+    backoff: ConnectionBackoff,
 }
 
 impl Slot {
@@ -565,11 +750,12 @@ async fn attempt(
             let outcome = Outcome::Failed {
                 key: job.key,
                 reply: format!("{e:#}"),
+                suppress: false,
             };
             return (Attempted::Outcome(outcome), Next::Go);
         }
     };
-    shared.throttle.wait().await;
+    slot.backoff.wait().await;
     if slot.conn.as_ref().is_none_or(|c| !c.is_usable()) {
         slot.drop_conn(shared);
         match transport.connect().await {
@@ -644,34 +830,52 @@ async fn attempt(
     let key = job.key;
     let outcome = match result {
         Ok(sent) => {
-            shared.throttle.success();
+            shared.streak.success();
+            slot.backoff.success();
             Outcome::Sent {
                 key,
                 reply: sent.reply,
             }
         }
         Err(Failure::Throttled(reply)) => {
-            let hit = shared.throttle.hit();
-            let pause_ms = hit.pause.as_millis() as u64;
+            let streak = shared.streak.hit();
+            let pause_ms = slot.backoff.hit().as_millis() as u64;
             if loud(&shared.throttles_logged, "throttle replies") {
-                warn!(reply = %reply, pause_ms, "the server is throttling; slowing down");
+                warn!(reply = %reply, pause_ms, "the server is throttling this connection; it slows down");
             } else {
-                debug!(reply = %reply, pause_ms, "the server is throttling; slowing down");
+                debug!(reply = %reply, pause_ms, "the server is throttling this connection; it slows down");
             }
-            let throttled = Attempted::Throttled {
+            return (Attempted::Throttled { key, reply, streak }, Next::Go);
+        }
+        Err(Failure::Unclear {
+            reply,
+            kind,
+            suppress,
+        }) => {
+            let unclear = Attempted::Unclear {
                 key,
                 reply,
-                streak: hit.streak,
+                kind,
+                suppress,
             };
-            return (throttled, Next::Go);
+            return (unclear, Next::Go);
         }
+        Err(Failure::Unsendable(reply)) => Outcome::Failed {
+            key,
+            reply,
+            suppress: false,
+        },
         Err(Failure::Transient(reply)) => Outcome::Deferred {
             key,
             reply,
             next_attempt_at: now_ms()
                 + backoff(job.attempts, settings.retry_base, settings.retry_max).as_millis() as i64,
         },
-        Err(Failure::Permanent(reply)) => Outcome::Failed { key, reply },
+        Err(Failure::Permanent(reply)) => Outcome::Failed {
+            key,
+            reply,
+            suppress: true,
+        },
         Err(Failure::Fatal(m)) => {
             shared.fail(m);
             Outcome::Requeue { key }

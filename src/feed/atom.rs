@@ -9,7 +9,7 @@ use atom_syndication::{
 };
 
 use super::xml::{clean, stylesheet_pi};
-use super::{image_type, newest_date, FeedMeta, FH_NAMESPACE};
+use super::{image_type, updated, FeedMeta, FH_NAMESPACE};
 use crate::issue::Issue;
 
 const ATOM: &str = "application/atom+xml";
@@ -43,7 +43,7 @@ pub fn render(issues: &[&Issue], meta: &FeedMeta) -> String {
         title: Text::plain(clean(&meta.title)),
         subtitle: Some(Text::plain(clean(&meta.description))),
         id: meta.id.to_string(),
-        updated: newest_date(issues),
+        updated: updated(issues, meta),
         authors: vec![Person {
             name: clean(&meta.site_title),
             uri: Some(meta.home.to_string()),

@@ -13,7 +13,7 @@
 //! rss.xml atom.xml feed.json                 every issue (newest `feed_entries`)
 //! tags/<slug>/{rss.xml,atom.xml,feed.json}   issues with that tag
 //! categories/<slug>/{…}                      issues in that category
-//! archive/rss/<n>.xml archive/atom/<n>.xml   RFC 5005 archive documents, n = 1 the oldest
+//! archive/rss/<YYYY-MM>.xml archive/atom/…  RFC 5005 archive documents, one per month
 //! feed.xsl                                   the stylesheet browsers use to show a feed
 //! ```
 //!
@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveTime};
 use url::Url;
 
 use crate::config::Config;
@@ -211,6 +211,8 @@ pub struct FeedMeta {
     pub hub: Option<Url>,
     /// RFC 5005 history.
     pub history: History,
+    /// The update time the document gives when it lists no issue (see [`updated`]).
+    pub empty_updated: DateTime<FixedOffset>,
 }
 
 /// Which feed a document belongs to.
@@ -250,6 +252,9 @@ pub struct Document {
     pub history: History<String>,
     /// The issues it lists, newest first, as indices into the list given to [`plan`].
     pub entries: Vec<usize>,
+    /// For an archive document, the first instant of its month (UTC): the update time it
+    /// gives when it lists no issue.
+    pub month_start: Option<DateTime<FixedOffset>>,
 }
 
 impl Document {
@@ -286,6 +291,9 @@ impl Document {
             stylesheet: stylesheet_href(config),
             hub: site.websub_hub.clone(),
             history: self.history.to_urls(config)?,
+            empty_updated: self
+                .month_start
+                .unwrap_or(DateTime::UNIX_EPOCH.fixed_offset()),
         })
     }
 }
@@ -313,46 +321,75 @@ pub fn term_slug(term: &str) -> String {
     slug
 }
 
-/// How many entries an RFC 5005 archive document holds: half of `feed_entries` (at least one).
-/// With that size, whenever the site has more issues than the subscription document shows there
-/// are at least two archive documents (each then links a neighbour, as the W3C validator asks),
-/// and the issues not yet in a full archive document (fewer than the archive size) are always in
-/// the subscription document.
-pub fn archive_size(feed_entries: usize) -> usize {
-    (feed_entries / 2).max(1)
-}
-
 /// Every feed document of the site for `published` (the issues listed in feeds, newest first).
 ///
-/// - the main feeds in each [`Format`]: the newest `site.feed_entries` issues; marked complete
-///   when that is all of them, else linked (RSS and Atom) to the newest archive document;
-/// - RFC 5005 archive documents (RSS and Atom) when the main feed is not complete: the issues
-///   cut, oldest first, into full documents of [`archive_size`] entries numbered from 1; an
-///   archive document's entries never change as newer issues arrive, so readers may cache it;
+/// - the main feeds in each [`Format`]: the newest `site.feed_entries` issues, marked complete
+///   when that is all of them;
+/// - when it is not, RFC 5005 archive documents (RSS and Atom), one per calendar month (in
+///   each issue's own offset), from the oldest issue's month to the month before the newest
+///   issue's (a month without issues gets an empty one, so the chain has no gaps). An issue's
+///   month alone decides which document holds it: adding or deleting an old issue changes
+///   only that month's document, and an archive document never changes as newer issues
+///   arrive, so readers may cache it (§4). The RSS and Atom subscription documents link the
+///   newest archive document when they hold every issue of the newest month; while that month
+///   has more issues than `feed_entries`, some are in neither, so the feed claims no history
+///   (it is partial) until the month is archived;
 /// - per tag and per category, the three formats with that term's newest `feed_entries` issues,
 ///   marked complete when that is all of them.
 ///
 /// Sorted by path.
 pub fn plan(published: &[&Listing], config: &Config) -> Vec<Document> {
-    let mut docs = main_documents(published.len(), config.site.feed_entries);
+    let mut docs = main_documents(published, config.site.feed_entries);
     docs.extend(term_documents(published, config.site.feed_entries));
     docs.sort_by(|a, b| a.path.cmp(&b.path));
     docs
 }
 
-/// The main feeds and their RFC 5005 archive documents for `count` published issues, `n` per
-/// feed (see [`plan`]).
-fn main_documents(count: usize, n: usize) -> Vec<Document> {
+/// A calendar month, the unit of the archive: (year, month 1-12).
+type Month = (i32, u32);
+
+/// The month of `date`, in its own offset.
+fn month_of(date: DateTime<FixedOffset>) -> Month {
+    (date.year(), date.month())
+}
+
+/// The month after `m`.
+fn next_month((year, month): Month) -> Month {
+    if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    }
+}
+
+/// The main feeds and their RFC 5005 archive documents for `published` (newest first), `n`
+/// per feed (see [`plan`]).
+fn main_documents(published: &[&Listing], n: usize) -> Vec<Document> {
+    let count = published.len();
+    // Months from the oldest issue's up to the newest issue's, which is not archived yet.
+    let mut months: Vec<Month> = Vec::new();
+    if let (true, Some(newest), Some(oldest)) = (count > n, published.first(), published.last()) {
+        let (mut m, last) = (month_of(oldest.date), month_of(newest.date));
+        while m < last {
+            months.push(m);
+            m = next_month(m);
+        }
+    }
+    // Issues of the newest month (not archived) come first in `published`.
+    let unarchived = published
+        .iter()
+        .take_while(|l| months.last().is_none_or(|m| month_of(l.date) > *m))
+        .count();
     let mut docs = Vec::new();
-    let size = archive_size(n);
-    let archives = if count > n { count / size } else { 0 };
     for format in Format::ALL {
-        let history = match (archives, format) {
-            (0, _) => History::Complete,
-            (_, Format::Json) => History::Partial,
-            (archives, _) => History::Subscription {
-                prev_archive: archive_path(format, archives),
-            },
+        let history = match (months.last(), format) {
+            _ if count <= n => History::Complete,
+            (Some(&newest), Format::Rss | Format::Atom) if unarchived <= n => {
+                History::Subscription {
+                    prev_archive: archive_path(format, newest),
+                }
+            }
+            _ => History::Partial,
         };
         docs.push(Document {
             path: format.file_name().to_string(),
@@ -361,30 +398,41 @@ fn main_documents(count: usize, n: usize) -> Vec<Document> {
             archive: false,
             history,
             entries: (0..count.min(n)).collect(),
+            month_start: None,
         });
-        if format == Format::Json {
-            continue;
-        }
-        for k in 1..=archives {
-            // Archive document k holds the issues (k-1)*size .. k*size-1 counted from the
-            // oldest; it lists them newest first.
-            let oldest_first = |i: usize| count - 1 - i;
-            let entries: Vec<usize> = ((k - 1) * size..k * size).rev().map(oldest_first).collect();
-            docs.push(Document {
-                path: archive_path(format, k),
-                format,
-                scope: Scope::Site,
-                archive: true,
-                history: History::Archive {
-                    current: format.file_name().to_string(),
-                    prev_archive: (k > 1).then(|| archive_path(format, k - 1)),
-                    next_archive: (k < archives).then(|| archive_path(format, k + 1)),
-                },
-                entries,
-            });
+        if format != Format::Json {
+            docs.extend(archive_documents(published, &months, format));
         }
     }
     docs
+}
+
+/// The archive documents in `format` of `months` (oldest first), each listing its month's
+/// issues of `published` newest first.
+fn archive_documents(published: &[&Listing], months: &[Month], format: Format) -> Vec<Document> {
+    let mut members: HashMap<Month, Vec<usize>> = HashMap::new();
+    for (index, listing) in published.iter().enumerate() {
+        members
+            .entry(month_of(listing.date))
+            .or_default()
+            .push(index);
+    }
+    (months.iter().enumerate())
+        .map(|(k, &month)| Document {
+            path: archive_path(format, month),
+            format,
+            scope: Scope::Site,
+            archive: true,
+            history: History::Archive {
+                current: format.file_name().to_string(),
+                prev_archive: k.checked_sub(1).map(|p| archive_path(format, months[p])),
+                next_archive: months.get(k + 1).map(|&m| archive_path(format, m)),
+            },
+            entries: members.remove(&month).unwrap_or_default(),
+            month_start: NaiveDate::from_ymd_opt(month.0, month.1, 1)
+                .map(|d| d.and_time(NaiveTime::MIN).and_utc().fixed_offset()),
+        })
+        .collect()
 }
 
 /// The feeds of each category and tag of `published`, with the newest `n` issues each (see
@@ -439,6 +487,7 @@ fn term_documents(published: &[&Listing], n: usize) -> Vec<Document> {
                 archive: false,
                 history: history.clone(),
                 entries: members.iter().copied().take(n).collect(),
+                month_start: None,
             });
         }
     }
@@ -451,14 +500,15 @@ type GroupKey = (u8, usize);
 /// A group's name (from the newest issue) and members (indices, newest first).
 type Group<'a> = (&'a str, Vec<usize>);
 
-/// The path of archive document `k` (1 = oldest) of the main feed in `format`.
-fn archive_path(format: Format, k: usize) -> String {
+/// The path of the archive document of `month` of the main feed in `format`:
+/// `archive/<format>/<YYYY>-<MM>.xml`.
+fn archive_path(format: Format, (year, month): Month) -> String {
     let kind = match format {
         Format::Rss => "rss",
         Format::Atom => "atom",
         Format::Json => "json",
     };
-    format!("archive/{kind}/{k}.xml")
+    format!("archive/{kind}/{year:04}-{month:02}.xml")
 }
 
 /// The public URL of `path` (relative to the feeds folder, unencoded, `/`-separated): each
@@ -532,14 +582,15 @@ pub fn write_file(path: &Path, bytes: &[u8], may_exist: bool) -> Result<bool> {
     Ok(true)
 }
 
-/// The newest date among `issues`, or the Unix epoch when there are none (so an empty feed still
-/// has a stable `updated`).
-pub fn newest_date(issues: &[&Issue]) -> DateTime<FixedOffset> {
+/// When the document `meta` describes, listing `issues`, was last updated: the newest issue's
+/// date, or, listing none, `meta.empty_updated` (an archive document's month; the Unix epoch
+/// for a site without issues), so an empty document still has a stable date.
+pub fn updated(issues: &[&Issue], meta: &FeedMeta) -> DateTime<FixedOffset> {
     issues
         .iter()
         .map(|i| i.date)
         .max()
-        .unwrap_or_else(|| DateTime::UNIX_EPOCH.fixed_offset())
+        .unwrap_or(meta.empty_updated)
 }
 
 /// The media type of an image, from the extension of its URL path (`png`, `jpg`/`jpeg`, `gif`,
@@ -561,6 +612,7 @@ pub fn image_type(url: &Url) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn config(entries: usize) -> Config {
         crate::config::test_config(&format!(
@@ -635,33 +687,31 @@ feed_entries={entries}"
 
     #[test]
     fn large_site_gets_stable_archive_documents() {
-        // 25 issues, 4 per feed: archive documents of 2, numbered from the oldest.
-        let issues: Vec<Listing> = (0..25).rev().map(|i| listing(i, &[])).collect();
+        // 25 weekly issues from Monday 2024-01-01 (i24: 2024-06-17), 4 per feed: archive
+        // documents for January to May; June's three issues are in the subscription document.
+        let issues = weekly(25);
         let refs: Vec<&Listing> = issues.iter().collect();
         let docs = plan(&refs, &config(4));
-        let rss_archives: Vec<&Document> = docs
-            .iter()
+        let rss_archives: Vec<&str> = (docs.iter())
             .filter(|d| d.archive && d.format == Format::Rss)
+            .map(|d| d.path.as_str())
             .collect();
-        assert_eq!(rss_archives.len(), 12);
-        let first = rss_archives
-            .iter()
-            .find(|d| d.path == "archive/rss/1.xml")
-            .unwrap();
-        // Issues i0 and i1 (the two oldest), newest first.
-        let slugs = entry_slugs(&docs, &refs, "archive/rss/1.xml");
-        assert_eq!(slugs, ["i1", "i0"]);
         assert_eq!(
-            first.meta(&config(4)).unwrap().id.as_str(),
-            "https://example.org/news/rss.xml"
+            rss_archives,
+            ["01", "02", "03", "04", "05"].map(|m| format!("archive/rss/2024-{m}.xml"))
         );
+        let slugs = entry_slugs(&docs, &refs, "archive/rss/2024-01.xml");
+        assert_eq!(slugs, ["i4", "i3", "i2", "i1", "i0"]);
+        let first = docs.iter().find(|d| d.path == rss_archives[0]).unwrap();
+        let meta = first.meta(&config(4)).unwrap();
+        assert_eq!(meta.id.as_str(), "https://example.org/news/rss.xml");
         assert_eq!(
-            first.meta(&config(4)).unwrap().history,
+            meta.history,
             History::Archive {
                 current: Url::parse("https://example.org/news/rss.xml").unwrap(),
                 prev_archive: None,
                 next_archive: Some(
-                    Url::parse("https://example.org/news/archive/rss/2.xml").unwrap()
+                    Url::parse("https://example.org/news/archive/rss/2024-02.xml").unwrap()
                 ),
             }
         );
@@ -669,20 +719,133 @@ feed_entries={entries}"
         assert_eq!(
             main.history,
             History::Subscription {
-                prev_archive: "archive/rss/12.xml".to_string()
+                prev_archive: "archive/rss/2024-05.xml".to_string()
             }
         );
-        // The newest issue not in a full archive document (i24) is in the subscription document.
-        assert_eq!(refs[main.entries[0]].slug, "i24");
+        // The newest four, June's three among them.
+        assert_eq!(
+            entry_slugs(&docs, &refs, "rss.xml"),
+            ["i24", "i23", "i22", "i21"]
+        );
         let json = docs.iter().find(|d| d.path == "feed.json").unwrap();
         assert_eq!(json.history, History::Partial);
 
         // One more issue leaves every archive document's entries as they were.
-        let mut more = issues.clone();
-        more.insert(0, listing(25, &[]));
+        let more = weekly(26);
         let refs2: Vec<&Listing> = more.iter().collect();
         let docs2 = plan(&refs2, &config(4));
-        assert_eq!(entry_slugs(&docs2, &refs2, "archive/rss/1.xml"), slugs);
+        assert_eq!(
+            entry_slugs(&docs2, &refs2, "archive/rss/2024-01.xml"),
+            slugs
+        );
+    }
+
+    /// `n` issues a week apart from 2024-01-01, newest first.
+    fn weekly(n: usize) -> Vec<Listing> {
+        (0..n)
+            .rev()
+            .map(|i| {
+                let mut l = listing(i, &[]);
+                l.date = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap()
+                    + chrono::Duration::weeks(i as i64);
+                l
+            })
+            .collect()
+    }
+
+    /// Every document's path and entries (as slugs) in a plan of `issues`.
+    fn contents(issues: &[Listing], n: usize) -> BTreeMap<String, Vec<String>> {
+        let refs: Vec<&Listing> = issues.iter().collect();
+        let docs = plan(&refs, &config(n));
+        (docs.iter())
+            .map(|d| {
+                let slugs = d.entries.iter().map(|&e| refs[e].slug.clone()).collect();
+                (d.path.clone(), slugs)
+            })
+            .collect()
+    }
+
+    /// The paths whose contents differ between `a` and `b` (or that only one has).
+    fn differ(a: &BTreeMap<String, Vec<String>>, b: &BTreeMap<String, Vec<String>>) -> Vec<String> {
+        let paths: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        paths
+            .into_iter()
+            .filter(|p| a.get(*p) != b.get(*p))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn deleting_or_adding_an_old_issue_changes_only_its_months_archive_document() {
+        let issues = weekly(25);
+        let before = contents(&issues, 4);
+        // i6 is 2024-02-12.
+        let deleted: Vec<Listing> = issues.iter().filter(|l| l.slug != "i6").cloned().collect();
+        assert_eq!(
+            differ(&before, &contents(&deleted, 4)),
+            ["archive/atom/2024-02.xml", "archive/rss/2024-02.xml"]
+        );
+        // A backdated issue in March.
+        let mut added = issues.clone();
+        let mut old = listing(99, &[]);
+        old.categories.clear();
+        old.date = DateTime::parse_from_rfc3339("2024-03-02T12:00:00+08:00").unwrap();
+        added.push(old);
+        added.sort_by(|a, b| crate::issue::newest_first(a.date, &a.slug, b.date, &b.slug));
+        assert_eq!(
+            differ(&before, &contents(&added, 4)),
+            ["archive/atom/2024-03.xml", "archive/rss/2024-03.xml"]
+        );
+        // Emptying a month keeps its document, so the chain's links do not move.
+        let empty: Vec<Listing> = (issues.iter())
+            .filter(|l| !["i5", "i6", "i7", "i8"].contains(&l.slug.as_str()))
+            .cloned()
+            .collect();
+        let after = contents(&empty, 4);
+        assert_eq!(after["archive/rss/2024-02.xml"], Vec::<String>::new());
+        // An empty document dates itself at the start of its month (not 1970, which the
+        // feed validator calls implausible).
+        let refs: Vec<&Listing> = empty.iter().collect();
+        let docs = plan(&refs, &config(4));
+        let february = docs.iter().find(|d| d.path == "archive/atom/2024-02.xml");
+        let meta = february.unwrap().meta(&config(4)).unwrap();
+        assert_eq!(
+            updated(&[], &meta).to_rfc3339(),
+            "2024-02-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            differ(&before, &after)
+                .into_iter()
+                .filter(|p| p.starts_with("archive/"))
+                .collect::<Vec<_>>(),
+            ["archive/atom/2024-02.xml", "archive/rss/2024-02.xml"]
+        );
+    }
+
+    #[test]
+    fn a_newest_month_with_more_than_feed_entries_makes_the_feed_partial() {
+        // 10 daily issues in January and one on 2024-02-01, 4 per feed.
+        let mut issues: Vec<Listing> = (0..10).rev().map(|i| listing(i, &[])).collect();
+        let mut feb = listing(31, &[]);
+        feb.date = DateTime::parse_from_rfc3339("2024-02-01T00:00:00Z").unwrap();
+        issues.insert(0, feb);
+        let c = contents(&issues, 4);
+        assert_eq!(c["rss.xml"], ["i31", "i9", "i8", "i7"]);
+        assert_eq!(c["archive/rss/2024-01.xml"].len(), 10);
+        let main = |issues: &[Listing]| {
+            let refs: Vec<&Listing> = issues.iter().collect();
+            let docs = plan(&refs, &config(4));
+            docs.into_iter()
+                .find(|d| d.path == "rss.xml")
+                .unwrap()
+                .history
+        };
+        assert!(matches!(main(&issues), History::Subscription { .. }));
+        // All of January: more than four issues that are in no archive document yet.
+        let c = contents(&issues[1..], 4);
+        assert_eq!(c["rss.xml"], ["i9", "i8", "i7", "i6"]);
+        assert!(!c.keys().any(|p| p.starts_with("archive/")));
+        assert_eq!(main(&issues[1..]), History::Partial);
     }
 
     #[test]

@@ -10,8 +10,8 @@ use ::rss::{Category, Channel, Guid, Item};
 use chrono::{DateTime, FixedOffset};
 
 use super::atom::{hub_and_history_links, link};
-use super::xml::{clean, stylesheet_pi};
-use super::{image_type, newest_date, FeedMeta, FH_NAMESPACE};
+use super::xml::{clean, escape, stylesheet_pi};
+use super::{image_type, updated, FeedMeta, FH_NAMESPACE};
 use crate::issue::Issue;
 
 const RSS: &str = "application/rss+xml";
@@ -26,14 +26,15 @@ const MEDIA: &str = "http://search.yahoo.com/mrss/";
 /// with `current`/`prev-archive`/`next-archive` links for an archive document.
 ///
 /// Each item has `title`, `link`, `guid` (the permalink; `isPermaLink` is left at its default,
-/// true), `pubDate` (RFC 822 date-time), `description` (the plain-text summary), a `category` per
+/// true), `pubDate` (RFC 822 date-time), `description` (the plain-text summary, HTML-escaped: RSS
+/// readers take it as HTML), a `category` per
 /// category and tag, the author's name as `dc:creator` (RSS `<author>` must hold an e-mail
 /// address, so a bare name there is invalid), `content:encoded` (the full HTML), and the cover
 /// image as `media:content` with its type (not `enclosure`, whose required length we cannot know
 /// without fetching the image). Characters XML 1.0 forbids are dropped from all text.
 /// The same input gives the same bytes.
 pub fn render(issues: &[&Issue], meta: &FeedMeta) -> String {
-    let updated = rfc822(newest_date(issues));
+    let updated = rfc822(updated(issues, meta));
     let mut links = vec![link("self", meta.self_url.as_str(), Some(RSS))];
     links.extend(hub_and_history_links(meta, RSS));
     // An empty value, not none, keeps the end tag on the start tag's line: no white space inside.
@@ -99,7 +100,9 @@ fn item(issue: &Issue) -> Item {
     Item {
         title: Some(clean(&issue.title)),
         link: Some(issue.permalink.to_string()),
-        description: Some(clean(&issue.summary)),
+        // Readers take `description` as HTML: the plain-text summary is escaped, so `<T>` and
+        // `A&B` show as written (as in Atom's `summary type="text"` and JSON Feed's `summary`).
+        description: Some(escape(&clean(&issue.summary))),
         categories: issue
             .terms()
             .into_iter()
@@ -133,6 +136,32 @@ pub fn rfc822(date: DateTime<FixedOffset>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::feed::{Document, Format, History, Scope};
+
+    #[test]
+    fn the_description_is_plain_text_escaped_for_readers_that_take_it_as_html() {
+        let config = crate::config::test_config("title='T'\nbase_url='https://example.org/'");
+        let issue = crate::issue::parse(
+            "---\ntitle: t\ndate: 2024-01-01\ndescription: 'Vec<T> & SOFAStack&MOSN <b>x</b>'\n---\nbody\n",
+            std::path::Path::new("a.md"),
+            &config,
+        )
+        .unwrap();
+        let doc = Document {
+            path: "rss.xml".into(),
+            format: Format::Rss,
+            scope: Scope::Site,
+            archive: false,
+            history: History::Complete,
+            entries: vec![0],
+            month_start: None,
+        };
+        let rss = render(&[&issue], &doc.meta(&config).unwrap());
+        assert!(
+            rss.contains("<description><![CDATA[Vec&lt;T&gt; &amp; SOFAStack&amp;MOSN &lt;b&gt;x&lt;/b&gt;]]></description>"),
+            "{rss}"
+        );
+    }
 
     #[test]
     fn rfc822_dates_keep_their_offset() {

@@ -62,16 +62,25 @@ pub fn clean(text: &str) -> String {
     out
 }
 
+/// `text` with `&`, `<`, `>` and `"` written as entities (maud's escaper): plain text made
+/// HTML or XML that shows it as it is, e.g. for RSS `<description>`, which readers take as
+/// HTML, or a double-quoted attribute value.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    maud::Escaper::new(&mut out)
+        .write_str(text)
+        .expect("writing to a String cannot fail");
+    out
+}
+
 /// The `xml-stylesheet` processing instruction pointing browsers at the XSLT at `href` (W3C
 /// "Associating Style Sheets with XML documents"), followed by a line feed. `href` is escaped
 /// for its double-quoted pseudo-attribute.
 pub fn stylesheet_pi(href: &str) -> String {
     let mut out = String::with_capacity(href.len() + 48);
     out.push_str("<?xml-stylesheet type=\"text/xsl\" href=\"");
-    // `&`, `<`, `>` and `"` as entities; tab and line feed cannot occur in a URL.
-    maud::Escaper::new(&mut out)
-        .write_str(&clean(href))
-        .expect("writing to a String cannot fail");
+    // Tab and line feed, which an attribute value would turn into spaces, cannot be in a URL.
+    out.push_str(&escape(&clean(href)));
     out.push_str("\"?>\n");
     out
 }

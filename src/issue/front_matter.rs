@@ -145,8 +145,17 @@ impl OneOrMany {
 pub struct RawFrontMatter {
     /// `title`: required.
     pub title: Option<String>,
-    /// `date`: required, RFC 3339 with offset (TOML datetimes are turned into that text).
+    /// `date`: the date (TOML datetimes are turned into RFC 3339 text).
     pub date: Option<String>,
+    /// `publishDate` (also `publishdate`: Hugo reads keys case-insensitively), Hugo's next
+    /// choice for the date when `date` is missing.
+    #[serde(rename = "publishDate", alias = "publishdate")]
+    pub publish_date: Option<String>,
+    /// `pubDate` (also `pubdate`), after `publishDate`.
+    #[serde(rename = "pubDate", alias = "pubdate")]
+    pub pub_date: Option<String>,
+    /// `published`, after `pubDate`.
+    pub published: Option<String>,
     /// `description`.
     pub description: Option<String>,
     /// `author`.
@@ -165,6 +174,25 @@ pub struct RawFrontMatter {
     pub slug: Option<String>,
     /// `summary`: the feed entry's description.
     pub summary: Option<String>,
+}
+
+impl RawFrontMatter {
+    /// The date as written, with the key it was under: the first of `date`,
+    /// `publishDate`, `pubDate` and `published` that is set and not blank (Hugo's default
+    /// `[frontmatter] date` order).
+    pub fn date(&self) -> Option<(&'static str, &str)> {
+        [
+            ("date", &self.date),
+            ("publishDate", &self.publish_date),
+            ("pubDate", &self.pub_date),
+            ("published", &self.published),
+        ]
+        .into_iter()
+        .find_map(|(key, value)| {
+            let value = value.as_deref()?.trim();
+            (!value.is_empty()).then_some((key, value))
+        })
+    }
 }
 
 /// Reads the front matter of a [`Split`] into [`RawFrontMatter`].
@@ -274,15 +302,20 @@ fn wrong_type(split: &Split<'_>, key: Option<String>, detail: &str) -> FrontMatt
     )
 }
 
-/// 1-based line in the file of the first line of the front matter that sets `key`, if any.
+/// 1-based line in the file of the first line of the front matter that sets `key` (compared
+/// ignoring ASCII case, as Hugo reads keys: `publishdate` for `publishDate`), if any.
 pub fn key_line(split: &Split<'_>, key: &str) -> Option<usize> {
     split
         .front_matter
         .lines()
         .enumerate()
         .find_map(|(i, line)| {
-            let rest = line.trim_start().strip_prefix(key)?;
-            let rest = rest.trim_start();
+            let line = line.trim_start();
+            let name = line.get(..key.len())?;
+            if !name.eq_ignore_ascii_case(key) {
+                return None;
+            }
+            let rest = line[key.len()..].trim_start();
             (rest.starts_with(':') || rest.starts_with('=')).then_some(split.front_matter_line + i)
         })
 }
@@ -301,7 +334,19 @@ fn yaml_dates_to_strings(value: serde_norway::Value) -> serde_norway::Value {
                 .map(|(k, v)| {
                     let stringly = matches!(
                         k.as_str(),
-                        Some("title" | "date" | "slug" | "description" | "summary" | "author")
+                        Some(
+                            "title"
+                                | "date"
+                                | "publishDate"
+                                | "publishdate"
+                                | "pubDate"
+                                | "pubdate"
+                                | "published"
+                                | "slug"
+                                | "description"
+                                | "summary"
+                                | "author"
+                        )
                     );
                     let v = match v {
                         Value::Number(n) if stringly => Value::String(n.to_string()),

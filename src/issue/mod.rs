@@ -5,6 +5,7 @@
 //! later stage (feeds, archive, email) reads these values and never the files.
 
 pub mod cjk;
+pub mod files;
 pub mod front_matter;
 pub mod markdown;
 #[cfg(test)]
@@ -17,8 +18,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, TimeZone};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::config::Config;
-use front_matter::{FrontMatterError, Split};
+use crate::config::{Config, DateFallback};
+use front_matter::{FrontMatterError, RawFrontMatter, Split};
 
 /// One newsletter issue, loaded and rendered.
 #[derive(Debug, Clone)]
@@ -143,12 +144,38 @@ pub struct IssueError {
 
 impl fmt::Display for IssueError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = location_path(&self.path);
         if self.line > 0 {
-            write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
+            write!(f, "{path}:{}: {}", self.line, self.message)
         } else {
-            write!(f, "{}: {}", self.path.display(), self.message)
+            write!(f, "{path}: {}", self.message)
         }
     }
+}
+
+/// `path` as the start of a `file:line: message` location: as it is, unless it holds `: ` (which
+/// would make the location ambiguous), a double quote or a line break; then in double quotes,
+/// with `"` and `\` escaped by a backslash and line breaks as `\n`, like a C string.
+pub fn location_path(path: &Path) -> std::borrow::Cow<'_, str> {
+    let text = path.to_string_lossy();
+    if !(text.contains(": ") || text.contains(['"', '\n', '\r'])) {
+        return text;
+    }
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                quoted.push('\\');
+                quoted.push(c);
+            }
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted.into()
 }
 
 impl std::error::Error for IssueError {}
@@ -174,46 +201,6 @@ impl IssueError {
             ),
         }
     }
-}
-
-/// Every `*.md` file below `dir`, hidden files and folders skipped, each with `f` applied to
-/// its directory entry: e.g. to keep the entry, whose `metadata` is read relative to the open
-/// folder (cheaper than a `stat` by path; it does not follow a symbolic link). Sorted by path.
-///
-/// # Errors
-/// `dir` cannot be read.
-pub fn find_files_with<T>(
-    dir: &Path,
-    mut f: impl FnMut(std::fs::DirEntry) -> T,
-) -> anyhow::Result<Vec<(PathBuf, T)>> {
-    use anyhow::Context;
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).with_context(|| {
-            format!(
-                "failed to read the issues folder `{}` (set `site.issues` in the config)",
-                d.display()
-            )
-        })?;
-        for entry in entries {
-            let entry = entry.with_context(|| format!("failed to read `{}`", d.display()))?;
-            let path = entry.path();
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            let kind = entry
-                .file_type()
-                .with_context(|| format!("failed to read `{}`", path.display()))?;
-            if kind.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "md") {
-                out.push((path, f(entry)));
-            }
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
 }
 
 /// Reads, parses and renders one issue file.
@@ -254,11 +241,17 @@ pub fn parse(text: &str, path: &Path, config: &Config) -> Result<Issue, FrontMat
     let split = front_matter::split(text)?;
     let fm = front_matter::parse(&split)?;
     let title = title(&split, fm.title.as_deref())?;
-    let date = date(&split, fm.date.as_deref())?;
+    let date = date(&split, &fm, path, config)?;
     let slug = slug(&split, fm.slug.as_deref(), path)?;
     let permalink = permalink(config, &slug)?;
-    let base = &config.site.base_url;
+    // A bundle's own files sit beside its page: its relative links resolve against the page.
+    let base = if files::is_bundle(path) {
+        permalink.clone()
+    } else {
+        config.site.base_url.clone()
+    };
     let cover = nonempty(fm.cover)
+        .filter(|c| looks_like_url(c))
         .map(|c| {
             let line = front_matter::key_line(&split, "cover").unwrap_or(1);
             match base.join(&c) {
@@ -283,7 +276,7 @@ pub fn parse(text: &str, path: &Path, config: &Config) -> Result<Issue, FrontMat
         .and_then(|l| Url::parse(l.trim()).ok())
         .filter(|u| matches!(u.scheme(), "http" | "https"));
     let markdown = split.body.to_string();
-    let content_html = markdown::render(&markdown, base, markdown::Rendering::for_site(config));
+    let content_html = markdown::render(&markdown, &base, markdown::Rendering::for_site(config));
     let description = nonempty(fm.description);
     let summary = nonempty(fm.summary)
         .or_else(|| description.clone())
@@ -305,8 +298,16 @@ pub fn parse(text: &str, path: &Path, config: &Config) -> Result<Issue, FrontMat
         body_line: split.body_line,
         markdown,
         content_html,
-        base: base.clone(),
+        base,
     })
+}
+
+/// Whether `text` can be a URL as written in a front matter value: no white space and none of
+/// the characters RFC 3986 allows nowhere in a URL (`<>"{}|\^` and the backquote) nor `[` `]`,
+/// which only an IPv6 host holds and a Markdown link pasted as the value always does. A `cover`
+/// that is not is left out (`check` reports it).
+pub fn looks_like_url(text: &str) -> bool {
+    !text.contains(|c: char| c.is_whitespace() || "<>\"{}|\\^`[]".contains(c))
 }
 
 /// `value` trimmed, `None` when that leaves nothing.
@@ -316,10 +317,11 @@ fn nonempty(value: Option<String>) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// The required `title`, trimmed.
+/// The required `title`, trimmed, HTML character references in it decoded (see
+/// [`decode_entities`]).
 fn title(split: &Split<'_>, title: Option<&str>) -> Result<String, FrontMatterError> {
     match title.map(str::trim) {
-        Some(t) if !t.is_empty() => Ok(t.to_string()),
+        Some(t) if !t.is_empty() => Ok(decode_entities(t).into_owned()),
         _ => Err(FrontMatterError {
             line: front_matter::key_line(split, "title").unwrap_or(split.front_matter_line - 1),
             message: "missing `title` in the front matter: add `title: \"...\"`".into(),
@@ -327,31 +329,119 @@ fn title(split: &Split<'_>, title: Option<&str>) -> Result<String, FrontMatterEr
     }
 }
 
-/// The required `date` (see [`parse_date`]), the error on its line.
-fn date(split: &Split<'_>, date: Option<&str>) -> Result<DateTime<FixedOffset>, FrontMatterError> {
-    let line = front_matter::key_line(split, "date").unwrap_or(split.front_matter_line - 1);
-    match date.map(str::trim) {
-        Some(d) if !d.is_empty() => parse_date(d).ok_or_else(|| FrontMatterError {
-            line,
-            message: format!(
-                "cannot read the date `{d}`: write it as `YYYY-MM-DD`, or RFC 3339 with an offset, e.g. `2020-05-15T17:00:00+08:00`"
-            ),
-        }),
-        _ => Err(FrontMatterError {
-            line,
-            message: "missing `date` in the front matter: add e.g. `date: 2020-05-15T17:00:00+08:00`".into(),
+/// The issue's date: the first date key of the front matter (see [`RawFrontMatter::date`];
+/// parsed by [`parse_date`], an error on its line), else `site.date_fallback` for the file at
+/// `path`.
+fn date(
+    split: &Split<'_>,
+    fm: &RawFrontMatter,
+    path: &Path,
+    config: &Config,
+) -> Result<DateTime<FixedOffset>, FrontMatterError> {
+    let Some((key, d)) = fm.date() else {
+        return date_fallback(path, config.site.date_fallback).map_err(|why| FrontMatterError {
+            line: front_matter::key_line(split, "date").unwrap_or(split.front_matter_line - 1),
+            message: format!("missing `date` in the front matter: add e.g. `date: 2020-05-15T17:00:00+08:00`{why}"),
+        });
+    };
+    parse_date(d).ok_or_else(|| FrontMatterError {
+        line: front_matter::key_line(split, key).unwrap_or(split.front_matter_line - 1),
+        message: format!(
+            "cannot read the date `{d}`: write it as `YYYY-MM-DD`, or RFC 3339 with an offset, e.g. `2020-05-15T17:00:00+08:00`"
+        ),
+    })
+}
+
+/// The date `fallback` gives the file at `path`; else why there is none, as the end of the
+/// "missing `date`" message.
+fn date_fallback(path: &Path, fallback: DateFallback) -> Result<DateTime<FixedOffset>, String> {
+    match fallback {
+        DateFallback::None => Err(String::new()),
+        DateFallback::Mtime => std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .map(|t| DateTime::<chrono::Utc>::from(t).fixed_offset())
+            .map_err(|e| format!(" (`site.date_fallback = \"mtime\"`, but the file's modification time cannot be read: {e})")),
+        DateFallback::Git => git_added_date(path).map_err(|why| {
+            format!(" (`site.date_fallback = \"git\"`, but {why})")
         }),
     }
 }
 
-/// The slug: `slug` (without slashes around it), else the file name without `.md`.
+/// The author date of the git commit that added the file at `path`, following renames.
+fn git_added_date(path: &Path) -> Result<DateTime<FixedOffset>, String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or("the path names no file")?;
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["log", "--follow", "--diff-filter=A", "--format=%aI", "--"])
+        .arg(name)
+        .output()
+        .map_err(|e| format!("git cannot be run: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The oldest commit that added it (a file deleted and added again has several).
+    match text.lines().last().map(str::trim).filter(|l| !l.is_empty()) {
+        Some(line) if out.status.success() => DateTime::parse_from_rfc3339(line)
+            .map_err(|e| format!("git gave the date `{line}`, which is not RFC 3339: {e}")),
+        _ => Err("git has no commit that added the file: commit it, or add a `date`".into()),
+    }
+}
+
+/// `text` with its HTML character references (`&amp;`, `&nbsp;`, `&#38;`, `&#x26;`) replaced
+/// by the characters they stand for; a `&` that starts none is kept. A title is plain text,
+/// but one copied from HTML often says `MOSN&amp;SOFARPC` for `MOSN&SOFARPC`: every output
+/// escapes the title again, so left as it was it would show `&amp;` to readers (and draw the
+/// feed validator's "title should not contain HTML"). `check` reports such titles.
+pub fn decode_entities(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('&') {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        rest = &rest[amp..];
+        let reference = rest[1..]
+            .find(';')
+            .filter(|&end| end <= 32)
+            .map(|end| &rest[1..=end]);
+        match reference.and_then(character_reference) {
+            Some(decoded) => {
+                out.push_str(&decoded);
+                rest = &rest[reference.map_or(1, |r| r.len() + 2)..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out.into()
+}
+
+/// What the character reference `name` (between `&` and `;`) stands for: a named HTML5 entity
+/// (the `quick-xml` crate's table) or a decimal or hexadecimal code point.
+fn character_reference(name: &str) -> Option<String> {
+    let code = match name.strip_prefix('#') {
+        Some(hex) if hex.starts_with(['x', 'X']) => u32::from_str_radix(&hex[1..], 16).ok(),
+        Some(decimal) => decimal.parse().ok(),
+        None => return quick_xml::escape::resolve_html5_entity(name).map(String::from),
+    };
+    code.and_then(char::from_u32)
+        .filter(|c| *c != '\0')
+        .map(String::from)
+}
+
+/// The slug: `slug` (without slashes around it), else a leaf bundle's folder name or the file
+/// name without `.md` ([`files::default_slug`]).
 fn slug(split: &Split<'_>, slug: Option<&str>, path: &Path) -> Result<String, FrontMatterError> {
     let slug = match slug.map(str::trim) {
         Some(s) if !s.is_empty() => s.trim_matches('/').to_string(),
-        _ => path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        _ => files::default_slug(path),
     };
     if slug.is_empty() || slug.contains('/') || slug == "." || slug == ".." {
         return Err(FrontMatterError {
@@ -524,6 +614,98 @@ base_url='https://www.sofastack.tech/'",
     }
 
     #[test]
+    fn hugo_date_keys_stand_in_for_a_missing_date() {
+        let date = |front: &str| {
+            let text = format!("---\ntitle: t\n{front}---\n");
+            parse(&text, Path::new("a.md"), &config()).map(|i| i.date.to_rfc3339())
+        };
+        let day = |d: &str| Ok(format!("{d}T00:00:00+00:00"));
+        assert_eq!(date("publishDate: 2020-05-15\n"), day("2020-05-15"));
+        assert_eq!(date("pubDate: 2020-05-16\n"), day("2020-05-16"));
+        assert_eq!(date("published: 2020-05-17\n"), day("2020-05-17"));
+        assert_eq!(date("publishdate: 2020-05-18\n"), day("2020-05-18"));
+        // Hugo's order: date, publishDate, pubDate, published; a blank one is skipped.
+        assert_eq!(
+            date("published: 2020-01-03\npubDate: 2020-01-02\npublishDate: ''\n"),
+            day("2020-01-02")
+        );
+        assert_eq!(
+            date("publishDate: 2020-01-02\ndate: 2020-01-01\n"),
+            day("2020-01-01")
+        );
+        let e = error("---\ntitle: t\npublishdate: someday\n---\n");
+        assert_eq!(e.line, 3);
+        assert!(
+            e.message.contains("cannot read the date `someday`"),
+            "{e:?}"
+        );
+        let e = error("---\ntitle: t\n---\n");
+        assert_eq!(e.line, 1);
+        assert!(e.message.starts_with("missing `date`"), "{e:?}");
+    }
+
+    #[test]
+    fn a_missing_date_can_fall_back_to_the_files_modification_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.md");
+        std::fs::write(&path, "---\ntitle: t\n---\nx\n").unwrap();
+        let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_589_533_200);
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(mtime).unwrap();
+        let mut config = config();
+        config.site.date_fallback = DateFallback::Mtime;
+        let issue = load_file(&path, &config).unwrap();
+        assert_eq!(issue.date.to_rfc3339(), "2020-05-15T09:00:00+00:00");
+        // A date in the file still wins.
+        std::fs::write(&path, "---\ntitle: t\ndate: 2021-01-01\n---\nx\n").unwrap();
+        let issue = load_file(&path, &config).unwrap();
+        assert_eq!(issue.date.to_rfc3339(), "2021-01-01T00:00:00+00:00");
+    }
+
+    #[test]
+    fn a_missing_date_can_fall_back_to_the_commit_that_added_the_file() {
+        let git_works = std::process::Command::new("git")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !git_works {
+            assert!(std::env::var_os("CI").is_none(), "git is required under CI");
+            eprintln!("skipped: no git on this machine");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str], date: &str| {
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(dir.path())
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+                .args(args)
+                .env("GIT_AUTHOR_DATE", date)
+                .env("GIT_COMMITTER_DATE", date)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+        };
+        let path = dir.path().join("a.md");
+        let mut config = config();
+        config.site.date_fallback = DateFallback::Git;
+        std::fs::write(&path, "---\ntitle: t\n---\nx\n").unwrap();
+        git(&["init", "-q"], "2020-05-15T17:00:00+08:00");
+        let e = load_file(&path, &config).unwrap_err();
+        assert!(
+            e.message.contains("git has no commit that added the file"),
+            "{e:?}"
+        );
+        git(&["add", "a.md"], "2020-05-15T17:00:00+08:00");
+        git(&["commit", "-qm", "add"], "2020-05-15T17:00:00+08:00");
+        // A later edit does not move the date.
+        std::fs::write(&path, "---\ntitle: t2\n---\nx\n").unwrap();
+        git(&["commit", "-qam", "edit"], "2021-01-01T00:00:00+00:00");
+        let issue = load_file(&path, &config).unwrap();
+        assert_eq!(issue.date.to_rfc3339(), "2020-05-15T17:00:00+08:00");
+    }
+
+    #[test]
     fn dates_in_several_shapes() {
         assert_dates(&[
             (
@@ -574,6 +756,53 @@ base_url='https://www.sofastack.tech/'",
         ] {
             assert_eq!(parse_date(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn paths_with_a_colon_and_space_are_quoted_in_locations() {
+        let e = |path: &str| IssueError {
+            path: path.into(),
+            line: 3,
+            message: "bad".into(),
+        };
+        assert_eq!(e("issues/a:b.md").to_string(), "issues/a:b.md:3: bad");
+        assert_eq!(
+            e("issues/Q&A: week 1.md").to_string(),
+            "\"issues/Q&A: week 1.md\":3: bad"
+        );
+        assert_eq!(
+            e("issues/say \"hi\": \\.md").to_string(),
+            "\"issues/say \\\"hi\\\": \\\\.md\":3: bad"
+        );
+    }
+
+    #[test]
+    fn character_references_in_titles_are_decoded() {
+        let title = |t: &str| {
+            let text = format!("---\ntitle: '{t}'\ndate: 2020-01-01\n---\n");
+            parse(&text, Path::new("a.md"), &config()).unwrap().title
+        };
+        assert_eq!(title("MOSN&amp;SOFARPC"), "MOSN&SOFARPC");
+        assert_eq!(title("a&nbsp;b &#38; &#x26;&lt;T&gt;"), "a\u{a0}b & &<T>");
+        assert_eq!(
+            title("SOFABoot&SOFAHessian & &nope; &#0; &"),
+            "SOFABoot&SOFAHessian & &nope; &#0; &"
+        );
+    }
+
+    #[test]
+    fn a_cover_that_is_not_a_url_is_left_out() {
+        let cover = |c: &str| {
+            let text = format!("---\ntitle: t\ndate: 2020-01-01\ncover: '{c}'\n---\n");
+            let issue = parse(&text, Path::new("a.md"), &config()).unwrap();
+            issue.cover.map(String::from)
+        };
+        assert_eq!(cover("[图](https://cdn.example.org/a.png)"), None);
+        assert_eq!(cover("a b.png"), None);
+        assert_eq!(
+            cover("/img/a(1).png").as_deref(),
+            Some("https://www.sofastack.tech/img/a(1).png")
+        );
     }
 
     #[test]

@@ -90,37 +90,37 @@ impl Ledger {
         let key = request.address.to_lowercase();
         let now = now.timestamp();
         let topics = serde_json::to_string(&request.topics)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let suppressed = tx
-            .prepare_cached("SELECT 1 FROM suppressions WHERE address = ?1")?
-            .exists(params![key])?
-            || state_of(&tx, &key)?.as_deref() == Some("bounced");
-        if suppressed {
-            return Ok(Requested::Suppressed);
-        }
-        tx.prepare_cached(
-            "INSERT OR REPLACE INTO subscription_requests
+        self.write("record a subscription request", |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let suppressed = tx
+                .prepare_cached("SELECT 1 FROM suppressions WHERE address = ?1")?
+                .exists(params![key])?
+                || state_of(&tx, &key)?.as_deref() == Some("bounced");
+            if suppressed {
+                return Ok(Requested::Suppressed);
+            }
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO subscription_requests
                  (address, email, name, topics, requested_at, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            key,
-            request.address,
-            request.name,
-            topics,
-            now,
-            request.expires.timestamp()
-        ])?;
-        tx.prepare_cached(
-            "INSERT OR IGNORE INTO subscribers
+            )?
+            .execute(params![
+                key,
+                request.address,
+                request.name,
+                topics,
+                now,
+                request.expires.timestamp()
+            ])?;
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO subscribers
                  (address, email, name, topics, state, source, created_at, updated_at)
              VALUES (?1, ?2, NULL, '[]', 'pending', 'web', ?3, ?3)",
-        )?
-        .execute(params![key, request.address, now])?;
-        tx.commit()?;
-        Ok(Requested::MailConfirmation)
+            )?
+            .execute(params![key, request.address, now])?;
+            tx.commit()?;
+            Ok(Requested::MailConfirmation)
+        })
     }
 
     /// Confirms the latest request of `address` (lowercased) if it has not expired at `now`:
@@ -130,9 +130,8 @@ impl Ledger {
     /// A database error; nothing changes then.
     pub fn confirm_subscription(&mut self, address: &str, now: DateTime<Utc>) -> Result<Confirmed> {
         let now = now.timestamp();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write("confirm a subscription", |conn| {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let request: Option<(String, Option<String>, String)> = tx
             .prepare_cached(
                 "SELECT email, name, topics FROM subscription_requests
@@ -164,6 +163,7 @@ impl Ledger {
         };
         tx.commit()?;
         Ok(outcome)
+        })
     }
 
     /// Unsubscribes `address` (lowercased) at `now`, whatever its state — also an address the
@@ -174,26 +174,26 @@ impl Ledger {
     /// A database error; nothing changes then.
     pub fn unsubscribe(&mut self, address: &str, now: DateTime<Utc>) -> Result<Unsubscribed> {
         let now = now.timestamp();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.prepare_cached("DELETE FROM subscription_requests WHERE address = ?1")?
-            .execute(params![address])?;
-        let outcome = if state_of(&tx, address)?.as_deref() == Some("unsubscribed") {
-            Unsubscribed::AlreadyUnsubscribed
-        } else {
-            tx.prepare_cached(
-                "INSERT INTO subscribers
+        self.write("unsubscribe", |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.prepare_cached("DELETE FROM subscription_requests WHERE address = ?1")?
+                .execute(params![address])?;
+            let outcome = if state_of(&tx, address)?.as_deref() == Some("unsubscribed") {
+                Unsubscribed::AlreadyUnsubscribed
+            } else {
+                tx.prepare_cached(
+                    "INSERT INTO subscribers
                      (address, email, state, source, created_at, updated_at, unsubscribed_at)
                  VALUES (?1, ?1, 'unsubscribed', 'file', ?2, ?2, ?2)
                  ON CONFLICT (address) DO UPDATE SET
                      state = 'unsubscribed', updated_at = ?2, unsubscribed_at = ?2",
-            )?
-            .execute(params![address, now])?;
-            Unsubscribed::Unsubscribed
-        };
-        tx.commit()?;
-        Ok(outcome)
+                )?
+                .execute(params![address, now])?;
+                Unsubscribed::Unsubscribed
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
     }
 
     /// Deletes requests that lapsed before `now`, and the `pending` subscribers left with no
@@ -202,20 +202,20 @@ impl Ledger {
     /// # Errors
     /// A database error.
     pub fn purge_lapsed_requests(&mut self, now: DateTime<Utc>) -> Result<usize> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "DELETE FROM subscription_requests WHERE expires_at <= ?1",
-            params![now.timestamp()],
-        )?;
-        let gone = tx.execute(
-            "DELETE FROM subscribers WHERE state = 'pending'
+        self.write("purge lapsed subscription requests", |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "DELETE FROM subscription_requests WHERE expires_at <= ?1",
+                params![now.timestamp()],
+            )?;
+            let gone = tx.execute(
+                "DELETE FROM subscribers WHERE state = 'pending'
              AND address NOT IN (SELECT address FROM subscription_requests)",
-            [],
-        )?;
-        tx.commit()?;
-        Ok(gone)
+                [],
+            )?;
+            tx.commit()?;
+            Ok(gone)
+        })
     }
 
     /// The subscriber row of `address` (lowercased), if any.
@@ -223,23 +223,24 @@ impl Ledger {
     /// # Errors
     /// A database error, or topics that are not a JSON array of strings.
     pub fn web_subscriber(&self, address: &str) -> Result<Option<WebSubscriber>> {
-        let row = self
-            .conn
-            .prepare_cached(
-                "SELECT address, email, name, topics, state, source FROM subscribers
+        let row = self.read("read a subscriber", |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT address, email, name, topics, state, source FROM subscribers
                  WHERE address = ?1",
-            )?
-            .query_row(params![address], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                ))
-            })
-            .optional()?;
+                )?
+                .query_row(params![address], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                })
+                .optional()?)
+        })?;
         row.map(|(address, email, name, topics, state, source)| {
             let topics = serde_json::from_str(&topics)
                 .with_context(|| format!("the topics of `{address}` in the ledger are damaged"))?;
@@ -447,7 +448,7 @@ mod tests {
     #[test]
     fn suppressed_addresses_get_no_confirmation() {
         let (_dir, mut l) = ledger();
-        l.suppress("Bounced@x.org", "550 5.1.1 no such user")
+        l.suppress("bounced@x.org", "550 5.1.1 no such user")
             .unwrap();
         assert_eq!(
             l.request_subscription(&request("bounced@X.org", &[], at(0)), at(0))

@@ -13,13 +13,18 @@
 //! | `draft: true`; a `date` after now | warning |
 //! | an image without alt text | warning |
 //! | `**`, `__` or paired `*` that pulldown-cmark leaves as literal text | warning |
+//! | what readers would trip on ([`reader`]): empty link targets, e-mail addresses as link
+//! targets, a page bundle's missing images, `****` next to a non-breaking space, a `cover` that
+//! is not a URL, HTML character references in a `title` | warning |
 //!
 //! Links are checked only under the site's `permalink_prefix` (relative like `/issues/x/` or
 //! absolute on the site's own host): any other relative link (`/blog/x/`) points to a part of the
 //! site feedpost does not build and cannot be checked. Raw HTML (`<a href>`, `<img>`) is not
 //! looked into. Every finding names the file and the 1-based line.
 
-use std::collections::HashMap;
+pub mod reader;
+
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -30,7 +35,7 @@ use url::Url;
 
 use crate::config::Config;
 use crate::issue::cjk::{self, LineIndex};
-use crate::issue::{front_matter, markdown, Issue, IssueError};
+use crate::issue::{self, files, front_matter, markdown, Issue, IssueError};
 use crate::site::Site;
 
 /// How bad a finding is: errors make `feedpost check` exit 1, warnings do not.
@@ -66,7 +71,7 @@ pub struct Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:", self.path.display())?;
+        write!(f, "{}:", issue::location_path(&self.path))?;
         if self.line > 0 {
             write!(f, "{}:", self.line)?;
         }
@@ -133,7 +138,7 @@ pub fn check_site(config: &Config, now: DateTime<FixedOffset>) -> anyhow::Result
     let mut site = Site::load(config)?;
     site.read_all();
     let issues: Vec<&Issue> = site.issues().collect();
-    let links = Links::new(issues.iter().copied(), config);
+    let links = Links::new(issues.iter().copied(), config).with_other_pages(site.other_pages());
     let mut findings: Vec<Finding> = site.errors().iter().cloned().map(Finding::from).collect();
     findings.par_extend(issues.par_iter().flat_map_iter(|issue| {
         match std::fs::read_to_string(&issue.path) {
@@ -191,7 +196,17 @@ pub fn lint_issue(
             ),
         );
     }
-    for note in lint_body(&issue.markdown, links) {
+    let front = split.as_ref().and_then(|s| front_matter::parse(s).ok());
+    for (key, message) in front.iter().flat_map(reader::front_matter_notes) {
+        push(key_line(key), Severity::Warning, message);
+    }
+    let bundle = files::is_bundle(&issue.path)
+        .then(|| issue.path.parent())
+        .flatten();
+    let base = bundle.map_or(&links.base, |_| &issue.permalink);
+    let mut notes = lint_body_from(&issue.markdown, links, base);
+    notes.extend(reader::body_notes(&issue.markdown, bundle));
+    for note in notes {
         push(issue.body_line + note.line - 1, note.severity, note.message);
     }
     out
@@ -217,6 +232,8 @@ pub struct Links {
     prefix: Option<Url>,
     /// Slug → whether that issue is a draft.
     slugs: HashMap<String, bool>,
+    /// Pages under the issues folder that are not issues (see [`Links::with_other_pages`]).
+    others: HashSet<String>,
 }
 
 impl Links {
@@ -234,14 +251,22 @@ impl Links {
             slugs: (issues.into_iter())
                 .map(|i| (i.slug.clone(), i.draft))
                 .collect(),
+            others: HashSet::new(),
         }
     }
 
-    /// Checks one link destination as written in the Markdown; `None` when it is fine or cannot
-    /// be checked.
-    fn check(&self, dest: &str) -> Option<(Severity, String)> {
+    /// The same, with `names` (pages `site.include` left out, by name) as existing link targets:
+    /// pages of the site, though not issues, so a link to one is not broken.
+    pub fn with_other_pages(mut self, names: &[String]) -> Links {
+        self.others.extend(names.iter().cloned());
+        self
+    }
+
+    /// Checks one link destination as written in the Markdown of a page whose relative links
+    /// resolve against `base`; `None` when it is fine or cannot be checked.
+    fn check(&self, dest: &str, base: &Url) -> Option<(Severity, String)> {
         let prefix = self.prefix.as_ref()?;
-        let url = Url::parse(&markdown::absolute(CowStr::Borrowed(dest), &self.base)).ok()?;
+        let url = Url::parse(&markdown::absolute(CowStr::Borrowed(dest), base)).ok()?;
         if url.origin() != prefix.origin() {
             return None;
         }
@@ -249,6 +274,7 @@ impl Links {
         let segment = rest.split('/').next().filter(|s| !s.is_empty())?;
         let slug = percent_decode(segment);
         match self.slugs.get(&slug) {
+            None if self.others.contains(&slug) => None,
             Some(false) => None,
             Some(true) => Some((
                 Severity::Warning,
@@ -272,9 +298,16 @@ fn percent_decode(s: &str) -> String {
         .into_owned()
 }
 
-/// Lints a Markdown body: links under the permalink prefix, images without alt text, and
-/// emphasis markers left as literal text. Lines are 1-based in `markdown`.
+/// Lints a Markdown body whose relative links resolve against `site.base_url`: see
+/// [`lint_body_from`].
 pub fn lint_body(markdown: &str, links: &Links) -> Vec<BodyNote> {
+    lint_body_from(markdown, links, &links.base)
+}
+
+/// Lints a Markdown body whose relative links resolve against `base` (a page bundle's own
+/// permalink, or `site.base_url`): links under the permalink prefix, images without alt text,
+/// and emphasis markers left as literal text. Lines are 1-based in `markdown`.
+pub fn lint_body_from(markdown: &str, links: &Links, base: &Url) -> Vec<BodyNote> {
     let lines = LineIndex::new(markdown);
     let mut notes = Vec::new();
     // Open images: where each starts, its destination, and the alt text so far.
@@ -282,7 +315,7 @@ pub fn lint_body(markdown: &str, links: &Links) -> Vec<BodyNote> {
     for (event, range) in Parser::new_ext(markdown, markdown::options()).into_offset_iter() {
         match event {
             Event::Start(Tag::Link { dest_url, .. }) => {
-                if let Some((severity, message)) = links.check(&dest_url) {
+                if let Some((severity, message)) = links.check(&dest_url, base) {
                     notes.push(BodyNote {
                         line: lines.line_of(range.start),
                         severity,
@@ -519,6 +552,33 @@ permalink_prefix='{prefix}'"
                 "4: warning: links to `issues/c/`, a draft: the link is broken until that issue is published",
             ]
         );
+    }
+
+    #[test]
+    fn a_bundles_relative_links_are_checked_from_its_own_page() {
+        let text = "---\ntitle: t\ndate: 2020-05-15T17:00:00+08:00\n---\n[a](../nope/) [b](../2020-05-15-sofa-weekly/) [c](../../issues/周报/)\n";
+        let path = Path::new("/site/issues/week-1/index.md");
+        let i = crate::issue::parse(text, path, &config("issues/")).unwrap();
+        let now = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap();
+        let found: Vec<String> = lint_issue(&i, text, &links(), now)
+            .iter()
+            .map(|f| format!("{}: {}", f.line, f.message))
+            .collect();
+        assert_eq!(
+            found,
+            ["5: links to `../nope/`, but no issue has the slug `nope`: fix the link, or give the issue it means `slug: nope`"]
+        );
+    }
+
+    #[test]
+    fn links_to_pages_left_out_by_include_are_not_broken() {
+        let links = links().with_other_pages(&["mosn-release-notes".to_string()]);
+        let notes = lint_body(
+            "[a](/issues/mosn-release-notes/) [b](/issues/gone/)\n",
+            &links,
+        );
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].message.contains("`gone`"));
     }
 
     #[test]

@@ -303,6 +303,7 @@ impl IssueMail {
                 PLACEHOLDER_HTML.to_vec(),
             )?
             .formatted();
+        let formatted = fold_header_section(formatted);
         let markers = [
             (to_line(to).into_bytes(), Frame::To),
             (
@@ -499,8 +500,116 @@ impl IssueMail {
     }
 }
 
+/// The `To` line. lettre folds a display name only between its words, so a name with a word
+/// too long for a line (RFC 5322 §2.1.1: 998 octets) is written as encoded words (RFC 2047),
+/// which fold between themselves.
 fn to_line(to: Mailbox) -> String {
-    header_line(header::To::from(Mailboxes::from(to)).display())
+    let email = to.email.clone();
+    let name = to.name.clone();
+    let line = header_line(header::To::from(Mailboxes::from(to)).display());
+    match name {
+        Some(name) if !fits(&line) => {
+            format!(
+                "To: {}\r\n <{email}>\r\n",
+                encoded_words(&name).join("\r\n ")
+            )
+        }
+        _ => line,
+    }
+}
+
+/// The longest a header line may be, without its CRLF (RFC 5322 §2.1.1).
+const MAX_LINE: usize = 998;
+
+/// Whether every line of `header` fits [`MAX_LINE`].
+fn fits(header: &str) -> bool {
+    header.split("\r\n").all(|line| line.len() <= MAX_LINE)
+}
+
+/// `text` as RFC 2047 encoded words (`=?utf-8?b?…?=`), each at most 72 characters and holding
+/// whole characters.
+fn encoded_words(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for c in text.chars() {
+        if chunk.len() + c.len_utf8() > 45 {
+            words.push(std::mem::take(&mut chunk));
+        }
+        chunk.push(c);
+    }
+    if !chunk.is_empty() {
+        words.push(chunk);
+    }
+    words
+        .iter()
+        .map(|w| {
+            format!(
+                "=?utf-8?b?{}?=",
+                base64::engine::general_purpose::STANDARD.encode(w)
+            )
+        })
+        .collect()
+}
+
+/// `headers` (CRLF-terminated lines) with every line longer than [`MAX_LINE`] folded: a URL
+/// (the values feedpost writes without spaces: `X-Feed-Guid`, `List-Archive`,
+/// `List-Unsubscribe`) is broken before a `/`, `%`, `&`, `?`, `=` or `,` into lines of at most
+/// 78 characters. Whitespace so added inside `<…>` is ignored by readers (RFC 2369 §2); in
+/// `X-Feed-Guid` it must be removed to compare. Lines that fit are left byte for byte.
+fn fold_long_lines(headers: &str) -> String {
+    if fits(headers) {
+        return headers.to_string();
+    }
+    let mut out = String::with_capacity(headers.len() + headers.len() / 32);
+    for line in headers.split_inclusive("\r\n") {
+        let (body, end) = match line.strip_suffix("\r\n") {
+            Some(body) => (body, "\r\n"),
+            None => (line, ""),
+        };
+        if body.len() <= MAX_LINE {
+            out.push_str(line);
+            continue;
+        }
+        let mut start = 0;
+        while body.len() - start > 78 {
+            let window = &body[start..start + 78];
+            let cut = window
+                .char_indices()
+                .rev()
+                .find(|&(i, c)| i > 0 && matches!(c, '/' | '%' | '&' | '?' | '=' | ','))
+                .map_or_else(
+                    || {
+                        (1..=78)
+                            .rev()
+                            .find(|&i| window.is_char_boundary(i))
+                            .unwrap_or(78)
+                    },
+                    |(i, _)| i,
+                );
+            out.push_str(&body[start..start + cut]);
+            out.push_str("\r\n ");
+            start += cut;
+        }
+        out.push_str(&body[start..]);
+        out.push_str(end);
+    }
+    out
+}
+
+/// A formatted message with the long lines of its header section folded (see
+/// [`fold_long_lines`]); the body is left as it is.
+fn fold_header_section(message: Vec<u8>) -> Vec<u8> {
+    let Some(end) = memchr::memmem::find(&message, b"\r\n\r\n") else {
+        return message;
+    };
+    match std::str::from_utf8(&message[..end + 2]) {
+        Ok(headers) if !fits(headers) => {
+            let mut out = fold_long_lines(headers).into_bytes();
+            out.extend_from_slice(&message[end + 2..]);
+            out
+        }
+        _ => message,
+    }
 }
 
 fn message_id_line(message_id: &str) -> String {
@@ -508,7 +617,7 @@ fn message_id_line(message_id: &str) -> String {
 }
 
 fn list_unsubscribe_line(value: String) -> String {
-    header_line(raw("List-Unsubscribe", value))
+    fold_long_lines(&header_line(raw("List-Unsubscribe", value)))
 }
 
 impl IssueMail {
@@ -758,6 +867,57 @@ mod tests {
                 );
                 assert_eq!(&envelope, reference.envelope());
             }
+        }
+    }
+
+    #[test]
+    fn every_header_line_fits_however_long_the_name_or_the_slug() {
+        let config = Config::parse(
+            "[site]\ntitle = \"SOFA Weekly\"\nbase_url = \"https://www.sofastack.tech/\"\n[mail]\nfrom = \"SOFA Weekly <weekly@example.org>\"\nunsubscribe_url = \"https://www.sofastack.tech/unsubscribe?token={token}&email={email}\"\n",
+            std::path::Path::new("/site"),
+        )
+        .unwrap();
+        let issue = crate::issue::parse(
+            &format!(
+                "---\ntitle: \"{}\"\ndate: 2024-03-01T15:00:00+08:00\nslug: {}\n---\nHello.\n",
+                "很长".repeat(300),
+                "长".repeat(200)
+            ),
+            std::path::Path::new("/site/issues/x.md"),
+            &config,
+        )
+        .unwrap();
+        let mail = IssueMail::compose(&issue, &config, b"s", Utc::now()).unwrap();
+        let names = [
+            "a".repeat(1000),
+            "读".repeat(1000),
+            format!("{} {}", "a".repeat(500), "b".repeat(500)),
+        ];
+        for name in &names {
+            let (_, msg) = mail
+                .personalise(&Recipient {
+                    address: "x@example.org",
+                    name: Some(name),
+                    message_id: "<a@b>",
+                })
+                .unwrap();
+            let text = String::from_utf8(msg.clone()).unwrap();
+            let head = text.split("\r\n\r\n").next().unwrap();
+            for line in head.split("\r\n") {
+                assert!(
+                    line.len() <= MAX_LINE,
+                    "{} octets: {}",
+                    line.len(),
+                    &line[..60]
+                );
+            }
+            let parsed = mail_parser::MessageParser::default().parse(&msg).unwrap();
+            let to = parsed.to().unwrap().first().unwrap();
+            let shown = to.name().unwrap().replace(' ', "");
+            assert_eq!(shown, name.replace(' ', ""), "the name reads back");
+            let guid = parsed.header_raw("X-Feed-Guid").unwrap();
+            let guid: String = guid.split_whitespace().collect();
+            assert_eq!(guid, issue.permalink.as_str());
         }
     }
 

@@ -306,7 +306,7 @@ enum FormError {
 }
 
 /// Checks a subscription form's fields against the site's `topics`: exactly one `email`, a valid
-/// address; at most one `name`, one line of at most 100 characters; each `topics` value one of
+/// address (its domain in A-labels, as [`crate::subscribers::normalize`] makes it); at most one `name`, one line of at most 100 characters; each `topics` value one of
 /// the site's (compared ignoring case; kept as the site spells it, without repeats). Other
 /// fields are ignored.
 fn check_form(
@@ -339,13 +339,10 @@ fn check_form(
             None => unknown_topic = true,
         }
     }
-    let address = filled.email.clone();
-    let address_ok = !address.is_empty()
-        && address.len() <= MAX_ADDRESS_OCTETS
-        && address.parse::<lettre::Address>().is_ok();
-    if !address_ok {
-        return Err(FormError::Field(filled, FieldError::Email));
-    }
+    let address = match crate::subscribers::normalize(&filled.email) {
+        Ok((address, _)) if address.len() <= MAX_ADDRESS_OCTETS => address,
+        _ => return Err(FormError::Field(filled, FieldError::Email)),
+    };
     if names.next().is_some()
         || name.chars().count() > MAX_NAME_CHARS
         || name.chars().any(char::is_control)
@@ -396,6 +393,9 @@ mod tests {
         assert_eq!(checked.name.as_deref(), Some("读者"));
         assert_eq!(checked.topics, topics());
         assert_eq!(filled.email, "Reader@Example.org");
+        let (_, checked) =
+            check_form(&fields(&[("email", "读者@Bücher.example")]), &topics()).unwrap();
+        assert_eq!(checked.address, "读者@xn--bcher-kva.example");
     }
 
     #[test]

@@ -277,7 +277,7 @@ impl Site<'_> {
             Job::Page(i) => match &self.sources[i].issue {
                 Some(issue) => (
                     archive::page_path(config, &issue.slug),
-                    archive::render_page(config, view, issue)?,
+                    archive::render_page(config, view, issue)?.into_bytes(),
                     plan.present.may_have(&plan.page_dir, &issue.slug),
                 ),
                 None => return Ok(None),
@@ -285,25 +285,34 @@ impl Site<'_> {
             Job::Output(o) => {
                 let output = &plan.outputs.outputs[o];
                 let bytes = match output.kind {
-                    Kind::Index => archive::render_index(config, view, listings, terms)?,
+                    Kind::Index => archive::render_index(config, view, listings, terms)?.into(),
                     Kind::Feed(d) => {
                         let doc = &plan.outputs.docs[d];
                         let issues: Option<Vec<&Issue>> = (doc.entries.iter())
                             .map(|&e| self.sources[plan.published[e]].issue.as_deref())
                             .collect();
                         match issues {
-                            Some(issues) => doc.format.render(&issues, &doc.meta(config)?),
+                            Some(issues) => doc.format.render(&issues, &doc.meta(config)?).into(),
                             None => return Ok(None),
                         }
                     }
-                    Kind::Static(content) => content.to_string(),
+                    Kind::Static(content) => content.into(),
+                    Kind::Resource(i, r) => {
+                        let from = &self.sources[i].resources[r].path;
+                        std::fs::read(from).with_context(|| {
+                            format!(
+                                "failed to read `{}`, a file of the page bundle",
+                                from.display()
+                            )
+                        })?
+                    }
                 };
                 let (dir, name) = Presence::split(&output.path);
                 (output.path.clone(), bytes, plan.present.may_have(dir, name))
             }
         };
         let full = config.site.feeds.join(path);
-        feed::write_file(&full, bytes.as_bytes(), may_exist).map(Some)
+        feed::write_file(&full, &bytes, may_exist).map(Some)
     }
 
     /// The URL of output `o` when it is a subscription feed (not an archive document).

@@ -18,10 +18,12 @@
 //! content hash and [`Listing`], and per output file the fingerprint it was rendered from. A
 //! fingerprint covers everything an output shows: the site fingerprint (config, templates, the
 //! feedpost binary) and the content hashes of the issues it lists, in order. So adding one issue
-//! renders its page, the index, and the feeds it appears in (plus at most two RFC 5005 archive
-//! documents); every other file is left untouched, not even rewritten. Files feedpost wrote
-//! earlier that are no longer part of the site (a deleted issue's page, a tag no issue uses) are
-//! removed. Deleting the manifest, or the feeds folder, gives a full build.
+//! renders its page, the index, and the feeds it appears in (plus the RFC 5005 archive documents
+//! of its month, or of the month it closes); every other file is left untouched, not even
+//! rewritten. A page bundle's files are copied beside its page, again only when their size or
+//! modification time changed. Files feedpost wrote earlier that are no longer part of the site
+//! (a deleted issue's page, a tag no issue uses, a bundle's removed image) are removed. Deleting
+//! the manifest, or the feeds folder, gives a full build.
 
 mod build;
 pub mod manifest;
@@ -41,7 +43,7 @@ use tracing::{debug, warn};
 
 use crate::archive;
 use crate::config::Config;
-use crate::issue::{self, Issue, IssueError, Listing};
+use crate::issue::{self, files, Issue, IssueError, Listing};
 pub use build::Report;
 use manifest::{Manifest, SourceEntry};
 
@@ -71,6 +73,8 @@ pub struct Site<'c> {
     errors: Vec<IssueError>,
     /// How many issue files were found.
     files: usize,
+    /// The pages `site.include` left out (see [`files::Files::others`]).
+    others: Vec<String>,
     /// How many issue files have been read so far.
     loaded: usize,
 }
@@ -92,6 +96,8 @@ struct Source {
     page_written: bool,
     /// Whether the manifest may remember this file (false if it changed during the run).
     cacheable: bool,
+    /// A leaf bundle's resources, sorted by `rel`.
+    resources: Vec<Resource>,
 }
 
 /// What the last build's manifest says that this run can use.
@@ -123,11 +129,13 @@ impl<'c> Site<'c> {
         let started_ns = nanos(SystemTime::now());
         let fingerprint = plan::site_fingerprint(config);
         // Read the manifest on one core while the other lists and stats the issue files.
-        let (manifest, listed) = rayon::join(
-            || read_manifest(config),
-            || list_issue_files(&config.site.issues),
-        );
-        let (files, stats) = listed?;
+        let (manifest, listed) = rayon::join(|| read_manifest(config), || list_issue_files(config));
+        let Listed {
+            files,
+            stats,
+            mut resources,
+            others,
+        } = listed?;
         let trusted = manifest.site == fingerprint;
         let mut site = Site {
             config,
@@ -143,11 +151,15 @@ impl<'c> Site<'c> {
             sources: Vec::with_capacity(files.len()),
             errors: Vec::new(),
             files: files.len(),
+            others,
             loaded: 0,
         };
         let rows = manifest.sources.into_entries();
         let to_read = site.compare(&files, stats, rows, &manifest.permalink_prefix);
         site.read_changed(&files, to_read);
+        for source in &mut site.sources {
+            source.resources = std::mem::take(&mut resources[source.index]);
+        }
         site.refuse_clashing_slugs();
         site.sources.sort_by(|a, b| {
             issue::newest_first(
@@ -204,6 +216,7 @@ impl<'c> Site<'c> {
                         issue: None,
                         page_written: e.page,
                         cacheable: true,
+                        resources: Vec::new(),
                     });
                 }
                 // Read it; if the bytes turn out the same (a `touch`, or a file read again only
@@ -338,6 +351,12 @@ impl<'c> Site<'c> {
         self.files
     }
 
+    /// The names of the pages under `site.issues` that `site.include` left out: pages of the
+    /// site, not issues.
+    pub fn other_pages(&self) -> &[String] {
+        &self.others
+    }
+
     /// The good issues' listings, newest first.
     pub fn listings(&self) -> impl Iterator<Item = &Listing> {
         self.sources.iter().map(|s| &s.listing)
@@ -421,28 +440,72 @@ fn read_manifest(config: &Config) -> Manifest {
     })
 }
 
+/// A file of a leaf bundle other than its `index.md`, copied next to its issue's page.
+#[derive(Debug, Clone)]
+struct Resource {
+    /// Its path relative to the bundle's folder, `/`-separated: where it goes relative to the
+    /// page.
+    rel: String,
+    /// The file.
+    path: PathBuf,
+    /// Its size and modification time, which its output's fingerprint covers.
+    len: u64,
+    mtime_ns: i128,
+}
+
 /// A file's size in bytes and modification time in nanoseconds since the Unix epoch.
 type Stat = (u64, i128);
 
-/// Every issue file under `dir` in path order, with its size and modification time (`None`
-/// when it cannot be stat'ed), stat'ed in parallel through the open folder.
+/// The issue files of a site, as listed.
+struct Listed {
+    /// The issue files, in path order.
+    files: Vec<PathBuf>,
+    /// Per file, its size and modification time (`None` when it cannot be stat'ed).
+    stats: Vec<Option<Stat>>,
+    /// Per file, its resources when it is a leaf bundle's `index.md`.
+    resources: Vec<Vec<Resource>>,
+    /// The pages `site.include` left out.
+    others: Vec<String>,
+}
+
+/// Every issue file under `site.issues` ([`files::find`]), stat'ed in parallel through the
+/// open folders, with its bundle's resources.
 ///
 /// # Errors
-/// `dir` cannot be read.
-fn list_issue_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<Option<Stat>>)> {
-    let found = issue::find_files_with(dir, |entry| entry)?;
-    let (files, entries): (Vec<PathBuf>, Vec<std::fs::DirEntry>) = found.into_iter().unzip();
-    let stats = entries
-        .par_iter()
-        .map(|entry| {
-            let meta = match entry.file_type() {
-                Ok(t) if t.is_symlink() => std::fs::metadata(entry.path()),
-                _ => entry.metadata(),
-            };
-            meta.ok().map(|m| (m.len(), mtime_ns(&m)))
+/// A folder cannot be read.
+fn list_issue_files(config: &Config) -> Result<Listed> {
+    let include = files::Include::new(&config.site.include)?;
+    let found = files::find(&config.site.issues, &include)?;
+    let stat = |entry: &std::fs::DirEntry| {
+        let meta = match entry.file_type() {
+            Ok(t) if t.is_symlink() => std::fs::metadata(entry.path()),
+            _ => entry.metadata(),
+        };
+        meta.ok().map(|m| (m.len(), mtime_ns(&m)))
+    };
+    let (stats, resources) = (found.issues.par_iter())
+        .map(|f| {
+            let resources = (f.resources.iter())
+                .filter_map(|(rel, entry)| {
+                    let (len, mtime_ns) = stat(entry)?;
+                    let (rel, path) = (rel.clone(), entry.path());
+                    Some(Resource {
+                        rel,
+                        path,
+                        len,
+                        mtime_ns,
+                    })
+                })
+                .collect();
+            (stat(&f.entry), resources)
         })
-        .collect();
-    Ok((files, stats))
+        .unzip();
+    Ok(Listed {
+        files: found.issues.into_iter().map(|f| f.path).collect(),
+        stats,
+        resources,
+        others: found.others,
+    })
 }
 
 /// Reads, hashes, parses and renders one issue file.
@@ -468,6 +531,7 @@ fn read_source(path: &Path, config: &Config) -> Result<Source, IssueError> {
         issue: Some(issue),
         page_written: false,
         cacheable: len == stat.len(),
+        resources: Vec::new(),
     })
 }
 

@@ -19,6 +19,8 @@ pub(super) enum Kind {
     Feed(usize),
     /// A file shipped as is (stylesheets).
     Static(&'static str),
+    /// Resource `.1` of the source at index `.0`: a leaf bundle's file, copied.
+    Resource(usize, usize),
 }
 
 /// An output file other than an issue page, with the fingerprint of what it shows.
@@ -80,6 +82,7 @@ pub(super) fn outputs(
             kind: Kind::Feed(d),
         }
     }));
+    outputs.extend(resources(config, site_fp, sources, published));
     for (path, content) in [
         (feed::STYLESHEET_FILE, feed::STYLESHEET),
         (archive::CSS_FILE, archive::CSS),
@@ -95,6 +98,34 @@ pub(super) fn outputs(
         outputs,
         terms,
     }
+}
+
+/// The resources of the published leaf bundles, each next to its issue's page; the fingerprint
+/// covers the file's path, size and modification time (not its bytes: images are not read
+/// unless they changed).
+fn resources<'a>(
+    config: &'a Config,
+    site_fp: &'a str,
+    sources: &'a [Source],
+    published: &'a [usize],
+) -> impl Iterator<Item = Output> + 'a {
+    published.iter().flat_map(move |&i| {
+        let source = &sources[i];
+        let dir = archive::page_dir(config, &source.listing.slug);
+        source
+            .resources
+            .iter()
+            .enumerate()
+            .map(move |(r, resource)| {
+                let stat = format!("{} {}", resource.len, resource.mtime_ns);
+                let from = resource.path.to_string_lossy();
+                Output {
+                    path: format!("{dir}{}", resource.rel),
+                    fingerprint: fingerprint(site_fp, &["resource", &from, &stat]),
+                    kind: Kind::Resource(i, r),
+                }
+            })
+    })
 }
 
 /// What a feed document shows besides its entries: its path, format, feed and history.

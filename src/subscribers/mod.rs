@@ -21,9 +21,13 @@ use crate::issue::Issue;
 /// One subscriber as written in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscriber {
-    /// The address as written (RFC 5321 `Mailbox`), used in the envelope and the `To` header.
+    /// The address as written, for messages to the editor.
     pub email: String,
-    /// The address lowercased: how the ledger and the suppression list compare recipients.
+    /// The address for the envelope and the `To` header: as written, but an internationalised
+    /// domain in A-labels (see [`normalize`]).
+    pub address: String,
+    /// How the ledger and the suppression list compare recipients: [`Subscriber::address`]
+    /// lowercased (see [`normalize`]).
     pub key: String,
     /// Display name for the greeting and the `To` header; any Unicode.
     pub name: Option<String>,
@@ -44,6 +48,34 @@ impl Subscriber {
                     .any(|t| t.to_lowercase() == term.to_lowercase())
             })
     }
+}
+
+/// An address as feedpost sends to it and compares it: `(address, key)`. The domain of
+/// `address` is in A-labels (IDNA, RFC 5891: `bücher.example` → `xn--bcher-kva.example`), so it
+/// needs no SMTPUTF8 and every spelling of it is one recipient; the local part is kept as written
+/// (RFC 5321 lets the receiving server read its case). `key` is `address` lowercased.
+///
+/// # Errors
+/// `email` is not a valid address (RFC 5321 mailbox), or its domain is not a valid IDN; the
+/// message says which.
+pub fn normalize(email: &str) -> Result<(String, String), String> {
+    let email = email.trim();
+    let (local, domain) = email
+        .rsplit_once('@')
+        .ok_or_else(|| format!("`{email}` is not a valid e-mail address (no `@`)"))?;
+    let domain = if domain.is_ascii() {
+        domain.to_string()
+    } else {
+        idna::domain_to_ascii(domain).map_err(|_| {
+            format!("`{email}` is not a valid e-mail address (the domain `{domain}` is not a valid internationalised domain name)")
+        })?
+    };
+    let address = format!("{local}@{domain}");
+    address
+        .parse::<lettre::Address>()
+        .map_err(|e| format!("`{email}` is not a valid e-mail address ({e})"))?;
+    let key = address.to_lowercase();
+    Ok((address, key))
 }
 
 /// A bad entry: reported and skipped.
@@ -174,8 +206,9 @@ fn parse_chunk(
     let count = parsed.subscribers.len();
     for table in parsed.subscribers {
         match entry(table) {
-            Ok((email, name, topics)) => each(Subscriber {
-                key: email.to_lowercase(),
+            Ok((email, address, name, topics)) => each(Subscriber {
+                key: address.to_lowercase(),
+                address,
                 email,
                 name,
                 topics,
@@ -197,7 +230,10 @@ fn parse_chunk(
     }
 }
 
-fn entry(table: toml::Table) -> Result<(String, Option<String>, Vec<String>), String> {
+/// A valid entry: the address as written, its [`normalize`]d form, the name and the topics.
+type Entry = (String, String, Option<String>, Vec<String>);
+
+fn entry(table: toml::Table) -> Result<Entry, String> {
     let unknown: Vec<&str> = table
         .keys()
         .map(String::as_str)
@@ -221,11 +257,9 @@ fn entry(table: toml::Table) -> Result<(String, Option<String>, Vec<String>), St
     if email.is_empty() {
         return Err("missing `email`: add `email = \"reader@example.org\"`".into());
     }
-    if let Err(e) = email.parse::<lettre::Address>() {
-        return Err(format!(
-            "`{email}` is not a valid e-mail address ({e}); fix or remove the entry"
-        ));
-    }
+    let address = normalize(&email)
+        .map_err(|e| format!("{e}; fix or remove the entry"))?
+        .0;
     let name = raw
         .name
         .map(|n| n.trim().to_string())
@@ -238,6 +272,7 @@ fn entry(table: toml::Table) -> Result<(String, Option<String>, Vec<String>), St
     }
     Ok((
         email,
+        address,
         name,
         raw.topics
             .into_iter()
@@ -274,6 +309,28 @@ mod tests {
         assert_eq!(good[0].name.as_deref(), Some("读者"));
         assert_eq!(good[0].line, 2);
         assert_eq!(good[1].line, 7);
+    }
+
+    #[test]
+    fn internationalised_domains_become_a_labels_and_one_key() {
+        assert_eq!(
+            normalize("Leser@Bücher.Example").unwrap(),
+            (
+                "Leser@xn--bcher-kva.example".to_string(),
+                "leser@xn--bcher-kva.example".to_string()
+            )
+        );
+        assert_eq!(
+            normalize("leser@xn--bcher-kva.example").unwrap().1,
+            normalize("LESER@BÜCHER.example").unwrap().1
+        );
+        // A non-ASCII local part is kept: it needs SMTPUTF8 (RFC 6531) on the wire.
+        assert_eq!(
+            normalize("用户@例子.测试").unwrap().0,
+            "用户@xn--fsqu00a.xn--0zwm56d"
+        );
+        assert!(normalize("a@b@").is_err());
+        assert!(normalize("no-at-sign").unwrap_err().contains("no `@`"));
     }
 
     #[test]

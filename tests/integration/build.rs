@@ -5,30 +5,21 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::support::{issue, Output, Site};
+use crate::support::{files_under, issue, Output, Site};
 
 /// Every file under `feeds/` with its inode (a rewrite replaces the file, so a new inode means
 /// the file was written).
 fn inodes(site: &Site) -> BTreeMap<String, u64> {
-    let root = site.path().join("feeds");
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path
-                    .strip_prefix(&root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                out.insert(rel, std::fs::metadata(&path).unwrap().ino());
-            }
-        }
-    }
-    out
+    (files_under(&site.path().join("feeds")).into_iter())
+        .map(|(rel, path)| (rel, std::fs::metadata(&path).unwrap().ino()))
+        .collect()
+}
+
+/// Builds `site` again: what it printed and which files under `feeds/` it wrote or added since
+/// `before` (from [`inodes`]).
+fn rebuilt(site: &Site, before: &BTreeMap<String, u64>) -> (Output, Vec<String>) {
+    let out = site.run(&["build"]).success();
+    (out, changed(before, &inodes(site)))
 }
 
 fn changed(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> Vec<String> {
@@ -39,10 +30,13 @@ fn changed(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> Vec
         .collect()
 }
 
+/// Issue `i` of a weekly newsletter started on Monday 2024-01-01.
 fn weekly(i: usize, tag: &str) -> String {
+    let day =
+        chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Days::new(7 * i as u64);
     issue(
         &format!("第 {i} 期"),
-        &format!("2024-01-{:02}T15:00:00+08:00", i + 1),
+        &format!("{day}T15:00:00+08:00"),
         &["SOFA Weekly", tag],
         &format!("正文 {i}\n"),
     )
@@ -64,7 +58,8 @@ fn rebuilt_shows(site: &Site, file: &str, text: &str) -> Output {
     out
 }
 
-/// 12 issues tagged MOSN / Seata / Layotto in turn, 4 per feed (archive documents of 2).
+/// 12 weekly issues (five in January, four in February, three in March) tagged MOSN / Seata /
+/// Layotto in turn, 4 per feed: RFC 5005 archive documents for January and February.
 fn site() -> Site {
     let mut site = Site::new()
         .env("FEEDPOST_NOW", "2030-01-01T00:00:00Z")
@@ -82,10 +77,10 @@ fn site() -> Site {
 fn an_unchanged_site_renders_nothing() {
     let site = site();
     let first = site.run(&["build"]).success();
-    first.stdout_contains("45 files changed (45 of 45 rendered, 0 removed)");
+    first.stdout_contains("37 files changed (37 of 37 rendered, 0 removed)");
     let before = inodes(&site);
     let again = site.run(&["build"]).success();
-    again.stdout_contains("0 files changed (0 of 45 rendered, 0 removed)");
+    again.stdout_contains("0 files changed (0 of 37 rendered, 0 removed)");
     assert_eq!(inodes(&site), before);
 }
 
@@ -94,10 +89,9 @@ fn adding_an_issue_renders_only_what_lists_it() {
     let site = built();
     let before = inodes(&site);
     let site = site.issue("13-weekly.md", &weekly(12, "MOSN"));
-    let out = site.run(&["build"]).success();
-    let after = inodes(&site);
+    let (out, changed) = rebuilt(&site, &before);
     assert_eq!(
-        changed(&before, &after),
+        changed,
         [
             "atom.xml",
             "categories/sofa-weekly/atom.xml",
@@ -115,7 +109,7 @@ fn adding_an_issue_renders_only_what_lists_it() {
             "tags/sofa-weekly/rss.xml",
         ]
     );
-    out.stdout_contains("14 files changed (14 of 46 rendered, 0 removed)");
+    out.stdout_contains("14 files changed (14 of 38 rendered, 0 removed)");
     assert!(site.read("feeds/tags/mosn/rss.xml").contains("第 12 期"));
     assert!(site.read("feeds/index.html").contains("第 12 期"));
 }
@@ -140,9 +134,11 @@ fn editing_removing_and_retagging_issues_keeps_every_file_right() {
     assert!(site
         .read("feeds/issues/03-weekly/index.html")
         .contains("tags/sofaark/rss.xml"));
-    // 3 Layotto feeds, one page, and with 11 issues one RFC 5005 archive document per format.
-    out.stdout_contains(", 6 removed)");
-    assert!(!site.path().join("feeds/archive/rss/6.xml").exists());
+    // 3 Layotto feeds and one page; January's archive documents stay, without issue 0.
+    out.stdout_contains(", 4 removed)");
+    assert!(!site
+        .read("feeds/archive/rss/2024-01.xml")
+        .contains("第 0 期"));
     // The result is what a full build gives.
     let incremental = inodes(&site)
         .keys()
@@ -159,11 +155,58 @@ fn editing_removing_and_retagging_issues_keeps_every_file_right() {
 }
 
 #[test]
+fn deleting_or_backdating_an_old_issue_rewrites_only_the_archive_documents_of_its_month() {
+    let site = built();
+    let before = inodes(&site);
+    // Issue 5 (2024-02-05, tagged Layotto): gone from February's archive documents, its page,
+    // the index and the Layotto feeds (which list every Layotto issue); the main feeds show
+    // only the newest four, and January's archive documents do not hold it.
+    std::fs::remove_file(site.path().join("issues/06-weekly.md")).unwrap();
+    let (out, changes) = rebuilt(&site, &before);
+    let after = inodes(&site);
+    assert_eq!(
+        changes,
+        [
+            "archive/atom/2024-02.xml",
+            "archive/rss/2024-02.xml",
+            "index.html",
+            "tags/layotto/atom.xml",
+            "tags/layotto/feed.json",
+            "tags/layotto/rss.xml",
+        ]
+    );
+    out.stdout_contains("6 files changed (6 of 36 rendered, 1 removed)");
+    assert!(!after.contains_key("issues/06-weekly/index.html"));
+    // A backdated issue lands in January's documents only, among the archive documents.
+    let site = site.issue(
+        "00-backdated.md",
+        &issue(
+            "补一期",
+            "2024-01-03T15:00:00+08:00",
+            &["SOFA Weekly"],
+            "正文\n",
+        ),
+    );
+    site.run(&["build"]).success();
+    let archives: Vec<String> = changed(&after, &inodes(&site))
+        .into_iter()
+        .filter(|p| p.starts_with("archive/"))
+        .collect();
+    assert_eq!(
+        archives,
+        ["archive/atom/2024-01.xml", "archive/rss/2024-01.xml"]
+    );
+    assert!(site
+        .read("feeds/archive/rss/2024-01.xml")
+        .contains("补一期"));
+}
+
+#[test]
 fn a_deleted_output_folder_is_built_again() {
     let site = built();
     // The whole folder, then one page folder removed by hand: each comes back.
     for (removed, changed) in [
-        ("feeds", "45 files changed"),
+        ("feeds", "37 files changed"),
         ("feeds/issues/05-weekly", ": 1 files changed ("),
     ] {
         std::fs::remove_dir_all(site.path().join(removed)).unwrap();
@@ -184,7 +227,7 @@ fn a_damaged_cache_is_a_warning_and_a_full_build() {
     std::fs::write(&cache, &text[..text.len() / 2]).unwrap();
     let out = site.run(&["build"]).success();
     out.stderr_contains("is damaged");
-    out.stdout_contains("(45 of 45 rendered");
+    out.stdout_contains("(37 of 37 rendered");
 }
 
 #[test]
@@ -192,7 +235,7 @@ fn a_config_change_renders_everything_again() {
     let site = built();
     let site = site.site_config("websub_hub = \"https://hub.example.org/\"");
     let out = rebuilt_shows(&site, "rss.xml", "https://hub.example.org/");
-    out.stdout_contains("(45 of 45 rendered");
+    out.stdout_contains("(37 of 37 rendered");
 }
 
 #[test]
@@ -230,7 +273,7 @@ fn the_cache_lives_beside_the_config_not_in_the_published_folder() {
 #[test]
 fn files_of_a_build_under_another_config_are_removed() {
     let site = built();
-    assert!(site.path().join("feeds/archive/rss/6.xml").is_file());
+    assert!(site.path().join("feeds/archive/rss/2024-01.xml").is_file());
     assert!(site
         .path()
         .join("feeds/issues/05-weekly/index.html")

@@ -510,3 +510,62 @@ fn hundreds_of_retries_do_not_flood_the_log() {
         out.stderr
     );
 }
+
+#[test]
+fn a_421_pauses_only_the_connection_that_got_it() {
+    // Connection 1 is closed with a 421 after ten messages; the other three are never told to
+    // slow down, so they must go on sending while it waits and reconnects.
+    let server = SmtpServer::start(Faults::new().disconnect_connections_after(&[1], 10));
+    let site = site(
+        server.port(),
+        400,
+        "concurrency = 4\nretry_base_ms = 100\nretry_max_ms = 1000",
+    );
+    let out = site.run(&["publish"]).success();
+    assert!(
+        out.stderr.contains("throttling this connection"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(assert_delivered_once(&server.received(), &readers(400)), 0);
+    let events = server.events();
+    let at = events
+        .iter()
+        .position(|(conn, e)| *conn == 1 && e == "421")
+        .expect("connection 1 got its 421");
+    let reconnect = events[at..]
+        .iter()
+        .position(|(_, e)| e == "CONNECT")
+        .map(|i| at + i)
+        .expect("the worker connected again");
+    let others = events[at..reconnect]
+        .iter()
+        .filter(|(conn, e)| *conn != 1 && e.starts_with("MAIL"))
+        .count();
+    // A pause shared by every worker would let each other connection finish at most the
+    // message it was sending: 3 in all.
+    assert!(
+        others >= 6,
+        "the other connections sent {others} messages while connection 1 paused"
+    );
+    let status = site.status();
+    assert_eq!(count(&status, "sent"), 400);
+    assert_eq!(count(&status, "attempts"), 400, "the 421 spent no attempt");
+}
+
+#[test]
+fn a_run_stopped_by_an_error_still_prints_its_summary_line() {
+    let (server, site, out) = fault_mid_run(Faults::new().reject_sender());
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    let status = site.status();
+    let summary = format!(
+        "sent {}, already sent 0, skipped 0, failed 0, deferred {}, queued {}",
+        status["counts"]["sent"], status["counts"]["deferred"], status["counts"]["queued"]
+    );
+    assert!(out.stdout.contains(&summary), "{summary} in {}", out.stdout);
+    assert_eq!(
+        status["counts"]["sent"].as_u64(),
+        Some(server.received_count() as u64)
+    );
+    assert!(out.stderr.contains("sending"), "{}", out.stderr);
+}

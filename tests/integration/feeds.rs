@@ -1,7 +1,7 @@
 //! `feedpost build`: RSS 2.0, Atom 1.0 and JSON Feed 1.1 feeds — main, per tag and per category,
 //! RFC 5005 archives — checked byte for byte, with feed-rs, and for what readers need.
 
-use crate::support::{assert_golden, issue, Site};
+use crate::support::{assert_golden, files_under, issue, Site};
 
 fn fixture_site() -> Site {
     let fixtures =
@@ -74,31 +74,19 @@ fn feed_entries_limits_the_feed() {
 
 /// Every feed document under `dir` (relative to the site): `*.xml` and `*.json`, sorted.
 fn feed_files(site: &Site, dir: &str) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![site.path().join(dir)];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path
-                .extension()
-                .is_some_and(|e| e == "json" || (e == "xml"))
-            {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
+    (files_under(&site.path().join(dir)).into_iter())
+        .map(|(_, path)| path)
+        .filter(|p| p.extension().is_some_and(|e| e == "json" || e == "xml"))
+        .collect()
 }
 
-/// A site of `n` issues, one a day from 2024-01-01, tagged in turn MOSN / Seata / 周报.
+/// A site of `n` issues, one a week from Monday 2024-01-01 (five in January, four a month
+/// after), tagged in turn MOSN / Seata / 周报.
 fn many_issues(n: usize) -> Site {
     let mut site = Site::new().env("FEEDPOST_NOW", "2030-01-01T00:00:00Z");
     for i in 0..n {
         let tag = ["MOSN", "Seata", "周报"][i % 3];
-        let day = chrono_free_date(i);
+        let day = chrono_free_date(7 * i);
         site = site.issue(
             &format!("{day}-weekly.md"),
             &issue(
@@ -135,9 +123,9 @@ fn feed_rs_reads_every_feed_and_ids_are_the_permalinks() {
     let site = many_issues(13).site_config("feed_entries = 4");
     site.run(&["build"]).success();
     let files = feed_files(&site, "feeds");
-    // 3 main + 3 × (1 category + 4 tags) + RFC 5005 archives: 13 issues in documents of 2 → 6
-    // per format (RSS and Atom).
-    assert_eq!(files.len(), 3 + 3 * 5 + 2 * 6, "{files:#?}");
+    // 3 main + 3 × (1 category + 4 tags) + RFC 5005 archives: 13 weekly issues, March the
+    // newest month → January and February, per format (RSS and Atom).
+    assert_eq!(files.len(), 3 + 3 * 5 + 2 * 2, "{files:#?}");
     for path in &files {
         let bytes = std::fs::read(path).unwrap();
         let feed = feed_rs::parser::parse(bytes.as_slice())
@@ -258,12 +246,14 @@ fn tag_and_category_feeds_list_only_their_issues_under_url_safe_slugs() {
 
 #[test]
 fn small_feeds_are_complete_and_large_ones_link_stable_archives() {
-    let site = many_issues(9).site_config("feed_entries = 4");
+    // 13 weekly issues: January (5) and February (4) archived, March's four in the feed.
+    let site = many_issues(13).site_config("feed_entries = 4");
     site.run(&["build"]).success();
     let rss = site.read("feeds/rss.xml");
     assert!(!rss.contains("<fh:complete"));
+    assert_eq!(rss.matches("<item>").count(), 4);
     assert!(rss.contains(
-        r#"<atom:link href="https://www.sofastack.tech/archive/rss/4.xml" rel="prev-archive" type="application/rss+xml"/>"#
+        r#"<atom:link href="https://www.sofastack.tech/archive/rss/2024-02.xml" rel="prev-archive" type="application/rss+xml"/>"#
     ));
     // Follow prev-archive from the subscription document: together the documents hold every
     // issue, and each archive document points back to the subscription document.
@@ -277,37 +267,42 @@ fn small_feeds_are_complete_and_large_ones_link_stable_archives() {
         }
     };
     collect(&rss, &mut seen);
-    let mut next = 4;
-    while next > 0 {
-        let doc = site.read(&format!("feeds/archive/rss/{next}.xml"));
+    for (month, items, prev) in [("2024-02", 4, Some("2024-01")), ("2024-01", 5, None)] {
+        let doc = site.read(&format!("feeds/archive/rss/{month}.xml"));
         assert!(doc.contains("<fh:archive></fh:archive>"), "{doc}");
         assert!(
             doc.contains(r#"<atom:link href="https://www.sofastack.tech/rss.xml" rel="current""#)
         );
-        assert_eq!(doc.matches("<item>").count(), 2);
+        assert_eq!(doc.matches("<item>").count(), items);
         collect(&doc, &mut seen);
-        next -= 1;
-        if next > 0 {
-            assert!(doc.contains(&format!("archive/rss/{next}.xml\" rel=\"prev-archive\"")));
-        } else {
-            assert!(!doc.contains("prev-archive"));
+        match prev {
+            Some(prev) => {
+                assert!(doc.contains(&format!("archive/rss/{prev}.xml\" rel=\"prev-archive\"")))
+            }
+            None => assert!(!doc.contains("prev-archive")),
         }
     }
-    assert_eq!(seen.len(), 9, "{seen:#?}");
+    assert_eq!(seen.len(), 13, "{seen:#?}");
     // Atom archive documents carry the subscription feed's id.
-    let atom = site.read("feeds/archive/atom/1.xml");
+    let atom = site.read("feeds/archive/atom/2024-01.xml");
     assert!(atom.contains("<id>https://www.sofastack.tech/atom.xml</id>"));
     assert!(atom.contains(r#"rel="next-archive""#));
 
-    // One more issue: the old archive documents keep their bytes.
-    let before = site.read("feeds/archive/rss/1.xml");
+    // One more issue, in April: March is archived, the old archive documents keep their bytes.
+    let before = site.read("feeds/archive/rss/2024-01.xml");
     let site = site.issue(
-        "2024-12-30-weekly.md",
-        &issue("新一期", "2024-12-30T15:00:00+08:00", &["MOSN"], "正文\n"),
+        "2024-04-01-weekly.md",
+        &issue("新一期", "2024-04-01T15:00:00+08:00", &["MOSN"], "正文\n"),
     );
     site.run(&["build"]).success();
-    assert_eq!(site.read("feeds/archive/rss/1.xml"), before);
+    assert_eq!(site.read("feeds/archive/rss/2024-01.xml"), before);
     assert!(site.read("feeds/rss.xml").contains("新一期"));
+    assert_eq!(
+        site.read("feeds/archive/rss/2024-03.xml")
+            .matches("<item>")
+            .count(),
+        4
+    );
 }
 
 #[test]

@@ -48,7 +48,7 @@ fn an_hourly_cap_too_far_away_ends_the_run_with_the_rest_queued() {
     let out = site.run(&["publish"]).failure();
     assert!(
         out.stdout
-            .contains("sent 3, already sent 0, skipped 0, failed 0, deferred 2"),
+            .contains("sent 3, already sent 0, skipped 0, failed 0, deferred 0, queued 2"),
         "{}\n{}",
         out.stdout,
         out.stderr
@@ -74,11 +74,45 @@ fn an_hourly_cap_too_far_away_ends_the_run_with_the_rest_queued() {
     assert!(
         again
             .stdout
-            .contains("sent 0, already sent 3, skipped 0, failed 0, deferred 2"),
+            .contains("sent 0, already sent 3, skipped 0, failed 0, deferred 0, queued 2"),
         "{}\n{}",
         again.stdout,
         again.stderr
     );
     assert!(again.stderr.contains("hourly cap"), "{}", again.stderr);
     assert_eq!(server.received_count(), 3);
+}
+
+#[test]
+fn an_absurd_rate_is_refused_at_load_with_its_key_and_line_before_anything_is_queued() {
+    let server = SmtpServer::start(Faults::default());
+    let site = site(&server, 5, "rate_per_second = 1e-300");
+    let out = site.run(&["publish"]).failure();
+    let config = site.path().join("feedpost.toml");
+    let line = site
+        .config_text()
+        .lines()
+        .position(|l| l.starts_with("rate_per_second"))
+        .unwrap()
+        + 1;
+    assert!(
+        out.stderr.contains(&format!(
+            "invalid config file `{}`, line {line}",
+            config.display()
+        )) && out
+            .stderr
+            .contains("`smtp.rate_per_second` must be 0 (no limit) or between 0.001 and 1000000"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert_eq!(server.connections_accepted(), 0);
+    assert!(!site.ledger().exists(), "nothing was queued");
+    // `status` refuses the same config, and says why.
+    let status = site.run(&["status"]).failure();
+    assert!(
+        status.stderr.contains("smtp.rate_per_second"),
+        "{}",
+        status.stderr
+    );
 }

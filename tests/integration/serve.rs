@@ -391,7 +391,8 @@ fn serve_refuses_to_start_without_a_secret_or_a_serve_table() {
     plain
         .run(&["serve"])
         .failure()
-        .stderr_contains("`serve.public_url` (line 12) must be https");
+        .stderr_contains("feedpost.toml`, line 12")
+        .stderr_contains("`serve.public_url` must be https");
 }
 
 #[test]

@@ -40,7 +40,7 @@ fn status_shows_counts_attempts_and_the_last_replies() {
     assert_eq!(lines[0], PERMALINK, "{}", out.stdout);
     assert_eq!(
         lines[1].trim(),
-        "sent 2  queued 0  sending 0  deferred 1  failed 1  (attempts 5)"
+        "smtp    sent 2  queued 0  sending 0  deferred 1  failed 1  removed 0  (attempts 5)"
     );
     let deferred = lines
         .iter()
@@ -78,7 +78,7 @@ fn status_shows_counts_attempts_and_the_last_replies() {
     assert_eq!(s["issue"], PERMALINK);
     assert_eq!(
         s["counts"],
-        serde_json::json!({"queued": 0, "sending": 0, "sent": 2, "deferred": 1, "failed": 1, "attempts": 5})
+        serde_json::json!({"queued": 0, "sending": 0, "sent": 2, "deferred": 1, "failed": 1, "removed": 0, "attempts": 5})
     );
     let problems = s["problems"].as_array().unwrap();
     assert_eq!(problems.len(), 2);
@@ -201,4 +201,61 @@ fn an_address_suppressed_by_hand_is_not_sent_to() {
     assert_eq!(server.rcpt_attempts(&reader(2)), 0);
     let out = site.run(&["subscribers", "suppressed"]).success();
     assert!(out.stdout.contains("asked by phone"), "{}", out.stdout);
+}
+
+#[test]
+fn status_of_an_unknown_issue_is_an_error_and_of_an_unsent_one_says_so() {
+    let server = SmtpServer::start(Faults::new());
+    let site = site(server.port(), 2).issue(
+        "2024-03-08-weekly.md",
+        &issue(
+            "第 2 期",
+            "2024-03-08T15:00:00+08:00",
+            &["SOFA Weekly"],
+            "二\n",
+        ),
+    );
+    let first = site.path().join("issues/2024-03-01-weekly.md");
+    site.run(&["publish", first.to_str().unwrap()]).success();
+    for unknown in ["2024-13-99-nope", "https://www.sofastack.tech/issues/nope/"] {
+        let out = site.run(&["status", unknown]).failure();
+        assert!(
+            out.stderr
+                .contains(&format!("`{unknown}` is no issue of this site"))
+                && out.stderr.contains("feedpost.sqlite"),
+            "{}",
+            out.stderr
+        );
+    }
+    let out = site.run(&["status", "2024-03-08-weekly"]).success();
+    assert!(
+        out.stdout.contains("smtp    not mailed yet"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(server.received_count(), 2);
+}
+
+#[test]
+fn a_closed_stdout_ends_the_listing_quietly() {
+    // Enough suppressed addresses to fill the pipe many times over.
+    let server = SmtpServer::start(Faults::new().reject_all_rcpt("550 5.1.1 User unknown"));
+    let site = site(server.port(), 3000).smtp(server.port(), "concurrency = 8");
+    site.run(&["publish"]).failure();
+    let mut child = site
+        .command(&["subscribers", "suppressed"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert!(first.starts_with(&reader(0)), "{first}");
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "nothing on stderr: {stderr}");
+    assert_eq!(site.status()["counts"]["failed"], 3000);
 }

@@ -108,3 +108,124 @@ fn a_missing_ca_file_names_the_file() {
     );
     assert_eq!(server.connections_accepted(), 0);
 }
+
+#[test]
+fn clear_text_credentials_to_another_host_are_refused_at_load() {
+    let server = SmtpServer::start(Faults::default());
+    // A relay off this machine, with a user and no TLS: refused before anything happens.
+    let remote = site(server.port(), "none", "username = \"weekly\"")
+        .replace_config("host = \"127.0.0.1\"", "host = \"relay.example.org\"")
+        .env("FEEDPOST_SMTP_PASSWORD", "secret");
+    let line = remote
+        .config_text()
+        .lines()
+        .position(|l| l.starts_with("username"))
+        .unwrap()
+        + 1;
+    let out = remote.run(&["publish"]).failure();
+    assert!(
+        out.stderr.contains(&format!("feedpost.toml`, line {line}"))
+            && out
+                .stderr
+                .contains("`smtp.username` is set and `smtp.security = \"none\"`")
+            && out.stderr.contains("in clear text"),
+        "{}",
+        out.stderr
+    );
+    assert!(!remote.ledger().exists(), "nothing was queued");
+    // Without credentials, plain SMTP off this machine needs the explicit opt-in.
+    let unauthenticated = remote.replace_config("username = \"weekly\"", "");
+    let out = unauthenticated.run(&["publish"]).failure();
+    assert!(
+        out.stderr.contains("smtp.allow_plaintext = true"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(server.connections_accepted(), 0);
+
+    // On this machine, AUTH over plain SMTP is allowed: the loopback server takes the mail.
+    let site = site(server.port(), "none", "username = \"weekly\"")
+        .env("FEEDPOST_SMTP_PASSWORD", "secret");
+    site.run(&["publish"]).success();
+    assert_eq!(server.received_count(), 5);
+    assert!(server
+        .commands()
+        .iter()
+        .any(|c| c.starts_with("AUTH PLAIN")));
+    assert_eq!(site.status()["counts"]["sent"], 5);
+}
+
+fn ehlos(server: &SmtpServer) -> usize {
+    server
+        .commands()
+        .iter()
+        .filter(|c| c.to_ascii_uppercase().starts_with("EHLO"))
+        .count()
+}
+
+#[test]
+fn a_session_says_ehlo_once_and_twice_around_starttls() {
+    let plain = SmtpServer::start(Faults::default().disconnect_after(2));
+    let site = site(plain.port(), "none", "");
+    site.run(&["publish"]).success();
+    assert!(plain.connections_accepted() >= 3);
+    assert_eq!(ehlos(&plain), plain.connections_accepted());
+
+    // STARTTLS: one EHLO before the handshake (the front), one after it (the backend).
+    let backend = SmtpServer::start(Faults::default());
+    let front = TlsFront::starttls(&backend);
+    delivers_through(&backend, &front, "starttls");
+    assert_eq!(front.plain_ehlos(), front.handshakes());
+    assert_eq!(ehlos(&backend), backend.connections_accepted());
+}
+
+#[test]
+fn a_self_signed_ca_certificate_given_in_ca_file_or_pinned_is_trusted() {
+    for starttls in [true, false] {
+        let security = if starttls { "starttls" } else { "tls" };
+        let server = SmtpServer::start(Faults::default());
+        let front = TlsFront::self_signed(&server, starttls);
+        // Not configured: refused, with the real cause and both ways to trust it.
+        let out = site(front.port(), security, "").run(&["publish"]).failure();
+        assert!(
+            out.stderr.contains("presents a CA certificate (`CA:TRUE`")
+                && out.stderr.contains("`smtp.ca_file`")
+                && out.stderr.contains("`smtp.tls_pin_sha256`")
+                && out.stderr.contains(&front.fingerprint()),
+            "{security}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stdout
+                .contains("sent 0, already sent 0, skipped 0, failed 0, deferred 0, queued 5"),
+            "{security}: the summary line is printed: {}",
+            out.stdout
+        );
+        assert_eq!(server.received_count(), 0);
+        // Given as `ca_file`: trusted as it is, though it is a CA and names no host.
+        delivers_through(&server, &front, security);
+
+        // Pinned by its SHA-256 instead: trusted; another pin: refused, naming both.
+        let server = SmtpServer::start(Faults::default());
+        let front = TlsFront::self_signed(&server, starttls);
+        let pinned = site(
+            front.port(),
+            security,
+            &format!("tls_pin_sha256 = \"{}\"", front.fingerprint()),
+        );
+        pinned.run(&["publish"]).success();
+        assert_eq!(server.received_count(), 5, "{security}");
+        assert_eq!(pinned.status()["counts"]["sent"], 5);
+        let wrong = pinned.replace_config(&front.fingerprint(), &"00".repeat(32));
+        std::fs::remove_file(wrong.ledger()).unwrap();
+        let out = wrong.run(&["publish"]).failure();
+        assert!(
+            out.stderr
+                .contains("not the one pinned by `smtp.tls_pin_sha256`")
+                && out.stderr.contains(&front.fingerprint()),
+            "{security}: {}",
+            out.stderr
+        );
+        assert_eq!(server.received_count(), 5, "{security}");
+    }
+}

@@ -116,6 +116,14 @@ impl Site {
         self
     }
 
+    /// Replaces `from` with `to` in the config text (each table's lines).
+    pub fn replace_config(mut self, from: &str, to: &str) -> Site {
+        self.site = self.site.replace(from, to);
+        self.mail = self.mail.replace(from, to);
+        self.smtp = self.smtp.map(|s| s.replace(from, to));
+        self
+    }
+
     /// Adds lines to the `[mail]` table.
     pub fn mail_config(mut self, lines: &str) -> Site {
         self.mail.push_str(lines);
@@ -228,6 +236,30 @@ impl Site {
     pub fn ledger(&self) -> PathBuf {
         self.dir.path().join("feedpost.sqlite")
     }
+}
+
+/// Every file below `root` (recursively), as (path relative to `root`, `/`-separated; full
+/// path), sorted.
+pub fn files_under(root: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.push((rel, path));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// `n` subscribers `reader0000@example.test` … with names, as subscriber TOML.

@@ -25,8 +25,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// Size advertised in the EHLO `SIZE` line (not enforced).
+/// Size advertised in the EHLO `SIZE` line unless `Faults::size_limit` sets one (then it is
+/// enforced).
 const MAX_SIZE: usize = 50 * 1024 * 1024;
+/// The longest line of message content, CRLF included (RFC 5321 §4.5.3.1.6): a message with a
+/// longer line is refused at its end with `500 5.5.2`, as strict servers do.
+const MAX_LINE: usize = 1000;
 /// Read buffer per connection.
 const READ_BUF: usize = 256 * 1024;
 
@@ -52,6 +56,8 @@ pub struct Faults {
     reject_rcpt: HashSet<String>,
     reject_data_for: HashSet<String>,
     disconnect_after: Option<usize>,
+    /// (connection numbers, n): `disconnect_after` for these connections only.
+    disconnect_connections: Option<(Vec<usize>, usize)>,
     throttle_every: Option<usize>,
     drop_after_data: HashSet<usize>,
     greeting_code: Option<u16>,
@@ -61,6 +67,14 @@ pub struct Faults {
     broken_starttls: bool,
     delay_reply: Option<Duration>,
     pipelining: bool,
+    /// Advertised in `SIZE` and enforced at MAIL (`SIZE=`) and at the end of DATA.
+    size_limit: Option<usize>,
+    /// The reply to the end of DATA for every message (none is recorded).
+    reject_all_data: Option<String>,
+    /// The reply to every RCPT TO.
+    reject_all_rcpt: Option<String>,
+    /// Do not offer SMTPUTF8: refuse the `SMTPUTF8` parameter and non-ASCII addresses.
+    no_smtputf8: bool,
 }
 
 impl Faults {
@@ -99,6 +113,13 @@ impl Faults {
     /// connection` and the connection is closed.
     pub fn disconnect_after(mut self, n: usize) -> Self {
         self.disconnect_after = Some(n);
+        self
+    }
+
+    /// As `disconnect_after`, for the connections numbered `connections` (1-based, in accept
+    /// order) only.
+    pub fn disconnect_connections_after(mut self, connections: &[usize], n: usize) -> Self {
+        self.disconnect_connections = Some((connections.to_vec(), n));
         self
     }
 
@@ -152,6 +173,34 @@ impl Faults {
         self
     }
 
+    /// Advertise `SIZE n` and enforce it: `MAIL FROM` with `SIZE=` over `n`, and a message
+    /// over `n` at the end of DATA, get `552 5.3.4 Message size exceeds fixed maximum message
+    /// size` (as Postfix with `message_size_limit`).
+    pub fn size_limit(mut self, n: usize) -> Self {
+        self.size_limit = Some(n);
+        self
+    }
+
+    /// The end of DATA of every message answers `reply` (e.g. `554 5.7.1 Message refused as
+    /// spam`); nothing is recorded.
+    pub fn reject_all_data(mut self, reply: &str) -> Self {
+        self.reject_all_data = Some(reply.to_string());
+        self
+    }
+
+    /// Every RCPT TO answers `reply` (e.g. `554 5.7.1 Relay access denied`).
+    pub fn reject_all_rcpt(mut self, reply: &str) -> Self {
+        self.reject_all_rcpt = Some(reply.to_string());
+        self
+    }
+
+    /// Do not offer SMTPUTF8 (RFC 6531): the `SMTPUTF8` parameter gets `555 5.5.4 Unsupported
+    /// option: SMTPUTF8` (as Postfix), a non-ASCII address `553 5.6.7 Non-ASCII address`.
+    pub fn no_smtputf8(mut self) -> Self {
+        self.no_smtputf8 = true;
+        self
+    }
+
     /// Sleep this long before the final 250 after DATA (the message is
     /// already recorded by then).
     pub fn delay_reply(mut self, d: Duration) -> Self {
@@ -179,6 +228,9 @@ struct Shared {
     /// every command line received (DATA content and AUTH continuation
     /// lines excluded), in arrival order across connections
     commands: Mutex<Vec<String>>,
+    /// (connection number, event) in arrival order: `CONNECT`, each command line, and `421`
+    /// when a connection is closed with it.
+    events: Mutex<Vec<(usize, String)>>,
     connections: AtomicUsize,
     /// commands already buffered when the previous reply had been written
     pipelined: AtomicUsize,
@@ -213,6 +265,7 @@ impl SmtpServer {
             received: Mutex::new(Vec::new()),
             received_cv: Condvar::new(),
             commands: Mutex::new(Vec::new()),
+            events: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
             pipelined: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
@@ -300,6 +353,12 @@ impl SmtpServer {
         self.shared.pipelined.load(Ordering::SeqCst)
     }
 
+    /// Every event so far as (connection number, event): `CONNECT` when a connection is
+    /// accepted, each command line, `421` when `disconnect_after` closes a connection.
+    pub fn events(&self) -> Vec<(usize, String)> {
+        lock(&self.shared.events).clone()
+    }
+
     /// How many times RCPT TO was attempted for `addr` (case-insensitive),
     /// whatever the reply was.
     pub fn rcpt_attempts(&self, addr: &str) -> usize {
@@ -378,6 +437,8 @@ impl From<std::io::Error> for End {
 struct Conn<'a> {
     reader: BufReader<TcpStream>,
     shared: &'a Shared,
+    /// 1-based, in accept order.
+    number: usize,
     /// messages accepted on this connection
     accepted: usize,
     mail_from: Option<String>,
@@ -417,9 +478,11 @@ impl Conn<'_> {
 }
 
 fn handle_connection(stream: TcpStream, shared: &Shared, number: usize) -> Result<(), End> {
+    lock(&shared.events).push((number, "CONNECT".into()));
     let mut conn = Conn {
         reader: BufReader::with_capacity(READ_BUF, stream),
         shared,
+        number,
         accepted: 0,
         mail_from: None,
         rcpt_to: Vec::new(),
@@ -445,6 +508,7 @@ fn handle_connection(stream: TcpStream, shared: &Shared, number: usize) -> Resul
         }
         let line = conn.read_line(&mut buf)?;
         lock(&shared.commands).push(line.clone());
+        lock(&shared.events).push((number, line.clone()));
         let (verb, arg) = match line.find(' ') {
             Some(i) => (&line[..i], line[i + 1..].trim()),
             None => (line.as_str(), ""),
@@ -454,7 +518,7 @@ fn handle_connection(stream: TcpStream, shared: &Shared, number: usize) -> Resul
             "EHLO" => {
                 conn.reset();
                 let who = if arg.is_empty() { "client" } else { arg };
-                let (pipelining, starttls) = {
+                let (pipelining, starttls, smtputf8, size) = {
                     let faults = &lock(&shared.faults).faults;
                     (
                         if faults.pipelining {
@@ -467,13 +531,19 @@ fn handle_connection(stream: TcpStream, shared: &Shared, number: usize) -> Resul
                         } else {
                             ""
                         },
+                        if faults.no_smtputf8 {
+                            ""
+                        } else {
+                            "250-SMTPUTF8\r\n"
+                        },
+                        faults.size_limit.unwrap_or(MAX_SIZE),
                     )
                 };
                 conn.reply(&format!(
                     "250-localhost Hello {who}\r\n{pipelining}{starttls}\
                      250-8BITMIME\r\n\
-                     250-SMTPUTF8\r\n\
-                     250-SIZE {MAX_SIZE}\r\n\
+                     {smtputf8}\
+                     250-SIZE {size}\r\n\
                      250-AUTH PLAIN LOGIN\r\n\
                      250 ENHANCEDSTATUSCODES\r\n"
                 ))?;
@@ -533,13 +603,44 @@ fn cmd_mail(conn: &mut Conn<'_>, arg: &str) -> Result<(), End> {
     if lock(&conn.shared.faults).faults.reject_sender {
         return conn.reply("553 5.7.1 Sender address rejected: not owned by user\r\n");
     }
+    let params: Vec<String> = arg
+        .split_whitespace()
+        .skip(1)
+        .map(|p| p.to_ascii_uppercase())
+        .collect();
+    let (no_smtputf8, size_limit) = {
+        let f = &lock(&conn.shared.faults).faults;
+        (f.no_smtputf8, f.size_limit)
+    };
+    if no_smtputf8 {
+        if params.iter().any(|p| p == "SMTPUTF8") {
+            return conn.reply("555 5.5.4 Unsupported option: SMTPUTF8\r\n");
+        }
+        if !from.is_ascii() {
+            return conn.reply("553 5.6.7 Non-ASCII address\r\n");
+        }
+    }
+    let declared = params.iter().find_map(|p| {
+        p.strip_prefix("SIZE=")
+            .and_then(|n| n.parse::<usize>().ok())
+    });
+    if let (Some(limit), Some(declared)) = (size_limit, declared) {
+        if declared > limit {
+            return conn.reply("552 5.3.4 Message size exceeds fixed maximum message size\r\n");
+        }
+    }
     let (disconnect, throttled) = {
         let mut st = lock(&conn.shared.faults);
-        if st
+        let limited = st
             .faults
             .disconnect_after
             .is_some_and(|n| conn.accepted >= n)
-        {
+            || st
+                .faults
+                .disconnect_connections
+                .as_ref()
+                .is_some_and(|(which, n)| which.contains(&conn.number) && conn.accepted >= *n);
+        if limited {
             (true, false)
         } else {
             st.mail_count += 1;
@@ -553,6 +654,7 @@ fn cmd_mail(conn: &mut Conn<'_>, arg: &str) -> Result<(), End> {
         }
     };
     if disconnect {
+        lock(&conn.shared.events).push((conn.number, "421".into()));
         let _ = conn.reply("421 4.7.0 Too many messages, closing connection\r\n");
         conn.close();
         return Err(End::Closed);
@@ -578,7 +680,11 @@ fn cmd_rcpt(conn: &mut Conn<'_>, arg: &str) -> Result<(), End> {
         let slot = st.rcpt_attempts.entry(key.clone()).or_insert(0);
         let before = *slot;
         *slot += 1;
-        if st.faults.reject_rcpt.contains(&key) {
+        if let Some(reply) = &st.faults.reject_all_rcpt {
+            Some(format!("{reply}\r\n"))
+        } else if st.faults.no_smtputf8 && !to.is_ascii() {
+            Some("553 5.6.7 Non-ASCII address\r\n".to_string())
+        } else if st.faults.reject_rcpt.contains(&key) {
             Some("550 5.1.1 User unknown\r\n".to_string())
         } else {
             match st.faults.transient_rcpt.get(&key) {
@@ -611,6 +717,7 @@ fn cmd_data(conn: &mut Conn<'_>) -> Result<(), End> {
     // Read straight into `data`, undoing dot-stuffing in place.
     let mut data: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut at_line_start = true;
+    let mut line_too_long = false;
     loop {
         let start = data.len();
         let n = conn.reader.read_until(b'\n', &mut data)?;
@@ -618,6 +725,7 @@ fn cmd_data(conn: &mut Conn<'_>) -> Result<(), End> {
             // Client went away mid-DATA: nothing recorded.
             return Err(End::Closed);
         }
+        line_too_long |= at_line_start && n > MAX_LINE;
         let seg_is_line_start = at_line_start;
         // Only CRLF ends a line (bare LF is data, matching lettre's codec).
         at_line_start = data.len() - start >= 2 && data[data.len() - 2] == b'\r';
@@ -634,17 +742,23 @@ fn cmd_data(conn: &mut Conn<'_>) -> Result<(), End> {
     let rcpt_to = std::mem::take(&mut conn.rcpt_to);
 
     enum Outcome {
-        Reject,
+        Reject(String),
         Drop,
         Accept(Option<Duration>, usize),
     }
     let outcome = {
         let mut st = lock(&conn.shared.faults);
-        if rcpt_to
+        if let Some(reply) = &st.faults.reject_all_data {
+            Outcome::Reject(reply.clone())
+        } else if line_too_long {
+            Outcome::Reject("500 5.5.2 Line too long (RFC 5321: 1000 octets at most)".into())
+        } else if st.faults.size_limit.is_some_and(|limit| data.len() > limit) {
+            Outcome::Reject("552 5.3.4 Message size exceeds fixed maximum message size".into())
+        } else if rcpt_to
             .iter()
             .any(|r| st.faults.reject_data_for.contains(&r.to_ascii_lowercase()))
         {
-            Outcome::Reject
+            Outcome::Reject("554 5.6.0 Message rejected".into())
         } else {
             st.data_count += 1;
             if st.faults.drop_after_data.contains(&st.data_count) {
@@ -654,8 +768,8 @@ fn cmd_data(conn: &mut Conn<'_>) -> Result<(), End> {
             }
         }
     };
-    if let Outcome::Reject = outcome {
-        return conn.reply("554 5.6.0 Message rejected\r\n");
+    if let Outcome::Reject(reply) = outcome {
+        return conn.reply(&format!("{reply}\r\n"));
     }
 
     // Record before replying.

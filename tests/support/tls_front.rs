@@ -27,7 +27,9 @@ use super::smtp_server::SmtpServer;
 pub struct TlsFront {
     port: u16,
     ca_pem: String,
+    cert_der: Vec<u8>,
     handshakes: Arc<AtomicUsize>,
+    ehlos: Arc<AtomicUsize>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -42,14 +44,50 @@ impl TlsFront {
         TlsFront::start(backend.addr(), true)
     }
 
+    /// As [`TlsFront::starttls`] or [`TlsFront::implicit`], with a certificate made the way
+    /// `openssl req -x509 -subj /CN=localhost` makes one: self-signed, `CA:TRUE`, no subject
+    /// alternative name. [`TlsFront::ca_pem`] is that certificate itself.
+    pub fn self_signed(backend: &SmtpServer, starttls: bool) -> TlsFront {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("self-signed certificate");
+        TlsFront::serve(
+            backend.addr(),
+            starttls,
+            cert.der().clone(),
+            key.serialize_der(),
+            cert.pem(),
+        )
+    }
+
+    /// The SHA-256 fingerprint of the server certificate's DER, `AB:CD:…` as openssl prints it.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(&self.cert_der)
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
     /// The loopback port to point the client at.
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// The PEM of the CA that signed the server certificate.
+    /// The PEM of the CA that signed the server certificate (for [`TlsFront::self_signed`],
+    /// the certificate itself).
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// `EHLO` commands the front answered in plain text, before `STARTTLS`.
+    pub fn plain_ehlos(&self) -> usize {
+        self.ehlos.load(Ordering::SeqCst)
     }
 
     /// TLS handshakes completed so far.
@@ -67,14 +105,31 @@ impl TlsFront {
             .expect("server params")
             .signed_by(&key, &ca)
             .expect("server certificate");
+        TlsFront::serve(
+            backend,
+            starttls,
+            cert.der().clone(),
+            key.serialize_der(),
+            ca.pem(),
+        )
+    }
+
+    fn serve(
+        backend: SocketAddr,
+        starttls: bool,
+        cert: rustls::pki_types::CertificateDer<'static>,
+        key: Vec<u8>,
+        ca_pem: String,
+    ) -> TlsFront {
+        let cert_der = cert.to_vec();
         let config =
             ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()
                 .expect("TLS versions")
                 .with_no_client_auth()
                 .with_single_cert(
-                    vec![cert.der().clone()],
-                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+                    vec![cert],
+                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
                 )
                 .expect("server TLS config");
         let acceptor = TlsAcceptor::from(Arc::new(config));
@@ -89,20 +144,25 @@ impl TlsFront {
             .expect("TLS front: bind");
         let port = listener.local_addr().expect("TLS front: local_addr").port();
         let handshakes = Arc::new(AtomicUsize::new(0));
+        let ehlos = Arc::new(AtomicUsize::new(0));
         let counter = handshakes.clone();
+        let ehlo_counter = ehlos.clone();
         runtime.spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let acceptor = acceptor.clone();
                 let counter = counter.clone();
+                let ehlo_counter = ehlo_counter.clone();
                 tokio::spawn(async move {
-                    let _ = serve(client, acceptor, backend, starttls, counter).await;
+                    let _ = serve(client, acceptor, backend, starttls, counter, ehlo_counter).await;
                 });
             }
         });
         TlsFront {
             port,
-            ca_pem: ca.pem(),
+            ca_pem,
+            cert_der,
             handshakes,
+            ehlos,
             runtime: Some(runtime),
         }
     }
@@ -122,10 +182,11 @@ async fn serve(
     backend: SocketAddr,
     starttls: bool,
     handshakes: Arc<AtomicUsize>,
+    ehlos: Arc<AtomicUsize>,
 ) -> std::io::Result<()> {
     client.set_nodelay(true)?;
     let client = if starttls {
-        match plain_until_starttls(client).await? {
+        match plain_until_starttls(client, &ehlos).await? {
             Some(client) => client,
             None => return Ok(()),
         }
@@ -148,7 +209,10 @@ async fn serve(
 
 /// The plain-text part of a STARTTLS session; the socket once `STARTTLS` is answered, or `None`
 /// when the client left.
-async fn plain_until_starttls(client: TcpStream) -> std::io::Result<Option<TcpStream>> {
+async fn plain_until_starttls(
+    client: TcpStream,
+    ehlos: &AtomicUsize,
+) -> std::io::Result<Option<TcpStream>> {
     let mut client = BufReader::new(client);
     client
         .write_all(b"220 localhost ESMTP TLS front\r\n")
@@ -165,7 +229,10 @@ async fn plain_until_starttls(client: TcpStream) -> std::io::Result<Option<TcpSt
             .unwrap_or("")
             .to_ascii_uppercase();
         let reply: &[u8] = match verb.as_str() {
-            "EHLO" => b"250-localhost\r\n250 STARTTLS\r\n",
+            "EHLO" => {
+                ehlos.fetch_add(1, Ordering::SeqCst);
+                b"250-localhost\r\n250 STARTTLS\r\n"
+            }
             "STARTTLS" => {
                 client
                     .write_all(b"220 2.0.0 Ready to start TLS\r\n")
