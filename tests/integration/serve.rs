@@ -431,29 +431,12 @@ fn the_feeds_folder_is_served_with_feed_media_types() {
     }
 }
 
-/// A fresh Ed25519 DKIM key, PKCS#8 PEM.
-fn ed25519_pem() -> String {
-    use base64::Engine as _;
-    let der =
-        aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
-            .unwrap();
-    let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-    let lines: Vec<&str> = body
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-        lines.join("\n")
-    )
-}
-
 #[test]
 fn secrets_never_reach_the_logs_the_pages_the_mail_or_the_files() {
     const PASSWORD: &str = "smtp-password-never-shown-7f3a";
     let smtp = SmtpServer::start(Faults::default());
-    let key = ed25519_pem();
+    // The Ed25519 key of the DKIM tests (RSA signs the same way, only slower).
+    let key = super::dkim::keys()[1].1.clone();
     let site = site(Some(&smtp), "")
         .env("FEEDPOST_SMTP_PASSWORD", PASSWORD)
         .env("FEEDPOST_LOG", "trace")
