@@ -20,6 +20,10 @@
 //! it waits in `subscription_requests` until its link is opened, so a confirmed reader's topics
 //! change only when the reader confirms, and an unsubscribed reader comes back only the same
 //! way. Suppressed (bounced) addresses get no confirmation email. Times are Unix seconds, UTC.
+//!
+//! An unsubscribe also puts the address on the suppression list (reason [`UNSUBSCRIBED`]), which
+//! every send already honours, so it holds for readers of the subscriber file too; confirming a
+//! new request lifts that suppression, never a bounce's.
 
 use std::sync::Mutex;
 
@@ -54,6 +58,10 @@ CREATE TABLE IF NOT EXISTS subscription_requests (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS subscription_requests_expiry ON subscription_requests (expires_at);
 ";
+
+/// The suppression reason of an unsubscribe: a later confirmed subscription lifts it (a
+/// bounce's suppression stays).
+pub const UNSUBSCRIBED: &str = "unsubscribed";
 
 /// How often, at most, lapsed requests are deleted, in seconds.
 const PURGE_EVERY: i64 = 60;
@@ -93,8 +101,8 @@ impl Ledger {
         self.write("record a subscription request", |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let suppressed = tx
-                .prepare_cached("SELECT 1 FROM suppressions WHERE address = ?1")?
-                .exists(params![key])?
+                .prepare_cached("SELECT 1 FROM suppressions WHERE address = ?1 AND reason <> ?2")?
+                .exists(params![key, UNSUBSCRIBED])?
                 || state_of(&tx, &key)?.as_deref() == Some("bounced");
             if suppressed {
                 return Ok(Requested::Suppressed);
@@ -154,6 +162,8 @@ impl Ledger {
                 .execute(params![address, email, name, topics, now])?;
                 tx.prepare_cached("DELETE FROM subscription_requests WHERE address = ?1")?
                     .execute(params![address])?;
+                tx.prepare_cached("DELETE FROM suppressions WHERE address = ?1 AND reason = ?2")?
+                    .execute(params![address, UNSUBSCRIBED])?;
                 Confirmed::Confirmed
             }
             None if state_of(&tx, address)?.as_deref() == Some("confirmed") => {
@@ -191,6 +201,13 @@ impl Ledger {
                 .execute(params![address, now])?;
                 Unsubscribed::Unsubscribed
             };
+            // Honoured by the next send whoever the reader is (file or web): a suppression,
+            // unless one is there already (a bounce keeps its reply).
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO suppressions (address, reason, issue, suppressed_at)
+                 VALUES (?1, ?2, NULL, ?3)",
+            )?
+            .execute(params![address, UNSUBSCRIBED, now])?;
             tx.commit()?;
             Ok(outcome)
         })
@@ -441,8 +458,13 @@ mod tests {
         l.request_subscription(&request("b@x.org", &[], at(3)), at(3))
             .unwrap();
         assert_eq!(state(&l, "b@x.org").as_deref(), Some("unsubscribed"));
+        assert_eq!(
+            l.suppression_of("b@x.org").unwrap().as_deref(),
+            Some(UNSUBSCRIBED)
+        );
         l.confirm_subscription("b@x.org", at(4)).unwrap();
         assert_eq!(state(&l, "b@x.org").as_deref(), Some("confirmed"));
+        assert_eq!(l.suppression_of("b@x.org").unwrap(), None, "lifted");
     }
 
     #[test]
@@ -456,6 +478,12 @@ mod tests {
             Requested::Suppressed
         );
         assert_eq!(state(&l, "bounced@x.org"), None);
+        // Unsubscribing keeps the bounce's reason, and confirming never lifts it.
+        l.unsubscribe("bounced@x.org", at(1)).unwrap();
+        assert_eq!(
+            l.suppression_of("bounced@x.org").unwrap().as_deref(),
+            Some("550 5.1.1 no such user")
+        );
     }
 
     #[test]

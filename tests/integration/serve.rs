@@ -507,3 +507,64 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     files
 }
+
+#[test]
+fn a_one_click_unsubscribe_is_honoured_by_the_next_publish_until_the_reader_confirms_again() {
+    let smtp = SmtpServer::start(Faults::default());
+    let site = site(Some(&smtp), "").subscribers(
+        "[[subscribers]]\nemail = \"reader@example.org\"\n\n[[subscribers]]\nemail = \"other@example.org\"\n",
+    );
+    let publish = |name: &str| {
+        let file = site.path().join("issues").join(name);
+        site.run(&["publish", file.to_str().unwrap()]).success()
+    };
+    publish("2024-03-01-weekly.md");
+    assert_eq!(smtp.received_count(), 2);
+
+    let server = Server::start(&site);
+    let public = url::Url::parse("http://localhost/").unwrap();
+    let link = token::unsubscribe_url(&public, &secret(), "reader@example.org");
+    let done = post_form(
+        &server.local(link.as_str()),
+        &[("List-Unsubscribe", "One-Click")],
+    );
+    assert_eq!(done.status, 200);
+    site.run(&["subscribers", "suppressed"])
+        .success()
+        .stdout_contains("reader@example.org");
+
+    // The next issue skips the reader who left, though the subscriber file still lists them.
+    publish("2024-03-08-weekly.md");
+    let to: Vec<String> = smtp.received()[2..]
+        .iter()
+        .flat_map(|m| m.rcpt_to.clone())
+        .collect();
+    assert_eq!(to, ["other@example.org"]);
+
+    // Subscribing again takes the confirmation; then the reader is back.
+    post_form(
+        &format!("{}/subscribe", server.base),
+        &[("email", "reader@example.org")],
+    );
+    assert!(smtp.wait_for(4, Duration::from_secs(20)));
+    let confirmation = smtp.received()[3].data.clone();
+    assert_eq!(get(&server.local(&confirm_link(&confirmation))).status, 200);
+    let out = site.run(&["subscribers", "suppressed"]).success();
+    assert!(!out.stdout.contains("reader@example.org"), "{}", out.stdout);
+    site.write(
+        "issues/2024-03-15-weekly.md",
+        &issue(
+            "SOFA Weekly | 三",
+            "2024-03-15T15:00:00+08:00",
+            &["MOSN"],
+            "Three.\n",
+        ),
+    );
+    publish("2024-03-15-weekly.md");
+    let mut to: Vec<String> = smtp.received()[4..]
+        .iter()
+        .flat_map(|m| m.rcpt_to.clone())
+        .collect();
+    to.sort();
+    assert_eq!(to, ["other@example.org", "reader@example.org"]);
+}
