@@ -14,7 +14,8 @@
 # Prints the load's requests/s, latency percentiles (p99: goal under 50 ms on loopback) and errors
 # (goal 0), publish's summary (goal: every reader sent, none failed or deferred, and a second
 # publish sends nothing), the subscriber rows the server left (goal: every load address
-# unsubscribed, none pending or confirmed) and the messages smtp-sink counted.
+# unsubscribed, none pending or confirmed) and the messages smtp-sink counted (goal: exactly one
+# per reader and one per confirmation: nothing lost, nothing twice).
 #
 # The flood limit: every load client comes from 127.0.0.1, i.e. one client to the server, so the
 # site sets `client_requests_per_minute = 1000000` (the limiter still runs on every request; its
@@ -129,7 +130,10 @@ if rows != {"unsubscribed": addresses}:
     sys.exit(1)
 PY
 wait_sink_count "$TMP/sink" "$(( READERS + ADDRESSES ))" 60 || true
-echo "smtp-sink counted $(sink_count "$TMP/sink") messages (publish $READERS + confirmations $ADDRESSES)"
+COUNTED="$(sink_count "$TMP/sink")"
+echo "smtp-sink counted $COUNTED messages (publish $READERS + confirmations $ADDRESSES)"
+[ "$COUNTED" = "$(( READERS + ADDRESSES ))" ] \
+  || { echo "goal missed: exactly one message per reader and per confirmation"; rc=1; }
 if grep -E "ERROR|panicked" "$TMP/serve.log" >/dev/null; then
   echo "goal missed: the server logged errors:"; grep -E "ERROR|panicked" "$TMP/serve.log" | head -n 10; rc=1
 fi
