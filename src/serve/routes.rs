@@ -31,6 +31,10 @@ use crate::subscribers::token::{self, Purpose, TokenError};
 /// The largest request body read, in bytes: a form with every topic ticked fits many times.
 pub(crate) const MAX_BODY: usize = 16 * 1024;
 
+/// A store call slower than this is logged: a publish holding the ledger's write lock, a slow
+/// disk (the ledger waits up to 10 s for the lock before the call fails).
+const SLOW_STORE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The longest name kept, in characters.
 const MAX_NAME_CHARS: usize = 100;
 
@@ -221,7 +225,16 @@ impl<S: Subscriptions> App<S> {
         call: impl FnOnce(&S) -> anyhow::Result<T> + Send + 'static,
     ) -> Result<T, Problem> {
         let subs = Arc::clone(&self.subs);
-        match tokio::task::spawn_blocking(move || call(&subs)).await {
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || call(&subs)).await;
+        let took = started.elapsed();
+        if took > SLOW_STORE {
+            warn!(
+                "the subscriber store took {} ms to answer",
+                took.as_millis()
+            );
+        }
+        match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
                 error!("the subscriber store failed: {e:#}");
