@@ -21,6 +21,7 @@ pub mod issue;
 pub mod ledger;
 pub mod lint;
 pub mod mail;
+pub mod serve;
 pub mod site;
 pub mod subscribers;
 

@@ -4,6 +4,7 @@ mod build;
 mod check;
 mod preview;
 mod publish;
+mod serve;
 mod status;
 mod subscribers;
 
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Publish(args) => publish::run(&config, &args),
         Command::Retry(args) => publish::retry(&config, &args),
         Command::Preview(args) => preview::run(&config, &args),
+        Command::Serve => serve::run(&config),
         Command::Status(args) => status::run(&config, args.issue.as_deref(), args.json),
         Command::Subscribers(sub) => subscribers::run(&config, sub),
     }

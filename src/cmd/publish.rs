@@ -573,6 +573,11 @@ fn dry_run_report(config: &Config, issue: &Issue) -> Result<ExitCode> {
 /// The transport the config asks for: SMTP with `[smtp]`, else the outbox folder
 /// (`mail.outbox/<slug>/`).
 fn transport(config: &Config, issue: &Issue) -> Result<Transport> {
+    transport_into(config, config.mail.outbox.join(&issue.slug))
+}
+
+/// The transport the config asks for: SMTP with `[smtp]`, else the outbox folder `outbox`.
+pub(super) fn transport_into(config: &Config, outbox: std::path::PathBuf) -> Result<Transport> {
     Ok(match &config.smtp {
         Some(smtp) => {
             let credentials = match &smtp.username {
@@ -600,7 +605,7 @@ fn transport(config: &Config, issue: &Issue) -> Result<Transport> {
                 roots,
             }))
         }
-        None => Transport::Outbox(config.mail.outbox.join(&issue.slug)),
+        None => Transport::Outbox(outbox),
     })
 }
 

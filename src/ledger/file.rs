@@ -13,10 +13,13 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use super::Ledger;
 
 /// The schema version this build writes (`meta.schema_version`). Version 1 (no version row) had
-/// no channel and no issue records.
-const SCHEMA_VERSION: i64 = 2;
+/// no channel and no issue records; version 2 no subscribers of its own (`subscribers.rs`), so a
+/// feedpost that reads version 2 must not send with a version-3 ledger: it would mail readers
+/// who unsubscribed.
+const SCHEMA_VERSION: i64 = 3;
 
-/// The tables of a version-2 ledger. `CREATE … IF NOT EXISTS` throughout: run on every open.
+/// The tables of a ledger, besides the subscribers' (`subscribers.rs`). `CREATE … IF NOT EXISTS`
+/// throughout: run on every open.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -323,6 +326,7 @@ impl Ledger {
                 .with_context(|| named("cannot be migrated to schema version 2"))?;
         }
         tx.execute_batch(SCHEMA)
+            .and_then(|()| tx.execute_batch(super::subscribers::SCHEMA))
             .with_context(|| named("cannot be set up"))?;
         if version < 2 {
             tx.execute_batch(COPY_1_TO_2)

@@ -32,6 +32,7 @@
 mod audience;
 mod file;
 mod issues;
+mod subscribers;
 mod suppressions;
 
 use std::path::PathBuf;
@@ -43,6 +44,7 @@ use serde::Serialize;
 pub use audience::Settled;
 pub use file::{canonical_path, Checkpointer, LedgerLock};
 pub use issues::{EarlierIssue, IssueRecord};
+pub use subscribers::{LedgerSubscriptions, WebSubscriber};
 pub use suppressions::Suppression;
 
 /// Where a delivery stands.

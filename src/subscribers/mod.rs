@@ -6,6 +6,8 @@
 //! lists of hundreds of thousands of subscribers. Suppressions (addresses that must not be mailed)
 //! live in the ledger, see [`crate::ledger`].
 
+pub mod token;
+
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader};

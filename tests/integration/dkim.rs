@@ -99,7 +99,7 @@ fn pem(label: &str, der: &[u8]) -> String {
 }
 
 /// A fresh RSA-2048 key and a fresh Ed25519 key, as PKCS#8 PEM (made once per test run).
-fn keys() -> &'static [(&'static str, String); 2] {
+pub(crate) fn keys() -> &'static [(&'static str, String); 2] {
     static KEYS: OnceLock<[(&str, String); 2]> = OnceLock::new();
     KEYS.get_or_init(|| {
         let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();

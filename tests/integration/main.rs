@@ -23,6 +23,8 @@ mod preview;
 mod publish;
 mod refusals;
 mod safe_links;
+mod serve;
+mod serve_browser;
 mod status;
 mod tls;
 mod websub;
