@@ -51,6 +51,9 @@ pub enum Command {
     Preview(PreviewArgs),
     /// Show where deliveries stand: counts per state and the last replies.
     Status(StatusArgs),
+    /// Serve the subscription pages (double opt-in, one-click unsubscribe) and the feeds folder
+    /// over HTTP, as the `[serve]` table says; links are signed with `FEEDPOST_SECRET`.
+    Serve,
     /// Inspect and edit the suppression list.
     #[command(subcommand)]
     Subscribers(SubscribersCommand),

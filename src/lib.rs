@@ -20,6 +20,7 @@ pub mod feed;
 pub mod issue;
 pub mod lint;
 pub mod mail;
+pub mod serve;
 pub mod site;
 pub mod store;
 pub mod subscribers;

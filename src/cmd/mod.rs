@@ -10,6 +10,7 @@ mod build;
 mod check;
 mod preview;
 mod publish;
+mod serve;
 mod status;
 mod subscribers;
 
@@ -107,6 +108,7 @@ pub fn run(cli: Cli) -> Result<Ran> {
         }
         Command::Retry(args) => publish::run(&config, Some(&args.issue), publish::Mode::Retry),
         Command::Preview(args) => preview::run(&config, &args),
+        Command::Serve => serve::run(&config),
         Command::Status(args) => status::run(&config, args.issue.as_deref(), args.json),
         Command::Subscribers(sub) => subscribers::run(&config, sub),
     }

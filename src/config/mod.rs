@@ -5,6 +5,7 @@
 //! Relative paths are resolved against the folder holding the config file.
 
 mod dkim;
+mod serve;
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use url::Url;
 
 pub use dkim::Dkim;
+pub use serve::Serve;
 
 /// The whole configuration of one site, with every path made absolute.
 #[derive(Debug, Clone)]
@@ -25,6 +27,8 @@ pub struct Config {
     pub smtp: Option<Smtp>,
     /// The `[dkim]` table; `None` sends unsigned mail.
     pub dkim: Option<Dkim>,
+    /// The `[serve]` table; `None` when the site has no subscription server.
+    pub serve: Option<Serve>,
     /// The folder holding the config file; relative paths were resolved against it.
     pub root: PathBuf,
 }
@@ -244,6 +248,7 @@ struct RawConfig {
     mail: Mail,
     smtp: Option<Smtp>,
     dkim: Option<Dkim>,
+    serve: Option<serve::RawServe>,
 }
 
 impl Config {
@@ -329,6 +334,11 @@ impl Config {
             mail: raw.mail,
             smtp: raw.smtp,
             dkim: raw.dkim,
+            serve: raw
+                .serve
+                .map(|s| s.validate(text))
+                .transpose()
+                .map_err(anyhow::Error::new)?,
             root: root.to_path_buf(),
         };
         config.validate().map_err(|mut e| {

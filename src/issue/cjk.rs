@@ -74,12 +74,28 @@ pub fn fix_emphasis(markdown: &str) -> Cow<'_, str> {
     if !markdown.contains(['*', '_']) {
         return Cow::Borrowed(markdown);
     }
-    let mut edits: Vec<Edit> = literal_emphasis(markdown)
+    let parsed: Vec<_> = parse_with_offsets(markdown).collect();
+    match fix_parsed_emphasis(markdown, &parsed) {
+        Some(fixed) => Cow::Owned(fixed),
+        None => Cow::Borrowed(markdown),
+    }
+}
+
+/// [`fix_emphasis`] over events already parsed from `markdown` with their source ranges (by
+/// [`parse_with_offsets`]), so a renderer that has them parses once when nothing needs fixing.
+/// `None` when nothing does.
+pub fn fix_parsed_emphasis(markdown: &str, parsed: &[(Event<'_>, Range<usize>)]) -> Option<String> {
+    let runs = literal_runs_in(markdown, parsed);
+    if runs.is_empty() {
+        return None;
+    }
+    let lines = LineIndex::new(markdown);
+    let mut edits: Vec<Edit> = pair_up(markdown, &lines, &runs, Wanted::Edits)
         .into_iter()
         .filter_map(|l| l.rendered)
         .collect();
     if edits.is_empty() {
-        return Cow::Borrowed(markdown);
+        return None;
     }
     edits.sort_by_key(|e| e.range.start);
     let mut out = String::with_capacity(markdown.len() + 16 * edits.len());
@@ -93,7 +109,21 @@ pub fn fix_emphasis(markdown: &str) -> Cow<'_, str> {
         copied = edit.range.end;
     }
     out.push_str(&markdown[copied..]);
-    Cow::Owned(out)
+    Some(out)
+}
+
+/// The parser's events for `markdown`, with feedpost's extensions, each with its source range.
+pub fn parse_with_offsets(markdown: &str) -> impl Iterator<Item = (Event<'_>, Range<usize>)> {
+    Parser::new_ext(markdown, markdown::options()).into_offset_iter()
+}
+
+/// What [`pair_up`] works out for each literal marker.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    /// The lint's message and fix, and the renderer's edit.
+    Findings,
+    /// Only the renderer's edit (no message; the lint's fix only where the edit needs it).
+    Edits,
 }
 
 /// Every emphasis marker in `markdown` that the parser leaves as literal text, in source order,
@@ -101,13 +131,22 @@ pub fn fix_emphasis(markdown: &str) -> Cow<'_, str> {
 /// (`\*`), inside words (`snake_case`) or spaced on both sides (`2 ** 10`) are not reported; a
 /// single `*` only when two in one block look like a failed pair (`*注` is meant).
 pub fn literal_emphasis(markdown: &str) -> Vec<LiteralEmphasis> {
+    let parsed: Vec<_> = parse_with_offsets(markdown).collect();
+    let runs = literal_runs_in(markdown, &parsed);
+    let lines = LineIndex::new(markdown);
+    pair_up(markdown, &lines, &runs, Wanted::Findings)
+}
+
+/// The runs of `*` or `_` the parser left as literal text in `markdown` (whose events, with
+/// their source ranges, are `parsed`), classified; outside code and autolinks.
+fn literal_runs_in(markdown: &str, parsed: &[(Event<'_>, Range<usize>)]) -> Vec<Run> {
     let mut runs = Vec::new();
     let mut scanned_to = 0;
     let mut code_blocks = 0usize;
     let mut block = 0usize;
     // For each open link, whether it is an autolink (`<https://…>`): URLs are not prose.
     let mut open_links: Vec<bool> = Vec::new();
-    for (event, range) in Parser::new_ext(markdown, markdown::options()).into_offset_iter() {
+    for (event, range) in parsed {
         match event {
             Event::Start(Tag::CodeBlock(_)) => code_blocks += 1,
             Event::End(TagEnd::CodeBlock) => code_blocks = code_blocks.saturating_sub(1),
@@ -121,14 +160,12 @@ pub fn literal_emphasis(markdown: &str) -> Vec<LiteralEmphasis> {
                 open_links.pop();
             }
             Event::Text(_) if code_blocks == 0 && open_links.last() != Some(&true) => {
-                literal_runs(markdown, range, block, &mut scanned_to, &mut runs)
+                literal_runs(markdown, range.clone(), block, &mut scanned_to, &mut runs)
             }
             _ => {}
         }
     }
-    let runs = classify(markdown, runs);
-    let lines = LineIndex::new(markdown);
-    pair_up(markdown, &lines, &runs)
+    classify(markdown, runs)
 }
 
 /// Byte offsets where each line of a text starts.
@@ -258,7 +295,7 @@ fn is_word(c: Option<char>) -> bool {
 
 /// Turns the literal runs into one finding per pair (or lone run), with the reason and, where a
 /// simple edit makes it render, the fix.
-fn pair_up(body: &str, lines: &LineIndex, runs: &[Run]) -> Vec<LiteralEmphasis> {
+fn pair_up(body: &str, lines: &LineIndex, runs: &[Run], wanted: Wanted) -> Vec<LiteralEmphasis> {
     let mut found = Vec::new();
     // Single `*` left literal is usually meant (`*注`), so it is reported only when two of them in
     // the same block look like a failed pair; single `_` is never reported (`_config.yml`).
@@ -291,13 +328,20 @@ fn pair_up(body: &str, lines: &LineIndex, runs: &[Run]) -> Vec<LiteralEmphasis> 
             });
         let (message, fix, rendered) = match partner {
             Some(j) if open.spaced && runs[j].spaced => continue,
+            Some(j) if wanted == Wanted::Edits => {
+                used[j] = true;
+                let rendered = rendered_fix(body, lines, open, runs[j], || {
+                    fix(body, lines, open, runs[j])
+                });
+                (String::new(), None, rendered)
+            }
             Some(j) => {
                 used[j] = true;
                 let fix = fix(body, lines, open, runs[j]);
-                let rendered = rendered_fix(body, lines, open, runs[j], fix.as_ref());
+                let rendered = rendered_fix(body, lines, open, runs[j], || fix.clone());
                 (pair_message(body, open, runs[j], fix.as_ref()), fix, rendered)
             }
-            None if open.spaced => continue,
+            None if open.spaced || wanted == Wanted::Edits => continue,
             None => (
                 format!(
                     "`{m}` shows as literal text, not {kind}: it has no matching `{m}`; close it, or write `{escaped}` for the characters themselves",
@@ -333,13 +377,13 @@ fn rendered_fix(
     lines: &LineIndex,
     open: Run,
     close: Run,
-    fix: Option<&Edit>,
+    fix: impl FnOnce() -> Option<Edit>,
 ) -> Option<Edit> {
     let m = open.marker();
     let inner = &body[open.end..close.start];
     let trimmed = inner.trim();
     if trimmed.is_empty() {
-        return fix.cloned();
+        return fix();
     }
     let (before, _) = neighbours(body, &open);
     let (_, after) = neighbours(body, &close);
@@ -365,7 +409,7 @@ fn rendered_fix(
             text,
         },
     )
-    .or_else(|| fix.cloned())
+    .or_else(fix)
 }
 
 fn kind(run: &Run) -> &'static str {

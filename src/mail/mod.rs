@@ -14,6 +14,7 @@
 //! RFC 2046 `multipart/alternative`, RFC 2369/2919 (`List-Unsubscribe`, `List-Id`), RFC 8058
 //! (one-click unsubscribe).
 
+pub mod confirm;
 #[path = "../../mail-templates/layout.rs"]
 mod layout;
 pub mod screenshot;

@@ -6,6 +6,8 @@
 //! lists of hundreds of thousands of subscribers. Suppressions (addresses that must not be mailed)
 //! live in the ledger, see [`crate::ledger`].
 
+pub mod token;
+
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -119,9 +121,9 @@ pub fn read(
     mut bad: impl FnMut(EntryError),
 ) -> Result<()> {
     for entry in open(path)? {
-        match entry.with_context(|| {
-            format!("failed to read the subscriber list `{}`", path.display())
-        })? {
+        match entry
+            .with_context(|| format!("failed to read the subscriber list `{}`", path.display()))?
+        {
             Ok(s) => each(s),
             Err(e) => bad(e),
         }
@@ -144,7 +146,12 @@ pub fn open(path: &Path) -> Result<Reader<BufReader<File>>> {
 }
 
 /// Parses subscriber TOML `text`; `path` only names the file in errors. See [`read`].
-pub fn parse(text: &str, path: &Path, mut each: impl FnMut(Subscriber), mut bad: impl FnMut(EntryError)) {
+pub fn parse(
+    text: &str,
+    path: &Path,
+    mut each: impl FnMut(Subscriber),
+    mut bad: impl FnMut(EntryError),
+) {
     // Reading from a byte slice cannot fail.
     for entry in Reader::new(text.as_bytes(), path).flatten() {
         match entry {

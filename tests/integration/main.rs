@@ -24,6 +24,8 @@ mod preview;
 mod publish;
 mod refusals;
 mod safe_links;
+mod serve;
+mod serve_browser;
 mod status;
 mod test_send;
 mod tls;

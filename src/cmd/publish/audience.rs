@@ -85,9 +85,18 @@ impl<'i> Entries<'i> {
         let mut chunk = Vec::with_capacity(CHUNK);
         for entry in reader.by_ref().take(CHUNK) {
             let entry = entry.with_context(|| {
-                format!("failed to read the subscriber list `{}`", self.path.display())
+                format!(
+                    "failed to read the subscriber list `{}`",
+                    self.path.display()
+                )
             })?;
-            chunk.push(judge(self.issue, &self.path, &mut self.seen, self.report, entry));
+            chunk.push(judge(
+                self.issue,
+                &self.path,
+                &mut self.seen,
+                self.report,
+                entry,
+            ));
         }
         if chunk.is_empty() {
             self.reader = None;

@@ -6,7 +6,9 @@
 //! write-ahead log checkpointed on a thread of its own ([`checkpoint`]). The queries are grouped
 //! by what they keep: the queue ([`queue`]), the audience of a run ([`audience`]), issue
 //! records ([`issues`]) and the suppression list ([`suppressions`]); each is a function of a
-//! connection, and [`SqliteStore`] is the [`Store`] over them.
+//! connection, and [`SqliteStore`] is the [`Store`] over them. The readers who subscribed on
+//! the web ([`subscribers`]) are `feedpost serve`'s, through [`LedgerSubscriptions`], until the
+//! subscriber operations join the trait.
 //!
 //! Durability: WAL with `synchronous=NORMAL`, so every committed transition survives a killed
 //! process. Leases: a sending run holds the file's lock, so no other sender can be alive while it
@@ -21,6 +23,7 @@ pub mod schema;
 mod audience;
 mod issues;
 mod queue;
+mod subscribers;
 mod suppressions;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +40,7 @@ use super::{
 use checkpoint::Checkpointer;
 pub use file::canonical_path;
 use lock::LedgerLock;
+pub use subscribers::{LedgerSubscriptions, WebSubscriber, UNSUBSCRIBED};
 
 /// The ledger file as a [`Store`].
 ///

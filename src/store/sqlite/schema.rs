@@ -1,9 +1,11 @@
 //! The ledger's tables and their migrations, applied in one transaction when the file opens.
 //!
 //! Versions (`meta.schema_version`): 1 had no channel and no issue records (and no version row);
-//! 2 added both; 3 adds the lease of a `sending` row (its sender and expiry) and removes the
-//! unsubscribe secret that earlier versions kept in `meta` (tokens are signed with
-//! `FEEDPOST_SECRET` now, never with a value stored beside the data).
+//! 2 added both; 3 the readers who subscribed on the web (`subscribers.rs`), so a feedpost that
+//! reads version 2 must not send with it (it would mail readers who unsubscribed); 4 adds the
+//! lease of a `sending` row (its sender and expiry) and removes the unsubscribe secret that
+//! earlier versions kept in `meta` (tokens are signed with `FEEDPOST_SECRET` now, never with a
+//! value stored beside the data).
 
 use std::path::Path;
 
@@ -11,9 +13,10 @@ use anyhow::{bail, Context, Result};
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
-/// The tables of a version-3 ledger. `CREATE … IF NOT EXISTS` throughout: run on every open.
+/// The tables of a version-4 ledger, besides the subscribers' (`subscribers.rs`). `CREATE … IF
+/// NOT EXISTS` throughout: run on every open.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -90,13 +93,13 @@ FROM deliveries_v1;
 DROP TABLE deliveries_v1;
 ";
 
-/// Version 2 → 3, before [`SCHEMA`]: the lease columns.
-const MIGRATE_2_TO_3: &str = "
+/// Versions 2 and 3 → 4, before [`SCHEMA`]: the lease columns.
+const ADD_LEASES: &str = "
 ALTER TABLE deliveries ADD COLUMN lease_owner TEXT;
 ALTER TABLE deliveries ADD COLUMN lease_expires_at INTEGER;
 ";
 
-/// Every version before 3 kept the unsubscribe secret in `meta`: it is removed.
+/// Every version before 4 kept the unsubscribe secret in `meta`: it is removed.
 const FORGET_SECRET: &str = "DELETE FROM meta WHERE key = 'unsubscribe_secret';";
 
 /// Creates the schema in a new ledger, or migrates an older one; refuses a database that holds
@@ -121,20 +124,19 @@ pub fn upgrade(conn: &mut Connection, path: &Path) -> Result<()> {
         1 => tx
             .execute_batch(MIGRATE_1_TO_2)
             .with_context(|| migrating(2))?,
-        2 => tx
-            .execute_batch(MIGRATE_2_TO_3)
-            .with_context(|| migrating(3))?,
+        2 | 3 => tx.execute_batch(ADD_LEASES).with_context(|| migrating(4))?,
         _ => {}
     }
     tx.execute_batch(SCHEMA)
+        .and_then(|()| tx.execute_batch(super::subscribers::SCHEMA))
         .with_context(|| named("cannot be set up"))?;
     if version < 2 {
         tx.execute_batch(COPY_1_TO_2)
             .with_context(|| migrating(2))?;
     }
-    if version < 3 {
+    if version < 4 {
         tx.execute_batch(FORGET_SECRET)
-            .with_context(|| migrating(3))?;
+            .with_context(|| migrating(4))?;
     }
     tx.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
