@@ -27,11 +27,11 @@ pub fn run(config: &Config, args: &PreviewArgs) -> Result<Ran> {
     let index = site.find(&args.issue)?;
     let issue = site.issue(index)?.clone();
     let now = crate::now()?;
-    let mail = IssueMail::compose(&issue, config, mail::PLACEHOLDER_SECRET, now)?;
+    let mail = IssueMail::compose(&issue, config, &mail::placeholder_secret(), now)?;
     if mail::carries_token(config) {
         tracing::info!(
             "the preview's unsubscribe links carry a placeholder token; `publish` signs each reader's with {}",
-            mail::SECRET_ENV
+            crate::subscribers::token::SECRET_ENV
         );
     }
     let (address, name) = match &args.to {

@@ -41,7 +41,9 @@ fn mail() -> Arc<IssueMail> {
         &config,
     )
     .unwrap();
-    Arc::new(IssueMail::compose(&issue, &config, b"", date()).unwrap())
+    Arc::new(
+        IssueMail::compose(&issue, &config, &crate::mail::placeholder_secret(), date()).unwrap(),
+    )
 }
 
 fn settings() -> Settings {

@@ -132,7 +132,13 @@ fn signed_seed_messages(config: &Config, signer: &DkimSigner) -> Vec<(Envelope, 
     assert_eq!(issues.len(), 5);
     for path in issues {
         let issue = feedpost::issue::load_file(&path, config).unwrap();
-        let mail = IssueMail::compose(&issue, config, b"secret", time()).unwrap();
+        let mail = IssueMail::compose(
+            &issue,
+            config,
+            &feedpost::mail::placeholder_secret(),
+            time(),
+        )
+        .unwrap();
         for (address, name) in [
             ("reader@example.org", Some("读者")),
             ("Ada.Lovelace+news@Example.org", None),

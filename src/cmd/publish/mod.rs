@@ -23,7 +23,6 @@ use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
-use zeroize::Zeroizing;
 
 use crate::cli::PublishArgs;
 use crate::cmd::Ran;
@@ -35,6 +34,7 @@ use crate::mail::sign::SigningPool;
 use crate::mail::{self, IssueMail};
 use crate::site::{self, Site};
 use crate::store::{self, Channel, IssueRecord, Open, Queue, Store};
+use crate::subscribers::token::{Secret, SECRET_ENV};
 
 /// What `publish` (or `retry`) does with the issue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,16 +133,15 @@ fn check_publishable(issue: &Issue, now: DateTime<Utc>, mode: &Mode) -> Result<(
 ///
 /// # Errors
 /// The messages carry tokens and go by SMTP, and the secret is missing or too short.
-fn token_secret(config: &Config, channel: Channel) -> Result<Zeroizing<Vec<u8>>> {
+fn token_secret(config: &Config, channel: Channel) -> Result<Secret> {
     if !mail::carries_token(config) {
-        return Ok(Zeroizing::new(Vec::new()));
+        return Ok(mail::placeholder_secret());
     }
-    if channel == Channel::Outbox && std::env::var_os(mail::SECRET_ENV).is_none() {
+    if channel == Channel::Outbox && std::env::var_os(SECRET_ENV).is_none() {
         info!(
-            "{} is not set: the outbox files' unsubscribe links carry a placeholder token; mail sent by SMTP needs the secret",
-            mail::SECRET_ENV
+            "{SECRET_ENV} is not set: the outbox files' unsubscribe links carry a placeholder token; mail sent by SMTP needs the secret"
         );
-        return Ok(Zeroizing::new(mail::PLACEHOLDER_SECRET.to_vec()));
+        return Ok(mail::placeholder_secret());
     }
     mail::secret_from_env()
 }
