@@ -72,10 +72,10 @@ const PURGE_EVERY: i64 = 60;
 pub struct WebSubscriber {
     /// The lowercased address.
     pub address: String,
-    /// The address as written.
-    pub email: String,
     /// The name given.
     pub name: Option<String>,
+    /// The address as written.
+    pub email: String,
     /// Topics; empty: every issue.
     pub topics: Vec<String>,
     /// `pending`, `confirmed`, `unsubscribed` or `bounced`.
