@@ -253,7 +253,12 @@ fn messages() -> Result<Vec<Vec<u8>>> {
     let mut messages = Vec::new();
     for path in feedpost::issue::files::paths(&seeds)? {
         let issue = feedpost::issue::load_file(&path, &config)?;
-        let mail = IssueMail::compose(&issue, &config, b"bench", Utc::now())?;
+        let mail = IssueMail::compose(
+            &issue,
+            &config,
+            &feedpost::mail::placeholder_secret(),
+            Utc::now(),
+        )?;
         for i in 0..200 {
             let address = format!("reader{i:04}@example.test");
             let name = format!("读者 {i}");

@@ -9,8 +9,11 @@
 #   ensure_gnu_time               /usr/bin/time (Debian package `time`)
 #   ensure_postfix_tools          /usr/sbin/smtp-sink and smtp-source (Debian package `postfix`),
 #                                 installed without configuring or starting the mail system
+#   ensure_openssl                the `openssl` program (Debian package `openssl`)
 #   ensure_feedpost               FEEDPOST=binary (env FEEDPOST, else `cargo build --release`, in
 #                                 $CARGO_TARGET_DIR when set)
+#   ensure_sign_bench             SIGN_BENCH=binary (env SIGN_BENCH, else `cargo build --release
+#                                 --example sign_bench`); SIGN_BENCH=skip leaves it unset
 #   free_port [PREFERRED]         print PREFERRED if free on 127.0.0.1, else a free port
 #   start_sink PORT DIR [ARGS..]  smtp-sink on 127.0.0.1:PORT with running counters in DIR/sink.out;
 #                                 waits (bounded) until it accepts; killed on exit
@@ -79,6 +82,23 @@ ensure_postfix_tools() {
     timeout 60 postfix stop >/dev/null 2>&1 || true
   fi
   [ -x /usr/sbin/smtp-sink ] && [ -x /usr/sbin/smtp-source ] || die "smtp-sink/smtp-source missing after install"
+}
+
+ensure_openssl() {
+  command -v openssl >/dev/null || { echo "$_ME: installing Debian package 'openssl'..." >&2; _apt_install openssl; }
+}
+
+ensure_sign_bench() {
+  [ "${SIGN_BENCH:-}" = skip ] && return
+  if [ -z "${SIGN_BENCH:-}" ]; then
+    command -v cargo >/dev/null || die "cargo not found; set SIGN_BENCH to the sign_bench binary (or skip)"
+    echo "$_ME: building examples/sign_bench (cargo build --release --example sign_bench)..." >&2
+    (cd "$REPO" && timeout 3600 cargo build --release --quiet --example sign_bench) \
+      || die "cargo build --release --example sign_bench failed"
+    SIGN_BENCH="$(cd "$REPO" && cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/examples/sign_bench"
+  fi
+  [ -x "$SIGN_BENCH" ] || die "sign_bench binary not found at $SIGN_BENCH"
+  SIGN_BENCH="$(cd "$(dirname "$SIGN_BENCH")" && pwd)/$(basename "$SIGN_BENCH")"
 }
 
 ensure_feedpost() {

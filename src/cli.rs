@@ -67,6 +67,11 @@ pub struct PublishArgs {
     /// Show what would be sent and to how many; write and send nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Send one real copy of ISSUE to ADDRESS over the configured transport (SMTP, or the
+    /// outbox), as that reader would get it (with their name, if listed); recorded nowhere and
+    /// counted nowhere. Drafts and issues dated in the future may be test-sent.
+    #[arg(long, value_name = "ADDRESS", conflicts_with_all = ["dry_run", "as_new_issue"])]
+    pub to: Option<String>,
     /// Allow publishing ISSUE although its date is in the future (as Hugo's `--buildFuture`):
     /// its page is built before any mail goes out. Drafts are never published.
     #[arg(long)]

@@ -6,7 +6,7 @@
 //! ```text
 //! config → issue (front matter, Markdown → HTML) → feed (RSS, Atom, JSON Feed) ┐ site (incremental)
 //!                                               → archive (pages, index)     ┘
-//!                                               → mail (compose once, personalise) → deliver → ledger
+//!                                               → mail (compose once, personalise, sign) → deliver → store
 //! ```
 //!
 //! `main.rs` parses the command line ([`cli`]) and calls one of [`cmd`]; everything else is here.
@@ -18,11 +18,11 @@ pub mod config;
 pub mod deliver;
 pub mod feed;
 pub mod issue;
-pub mod ledger;
 pub mod lint;
 pub mod mail;
 pub mod serve;
 pub mod site;
+pub mod store;
 pub mod subscribers;
 
 use chrono::{DateTime, FixedOffset, Utc};

@@ -1,24 +1,22 @@
 //! `feedpost build`: write the feeds and the web archive; send nothing.
 
-use std::process::ExitCode;
+use std::io::Write;
 
 use anyhow::Result;
 use tracing::info;
 
+use super::Ran;
 use crate::config::Config;
 use crate::site::Site;
 
 /// Builds the feeds and archive pages for every good issue (see [`Site::build`]); bad files are
-/// reported on stderr as `path:line: message`, left out, and make the exit code 1.
+/// left out and returned, to be reported on stderr as `path:line: message` (exit code 1).
 ///
 /// # Errors
-/// The issues folder cannot be read or an output cannot be written.
-pub fn run(config: &Config) -> Result<ExitCode> {
+/// The issues folder cannot be read, an output cannot be written, or stdout cannot be written.
+pub fn run(config: &Config) -> Result<Ran> {
     let now = crate::now()?.fixed_offset();
     let report = Site::load(config)?.build(now)?;
-    for e in &report.errors {
-        eprintln!("error: {e}");
-    }
     info!(
         published = report.published,
         errors = report.errors.len(),
@@ -29,7 +27,8 @@ pub fn run(config: &Config) -> Result<ExitCode> {
         folder = %config.site.feeds.display(),
         "site built"
     );
-    println!(
+    writeln!(
+        std::io::stdout().lock(),
         "built feeds for {} issues ({} published) into {}: {} files changed ({} of {} rendered, {} removed), {} bad issue files",
         report.issues,
         report.published,
@@ -39,10 +38,8 @@ pub fn run(config: &Config) -> Result<ExitCode> {
         report.outputs,
         report.removed,
         report.errors.len()
-    );
-    Ok(if report.errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    )?;
+    Ok(Ran::with_errors(
+        report.errors.iter().map(ToString::to_string).collect(),
+    ))
 }

@@ -2,10 +2,10 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::ExitCode;
 
 use anyhow::Result;
 
+use super::Ran;
 use crate::config::Config;
 use crate::lint::{self, Report};
 
@@ -15,7 +15,7 @@ use crate::lint::{self, Report};
 ///
 /// # Errors
 /// `FEEDPOST_NOW` is invalid, or stdout cannot be written.
-pub fn run(config_path: &Path) -> Result<ExitCode> {
+pub fn run(config_path: &Path) -> Result<Ran> {
     let now = crate::now()?.fixed_offset();
     let site_error = |e: anyhow::Error| Report {
         findings: vec![lint::config_finding(config_path, &e)],
@@ -30,9 +30,5 @@ pub fn run(config_path: &Path) -> Result<ExitCode> {
         writeln!(out, "{finding}")?;
     }
     writeln!(out, "{}", report.summary())?;
-    Ok(if report.errors() > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(Ran::failed_if(report.errors() > 0))
 }

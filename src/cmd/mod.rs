@@ -1,4 +1,10 @@
 //! The subcommands, one file each.
+//!
+//! A command that could run returns a [`Ran`]: everything done (exit code 0), or some items
+//! failed ([`ITEMS_FAILED`]) — a bad issue file that `build` left out, a recipient left
+//! deferred — with the failures `main` prints. A command that could not run returns an error
+//! ([`COULD_NOT_RUN`]): a bad config, a held lock, a server that refuses us. `main` is the one
+//! place that prints either.
 
 mod build;
 mod check;
@@ -10,18 +16,85 @@ mod subscribers;
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use crate::cli::{Cli, Command};
 use crate::config::Config;
 use crate::issue::IssueError;
 
-/// Runs the command `cli` names. `Ok(ExitCode::FAILURE)` means the command ran but something in it
-/// failed (a bad issue, an undelivered recipient), already reported on stderr.
+/// The exit code of a command that ran, but some items of it failed.
+pub const ITEMS_FAILED: u8 = 1;
+
+/// The exit code of a command that could not run (as clap's usage errors).
+pub const COULD_NOT_RUN: u8 = 2;
+
+/// How a command that could run ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ran {
+    /// Items that failed, for `main` to print as `error: …` lines on stderr.
+    pub errors: Vec<String>,
+    /// Whether something failed, printed here or already shown (findings on stdout, recipients
+    /// left deferred in the log).
+    pub failed: bool,
+}
+
+impl Ran {
+    /// Everything done.
+    pub fn success() -> Ran {
+        Ran::default()
+    }
+
+    /// Something failed, and was shown already.
+    pub fn failure() -> Ran {
+        Ran {
+            errors: Vec::new(),
+            failed: true,
+        }
+    }
+
+    /// [`Ran::success`] or [`Ran::failure`] as `failed` says.
+    pub fn failed_if(failed: bool) -> Ran {
+        Ran {
+            errors: Vec::new(),
+            failed,
+        }
+    }
+
+    /// The items of `errors` failed (none: success).
+    pub fn with_errors(errors: Vec<String>) -> Ran {
+        Ran {
+            failed: !errors.is_empty(),
+            errors,
+        }
+    }
+
+    /// 0, or [`ITEMS_FAILED`].
+    pub fn exit_code(&self) -> ExitCode {
+        if self.failed {
+            ExitCode::from(ITEMS_FAILED)
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Several items that keep a command from running (bad issue files stop a publish): `main`
+/// prints each as an `error: …` line, then the summary.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{summary}")]
+pub struct Refused {
+    /// One line per item, `path:line: message`.
+    pub items: Vec<String>,
+    /// What they mean for the command, and what to do.
+    pub summary: String,
+}
+
+/// Runs the command `cli` names.
 ///
 /// # Errors
-/// The command could not run: bad config, unreadable folders, a ledger error.
-pub fn run(cli: Cli) -> Result<ExitCode> {
+/// The command could not run: bad config, unreadable folders, a store error, a server that
+/// refuses us; see [`Refused`] for several at once.
+pub fn run(cli: Cli) -> Result<Ran> {
     if let Command::Check = cli.command {
         // `check` reports a bad config as a finding instead of stopping on it.
         return check::run(&cli.config);
@@ -30,8 +103,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Build => build::run(&config),
         Command::Check => check::run(&cli.config),
-        Command::Publish(args) => publish::run(&config, &args),
-        Command::Retry(args) => publish::retry(&config, &args),
+        Command::Publish(args) => {
+            publish::run(&config, args.issue.as_deref(), publish::Mode::of(&args))
+        }
+        Command::Retry(args) => publish::run(&config, Some(&args.issue), publish::Mode::Retry),
         Command::Preview(args) => preview::run(&config, &args),
         Command::Serve => serve::run(&config),
         Command::Status(args) => status::run(&config, args.issue.as_deref(), args.json),
@@ -39,17 +114,36 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// Prints each bad issue file as `error: path:line: message` on stderr and fails when there is
-/// one: a bad issue anywhere stops `publish` before anything is sent.
+/// Refuses to go on when an issue file is bad: a bad issue anywhere stops `publish` before
+/// anything is sent.
+///
+/// # Errors
+/// [`Refused`], naming each bad file and line.
 fn refuse_bad_issues(errors: &[IssueError]) -> Result<()> {
-    for e in errors {
-        eprintln!("error: {e}");
+    if errors.is_empty() {
+        return Ok(());
     }
-    if !errors.is_empty() {
-        bail!(
+    Err(Refused {
+        items: errors.iter().map(ToString::to_string).collect(),
+        summary: format!(
             "{} issue file(s) have errors (listed above); fix them and run again. Nothing was sent.",
             errors.len()
-        );
+        ),
     }
-    Ok(())
+    .into())
+}
+
+/// Runs `future` to completion on a runtime of one thread: the store and the delivery engine
+/// are async, and one thread drives every connection and the store's commits (a message costs
+/// tens of microseconds of CPU, so one core sends faster than relays accept, and handing
+/// outcomes between threads would cost more than the work; signing has threads of its own).
+///
+/// # Errors
+/// The runtime cannot start.
+fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("failed to start the async runtime: {e}"))?;
+    Ok(runtime.block_on(future))
 }

@@ -1,13 +1,13 @@
 //! `feedpost preview`: the message one recipient would get, written to files for a look.
 
-use std::process::ExitCode;
+use std::io::Write;
 
 use anyhow::{Context, Result};
 
+use super::Ran;
 use crate::cli::PreviewArgs;
 use crate::config::Config;
-use crate::ledger::Ledger;
-use crate::mail::{screenshot, IssueMail, Recipient};
+use crate::mail::{self, screenshot, IssueMail, Recipient};
 use crate::site::Site;
 use crate::subscribers;
 
@@ -15,23 +15,25 @@ use crate::subscribers;
 /// `args.out` for the sample recipient, then, unless `--no-screenshots`, the PNG screenshots of
 /// [`screenshot::capture`] when Chromium is installed (when it is not, says how to install it).
 /// The site is loaded as every command loads it (other bad issues do not stop a preview);
-/// nothing is sent and the ledger is only read (its unsubscribe secret), never created. Prints
-/// each path written.
+/// nothing is sent and no store is opened. The unsubscribe links carry a placeholder token (not
+/// signed with `FEEDPOST_SECRET`, which a preview does not need), and a note on stderr says so
+/// when the message has tokens. Prints each path written.
 ///
 /// # Errors
 /// The issue is bad, the sample recipient's address is invalid, the files cannot be written, or
 /// Chromium is installed but fails.
-pub fn run(config: &Config, args: &PreviewArgs) -> Result<ExitCode> {
+pub fn run(config: &Config, args: &PreviewArgs) -> Result<Ran> {
     let mut site = Site::load(config)?;
     let index = site.find(&args.issue)?;
     let issue = site.issue(index)?.clone();
     let now = crate::now()?;
-    let secret = if config.mail.ledger.exists() {
-        Ledger::open(&config.mail.ledger)?.secret()?
-    } else {
-        b"feedpost-preview".to_vec()
-    };
-    let mail = IssueMail::compose(&issue, config, &secret, now)?;
+    let mail = IssueMail::compose(&issue, config, &mail::placeholder_secret(), now)?;
+    if mail::carries_token(config) {
+        tracing::info!(
+            "the preview's unsubscribe links carry a placeholder token; `publish` signs each reader's with {}",
+            crate::subscribers::token::SECRET_ENV
+        );
+    }
     let (address, name) = match &args.to {
         Some(to) => (to.clone(), None),
         None => first_subscriber(config).unwrap_or_else(|| ("reader@example.org".into(), None)),
@@ -58,20 +60,20 @@ pub fn run(config: &Config, args: &PreviewArgs) -> Result<ExitCode> {
         let path = args.out.join(format!("{}.{ext}", issue.slug));
         std::fs::write(&path, bytes)
             .with_context(|| format!("failed to write `{}`", path.display()))?;
-        println!("{}", path.display());
+        writeln!(std::io::stdout().lock(), "{}", path.display())?;
     }
     if !args.no_screenshots {
         match screenshot::find_chromium() {
             Ok(chromium) => {
                 let html = args.out.join(format!("{}.html", issue.slug));
                 for path in screenshot::capture(&chromium, &html, &args.out, &issue.slug)? {
-                    println!("{}", path.display());
+                    writeln!(std::io::stdout().lock(), "{}", path.display())?;
                 }
             }
             Err(why) => tracing::warn!("no screenshots: {why}"),
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Ran::success())
 }
 
 fn first_subscriber(config: &Config) -> Option<(String, Option<String>)> {

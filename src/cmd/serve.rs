@@ -1,18 +1,19 @@
 //! `feedpost serve`: the subscription server, until SIGINT or SIGTERM.
 
 use std::io::Write;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use super::Ran;
 use crate::config::Config;
-use crate::ledger::LedgerSubscriptions;
+use crate::deliver::transport;
 use crate::mail::sign::signer_for;
 use crate::serve::{self, Server, TransportMailer};
 use crate::site::Site;
+use crate::store::sqlite::LedgerSubscriptions;
 use crate::subscribers::token::Secret;
 
 /// The outbox folder of confirmation emails, under `mail.outbox` (issues use `<slug>/`).
@@ -26,7 +27,7 @@ const CONFIRMATIONS: &str = "_confirmations";
 /// # Errors
 /// No `[serve]` table, no usable `FEEDPOST_SECRET`, an unreadable issues folder, ledger or DKIM
 /// key, a missing SMTP password, an address that cannot be bound.
-pub fn run(config: &Config) -> Result<ExitCode> {
+pub fn run(config: &Config) -> Result<Ran> {
     let serve = config.serve.as_ref().context(
         "`feedpost serve` needs a [serve] table in the config file, e.g.\n\n[serve]\nlisten = \"127.0.0.1:8080\"\npublic_url = \"https://news.example.org/\"\n",
     )?;
@@ -42,7 +43,7 @@ pub fn run(config: &Config) -> Result<ExitCode> {
         }
         serve::topics(&site, now.fixed_offset())
     };
-    let transport = super::publish::transport_into(config, config.mail.outbox.join(CONFIRMATIONS))?;
+    let transport = transport::from_config(config, config.mail.outbox.join(CONFIRMATIONS))?;
     let signer = signer_for(config)?;
     let subscriptions = LedgerSubscriptions::open(&config.mail.ledger)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -83,7 +84,7 @@ pub fn run(config: &Config) -> Result<ExitCode> {
         }
         Ok::<_, anyhow::Error>(())
     })?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Ran::success())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -1,14 +1,14 @@
-//! `feedpost status`: where each delivery stands, from the ledger — mail (SMTP) and the outbox
+//! `feedpost status`: where each delivery stands, from the store — mail (SMTP) and the outbox
 //! rehearsal apart.
 
 use std::io::Write;
-use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use serde::Serialize;
 
+use crate::cmd::Ran;
 use crate::config::Config;
-use crate::ledger::{Channel, Counts, DeliveryRow, Ledger, Queue, State};
+use crate::store::{self, Channel, Counts, DeliveryRow, Open, Queue, State, Store};
 
 /// How many rows per state `status` shows per issue and channel.
 const SHOWN: usize = 50;
@@ -42,70 +42,95 @@ struct IssueStatus {
 ///
 /// # Errors
 /// The ledger cannot be read, or `issue` names no issue of the site and none in the ledger.
-pub fn run(config: &Config, issue: Option<&str>, json: bool) -> Result<ExitCode> {
-    let ledger = Ledger::open_existing(&config.mail.ledger)?;
-    let ids: Vec<String> = match issue {
-        Some(wanted) => {
-            let id = resolve(config, wanted);
-            let known = match &ledger {
-                Some(l) => !l.channels_of(&id)?.is_empty(),
-                None => false,
-            };
-            if !known && !is_site_issue(config, &id) {
-                bail!(
-                    "`{wanted}` is no issue of this site and has no deliveries in the ledger `{}`; name an issue by its file, slug or permalink (`feedpost status` lists those in the ledger)",
-                    config.mail.ledger.display()
-                );
-            }
-            vec![id]
+pub fn run(config: &Config, issue: Option<&str>, json: bool) -> Result<Ran> {
+    super::block_on(async {
+        let store = store::open(config, Open::IfExists).await?;
+        let ids = issue_ids(config, store.as_deref(), issue).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(issue_status(store.as_deref(), id).await?);
         }
-        None => match &ledger {
-            Some(l) => l.issues()?.into_iter().map(|(id, _)| id).collect(),
+        print(config, store.is_some(), &out, json)?;
+        Ok(Ran::success())
+    })?
+}
+
+/// The issues to show: `wanted` (a file, slug or permalink) if given, else every issue in the
+/// store, newest first.
+async fn issue_ids(
+    config: &Config,
+    store: Option<&dyn Store>,
+    wanted: Option<&str>,
+) -> Result<Vec<String>> {
+    let Some(wanted) = wanted else {
+        return Ok(match store {
+            Some(s) => s.issues().await?.into_iter().map(|(id, _)| id).collect(),
             None => Vec::new(),
-        },
+        });
     };
-    let mut out = Vec::new();
-    for id in ids {
-        let channel = |channel| -> Result<ChannelStatus> {
-            let q = Queue {
-                issue: &id,
-                channel,
-            };
-            Ok(match &ledger {
-                Some(l) => ChannelStatus {
-                    counts: l.counts(q)?,
-                    problems: l.rows(q, &LISTED, SHOWN)?,
+    let id = resolve(config, wanted);
+    let known = match store {
+        Some(s) => !s.channels_of(&id).await?.is_empty(),
+        None => false,
+    };
+    if !known && !is_site_issue(config, &id) {
+        bail!(
+            "`{wanted}` is no issue of this site and has no deliveries in the ledger `{}`; name an issue by its file, slug or permalink (`feedpost status` lists those in the ledger)",
+            config.mail.ledger.display()
+        );
+    }
+    Ok(vec![id])
+}
+
+/// Both channels of the issue `id`.
+async fn issue_status(store: Option<&dyn Store>, id: String) -> Result<IssueStatus> {
+    let channel = |channel| {
+        let id = &id;
+        async move {
+            let q = Queue { issue: id, channel };
+            Ok::<_, anyhow::Error>(match store {
+                Some(s) => ChannelStatus {
+                    counts: s.counts(q).await?,
+                    problems: s.rows(q, &LISTED, SHOWN).await?,
                 },
                 None => ChannelStatus {
                     counts: Counts::default(),
                     problems: Vec::new(),
                 },
             })
-        };
-        let smtp = channel(Channel::Smtp)?;
-        let outbox = Some(channel(Channel::Outbox)?).filter(|o| !o.counts.is_empty());
-        out.push(IssueStatus {
-            issue: id.clone(),
-            smtp,
-            outbox,
-        });
-    }
+        }
+    };
+    let smtp = channel(Channel::Smtp).await?;
+    let outbox = Some(channel(Channel::Outbox).await?).filter(|o| !o.counts.is_empty());
+    Ok(IssueStatus {
+        issue: id.clone(),
+        smtp,
+        outbox,
+    })
+}
+
+/// Writes the statuses as text or JSON on stdout.
+///
+/// # Errors
+/// Stdout cannot be written (a closed pipe ends the command quietly, see `main`).
+fn print(config: &Config, has_store: bool, out: &[IssueStatus], json: bool) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     if json {
         writeln!(stdout, "{}", serde_json::json!({ "issues": out }))?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
     if out.is_empty() {
-        match ledger {
-            Some(_) => writeln!(stdout, "nothing sent yet")?,
-            None => writeln!(
+        if has_store {
+            writeln!(stdout, "nothing sent yet")?;
+        } else {
+            writeln!(
                 stdout,
                 "nothing sent yet: no ledger at {}",
                 config.mail.ledger.display()
-            )?,
+            )?;
         }
     }
-    for s in &out {
+    for s in out {
         writeln!(stdout, "{}", s.issue)?;
         if s.smtp.counts.is_empty() {
             writeln!(stdout, "  smtp    not mailed yet")?;
@@ -122,7 +147,7 @@ pub fn run(config: &Config, issue: Option<&str>, json: bool) -> Result<ExitCode>
             write_problems(&mut stdout, &outbox.problems)?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn counts_line(c: &Counts) -> String {

@@ -6,8 +6,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
 use serde::Deserialize;
+
+use super::{invalid, Invalid};
 
 /// `[dkim]`: DKIM signing of every message (RFC 6376).
 #[derive(Debug, Clone, Deserialize)]
@@ -34,26 +35,32 @@ impl Dkim {
     /// Outlook.com treat bulk mail without one as unauthenticated.
     ///
     /// # Errors
-    /// Names `dkim.domain` or `dkim.selector` and says what to write instead.
-    pub fn validate(&mut self, from_domain: &str) -> Result<()> {
+    /// An [`Invalid`] naming `dkim.domain` or `dkim.selector` and saying what to write instead.
+    pub fn validate(&mut self, from_domain: &str) -> Result<(), Invalid> {
         let domain = self
             .domain
             .trim()
             .trim_end_matches('.')
             .to_ascii_lowercase();
         if !is_dns_name(&domain) || !domain.contains('.') {
-            bail!(
-                "`dkim.domain` must be a domain name such as `example.org` (ASCII; an IDN in its \
-                 `xn--` form), got `{}`",
-                self.domain
-            );
+            return Err(invalid(
+                "dkim.domain",
+                format!(
+                    "`dkim.domain` must be a domain name such as `example.org` (ASCII; an IDN in \
+                     its `xn--` form), got `{}`",
+                    self.domain
+                ),
+            ));
         }
         if !is_dns_name(&self.selector) {
-            bail!(
-                "`dkim.selector` must be letters, digits and hyphens (dots between parts), such as \
-                 `s2026`, got `{}`",
-                self.selector
-            );
+            return Err(invalid(
+                "dkim.selector",
+                format!(
+                    "`dkim.selector` must be letters, digits and hyphens (dots between parts), \
+                     such as `s2026`, got `{}`",
+                    self.selector
+                ),
+            ));
         }
         let from = from_domain.trim_end_matches('.').to_ascii_lowercase();
         let aligned = from == domain
@@ -61,12 +68,15 @@ impl Dkim {
                 .strip_suffix(domain.as_str())
                 .is_some_and(|sub| sub.ends_with('.'));
         if !aligned {
-            bail!(
-                "`dkim.domain` = `{domain}` does not align with the From domain `{from}` \
-                 (`mail.from`): receivers give DMARC credit only when the From domain is the \
-                 signing domain or a subdomain of it; set `domain = \"{from}\"` and publish the \
-                 key under it"
-            );
+            return Err(invalid(
+                "dkim.domain",
+                format!(
+                    "`dkim.domain` = `{domain}` does not align with the From domain `{from}` \
+                     (`mail.from`): receivers give DMARC credit only when the From domain is the \
+                     signing domain or a subdomain of it; set `domain = \"{from}\"` and publish \
+                     the key under it"
+                ),
+            ));
         }
         self.domain = domain;
         Ok(())

@@ -295,27 +295,40 @@ impl Config {
             })
             .unwrap_or(Path::new("."))
             .to_path_buf();
-        let config = Config::parse(&text, &root).map_err(|e| {
+        let config = Config::parse(&text, &root).and_then(|config| {
+            if let Some(dkim) = &config.dkim {
+                // The key is read now, so a bad one is reported before anything is sent.
+                crate::mail::sign::DkimSigner::from_config(dkim).map_err(|e| Invalid {
+                    key: "dkim.private_key".into(),
+                    line: key_line(&text, "dkim.private_key"),
+                    message: format!("{e:#}"),
+                })?;
+            }
+            Ok(config)
+        });
+        config.map_err(|e| {
             let at = match e.downcast_ref::<Invalid>().and_then(|i| i.line) {
                 Some(line) => format!(", line {line}"),
                 None => String::new(),
             };
             e.context(format!("invalid config file `{}`{at}", path.display()))
-        })?;
-        if let Some(dkim) = &config.dkim {
-            crate::mail::sign::DkimSigner::from_config(dkim)
-                .with_context(|| format!("invalid config file `{}`", path.display()))?;
-        }
-        Ok(config)
+        })
     }
 
     /// Parses config text; relative paths are resolved against `root`.
     ///
     /// # Errors
-    /// Invalid TOML (with line and column), unknown keys, or a value that fails validation (an
-    /// [`Invalid`], with the line of its key).
+    /// An [`Invalid`] naming the line: invalid TOML, an unknown or missing key, or a value that
+    /// fails validation.
     pub fn parse(text: &str, root: &Path) -> Result<Config> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| Invalid {
+            key: String::new(),
+            line: e
+                .span()
+                .and_then(|span| text.get(..span.start))
+                .map(|before| before.matches('\n').count() + 1),
+            message: e.message().trim().to_string(),
+        })?;
         let mut config = Config {
             site: raw.site,
             mail: raw.mail,
@@ -334,7 +347,10 @@ impl Config {
         })?;
         if let Some(dkim) = &mut config.dkim {
             let from = config.mail.from.parse::<lettre::message::Mailbox>()?;
-            dkim.validate(from.email.domain())?;
+            dkim.validate(from.email.domain()).map_err(|mut e| {
+                e.line = key_line(text, &e.key);
+                e
+            })?;
         }
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -640,7 +656,7 @@ impl std::fmt::Display for Invalid {
 
 impl std::error::Error for Invalid {}
 
-fn invalid(key: &str, message: String) -> Invalid {
+pub(crate) fn invalid(key: &str, message: String) -> Invalid {
     Invalid {
         key: key.to_string(),
         line: None,
@@ -650,7 +666,7 @@ fn invalid(key: &str, message: String) -> Invalid {
 
 /// The 1-based line where `key` (`table.key`) is written in the TOML `text`, from the parser's
 /// spans.
-fn key_line(text: &str, key: &str) -> Option<usize> {
+pub(crate) fn key_line(text: &str, key: &str) -> Option<usize> {
     let (table, name) = key.split_once('.')?;
     let doc = toml::de::DeTable::parse(text).ok()?;
     let (_, section) = doc.get_ref().iter().find(|(k, _)| k.get_ref() == table)?;

@@ -96,6 +96,8 @@ pub struct Limiter {
     hourly_cap: u64,
     max_wait: Duration,
     state: Mutex<LimiterState>,
+    /// Messages that waited for their slot.
+    paced: AtomicU64,
 }
 
 /// The hourly cap is reached and its next slot is further away than the longest wait.
@@ -145,6 +147,7 @@ impl Limiter {
                 next_slot: now,
                 window,
             }),
+            paced: AtomicU64::new(0),
         }
     }
 
@@ -161,6 +164,7 @@ impl Limiter {
             let wait = match self.reserve() {
                 Reservation::Go => return Ok(()),
                 Reservation::At(wait) => {
+                    self.paced.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(wait).await;
                     return Ok(());
                 }
@@ -171,6 +175,11 @@ impl Limiter {
             };
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// How many messages so far had to wait for their slot (the limits held them back).
+    pub fn paced(&self) -> u64 {
+        self.paced.load(Ordering::Relaxed)
     }
 
     fn reserve(&self) -> Reservation {
@@ -231,6 +240,7 @@ mod tests {
         }
         let took = start.elapsed();
         assert!(took >= Duration::from_millis(999), "{took:?}");
+        assert_eq!(l.paced(), 10, "all but the first waited");
     }
 
     #[tokio::test(start_paused = true)]

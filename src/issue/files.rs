@@ -166,11 +166,13 @@ fn take(
 
 /// The folders and the files of `dir`, hidden ones left out.
 fn list(dir: &Path) -> Result<(Vec<PathBuf>, Vec<DirEntry>)> {
-    let entries = std::fs::read_dir(dir).with_context(|| {
-        format!(
-            "failed to read the issues folder `{}` (set `site.issues` in the config)",
+    let entries = std::fs::read_dir(dir).map_err(|e| crate::config::Invalid {
+        key: "site.issues".into(),
+        line: None,
+        message: format!(
+            "failed to read the issues folder `{}` (set `site.issues` in the config): {e}",
             dir.display()
-        )
+        ),
     })?;
     let (mut dirs, mut files) = (Vec::new(), Vec::new());
     for entry in entries {

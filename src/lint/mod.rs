@@ -361,22 +361,29 @@ pub fn lint_body_from(markdown: &str, links: &Links, base: &Url) -> Vec<BodyNote
 }
 
 /// A site-level error as a finding on the config file `path`: an error from
-/// [`Config::from_file`] or from reading the issues folder it names. The line is that of the key
-/// the error names, when it can be found (`TOML parse error at line N`, or a `` `table.key` `` in
-/// the message), else 0.
+/// [`Config::from_file`] or from reading the issues folder it names. The line is that of the
+/// [`crate::config::Invalid`] value the error carries, or of the key it names (from the TOML
+/// parser's spans), else 0.
 pub fn config_finding(path: &Path, error: &anyhow::Error) -> Finding {
-    let named = format!("`{}`", path.display());
-    let mut causes: Vec<String> = error.chain().map(|c| c.to_string()).collect();
-    // "invalid config file `path`" only repeats the path the finding starts with.
-    if causes.len() > 1 && causes[0].contains(&named) {
-        causes.remove(0);
-    }
-    let (line, message) = match causes.iter().find_map(|c| toml_error_line(c)) {
-        Some(found) => found,
+    let invalid = error
+        .chain()
+        .find_map(|c| c.downcast_ref::<crate::config::Invalid>());
+    let (line, message) = match invalid {
+        Some(invalid) => {
+            let line = invalid.line.or_else(|| {
+                let text = std::fs::read_to_string(path).ok()?;
+                crate::config::key_line(&text, &invalid.key)
+            });
+            (line.unwrap_or(0), invalid.message.clone())
+        }
         None => {
-            let message = causes.join(": ");
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            (config_key_line(&text, &message).unwrap_or(0), message)
+            let named = format!("`{}`", path.display());
+            let mut causes: Vec<String> = error.chain().map(|c| c.to_string()).collect();
+            // "invalid config file `path`" only repeats the path the finding starts with.
+            if causes.len() > 1 && causes[0].contains(&named) {
+                causes.remove(0);
+            }
+            (0, causes.join(": "))
         }
     };
     Finding {
@@ -385,48 +392,6 @@ pub fn config_finding(path: &Path, error: &anyhow::Error) -> Finding {
         severity: Severity::Error,
         message: message.trim().replace('\n', " "),
     }
-}
-
-/// Splits the `toml` crate's message (`TOML parse error at line 3, column 1`, a source excerpt,
-/// then the message) into the line and the message.
-fn toml_error_line(message: &str) -> Option<(usize, String)> {
-    let first = message.lines().next()?;
-    let rest = first.strip_prefix("TOML parse error at line ")?;
-    let line = rest.split(',').next()?.trim().parse().ok()?;
-    let text: Vec<&str> = message
-        .lines()
-        .skip(1)
-        .filter(|l| {
-            let t = l.trim_start();
-            !(t.starts_with('|')
-                || t.split_once(" |")
-                    .is_some_and(|(n, _)| n.trim().parse::<usize>().is_ok()))
-        })
-        .collect();
-    Some((line, text.join(" ")))
-}
-
-/// The line of the first `` `table.key` `` a validation message names, in the config text.
-fn config_key_line(text: &str, message: &str) -> Option<usize> {
-    let is_name = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
-    let named = message.split('`').skip(1).step_by(2).find(|s| {
-        s.split_once('.')
-            .is_some_and(|(t, k)| is_name(t) && is_name(k))
-    })?;
-    let (table, key) = named.split_once('.')?;
-    let mut current = "";
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            current = header.trim();
-        } else if current == table {
-            let rest = line.strip_prefix(key).map(str::trim_start);
-            if rest.is_some_and(|r| r.starts_with('=')) {
-                return Some(i + 1);
-            }
-        }
-    }
-    None
 }
 
 #[cfg(test)]

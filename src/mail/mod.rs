@@ -24,7 +24,6 @@ pub mod text;
 use anyhow::{Context, Result};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, KeyInit, Mac};
 use lettre::address::Envelope;
 use lettre::message::header::{
     self, ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue, Headers,
@@ -38,6 +37,7 @@ use unicode_width::UnicodeWidthStr;
 use crate::config::Config;
 use crate::issue::markdown::Rendering;
 use crate::issue::Issue;
+use crate::subscribers::token::{self, Secret};
 
 /// The layout's CSS, inlined into the elements of every message.
 const CSS: &str = include_str!("../../mail-templates/style.css");
@@ -165,8 +165,10 @@ pub struct IssueMail {
     permalink: String,
     site_url: String,
     unsubscribe_url: Option<String>,
+    /// `serve.public_url`: with `[serve]`, the unsubscribe link is its `/unsubscribe`.
+    serve_url: Option<url::Url>,
     unsubscribe_mailto: String,
-    secret: Vec<u8>,
+    secret: Secret,
     zh: bool,
     boundary: String,
     html: Template,
@@ -202,7 +204,8 @@ fn header_line(value: HeaderValue) -> String {
 
 impl IssueMail {
     /// Composes `issue`'s message: renders the layout, inlines the CSS, derives the text part and
-    /// encodes both. `secret` signs unsubscribe tokens (see [`unsubscribe_token`]); `now` is the
+    /// encodes both. `secret` signs the unsubscribe tokens (see [`token::unsubscribe_token`];
+    /// unused when the messages carry none, see [`carries_token`]); `now` is the
     /// `Date` of every message (UTC).
     ///
     /// # Errors
@@ -210,7 +213,7 @@ impl IssueMail {
     pub fn compose(
         issue: &Issue,
         config: &Config,
-        secret: &[u8],
+        secret: &Secret,
         now: DateTime<Utc>,
     ) -> Result<IssueMail> {
         let zh = config.is_chinese();
@@ -279,8 +282,9 @@ impl IssueMail {
             permalink: issue.permalink.to_string(),
             site_url: config.site.base_url.to_string(),
             unsubscribe_url: config.mail.unsubscribe_url.clone(),
+            serve_url: config.serve.as_ref().map(|s| s.public_url.clone()),
             unsubscribe_mailto,
-            secret: secret.to_vec(),
+            secret: secret.clone(),
             zh,
             boundary: format!("feedpost-{}", hex::encode(&digest[..12])),
             html: Template::new(&html, true),
@@ -340,6 +344,12 @@ impl IssueMail {
         Ok(frames)
     }
 
+    /// The `Date` of every message of the issue, UTC (the `now` given to
+    /// [`IssueMail::compose`]): also the DKIM signing time, so a message signed again is the same.
+    pub fn date(&self) -> DateTime<Utc> {
+        self.date.into()
+    }
+
     /// The `Message-ID` of `issue`'s message to the recipient whose lowercased address is `key`:
     /// `<hash@domain>`, the same on every run, so a resent message carries the same id.
     pub fn message_id_for(issue_id: &str, key: &str, from: &Mailbox) -> String {
@@ -356,24 +366,35 @@ impl IssueMail {
         )
     }
 
-    /// The unsubscribe URL for `address`: `mail.unsubscribe_url` with `{token}` and `{email}`
-    /// filled in, or the `mailto:` fallback when no URL is configured.
+    /// The unsubscribe URL for `address`: with `[serve]`, its one-click URL
+    /// (`public_url` + `unsubscribe?token=…`, [`token::unsubscribe_url`]); else
+    /// `mail.unsubscribe_url` with `{token}` and `{email}` filled in; else the `mailto:`
+    /// fallback.
     pub fn unsubscribe_link(&self, address: &str) -> String {
-        match &self.unsubscribe_url {
-            Some(url) => self.https_unsubscribe(url, address),
-            None => self.mailto_unsubscribe(),
-        }
+        self.one_click(address)
+            .unwrap_or_else(|| self.mailto_unsubscribe())
     }
 
-    fn https_unsubscribe(&self, url: &str, address: &str) -> String {
-        let token = unsubscribe_token(&self.secret, &address.to_lowercase());
+    /// Whether messages carry a one-click (RFC 8058) unsubscribe URL.
+    fn has_one_click(&self) -> bool {
+        self.serve_url.is_some() || self.unsubscribe_url.is_some()
+    }
+
+    /// The one-click unsubscribe URL for `address`, if the site has one (see
+    /// [`IssueMail::unsubscribe_link`]).
+    fn one_click(&self, address: &str) -> Option<String> {
+        if let Some(public_url) = &self.serve_url {
+            return Some(token::unsubscribe_url(public_url, &self.secret, address).to_string());
+        }
+        let url = self.unsubscribe_url.as_deref()?;
+        let token = token::unsubscribe_token(&self.secret, address);
         let email: String = url::form_urlencoded::byte_serialize(address.as_bytes()).collect();
-        if url.contains("{token}") || url.contains("{email}") {
+        Some(if url.contains("{token}") || url.contains("{email}") {
             url.replace("{token}", &token).replace("{email}", &email)
         } else {
             let sep = if url.contains('?') { '&' } else { '?' };
             format!("{url}{sep}email={email}&token={token}")
-        }
+        })
     }
 
     fn mailto_unsubscribe(&self) -> String {
@@ -441,11 +462,12 @@ impl IssueMail {
         Ok((envelope, out))
     }
 
-    /// The `List-Unsubscribe` value for `address`: the https link (when configured), then mailto.
+    /// The `List-Unsubscribe` value for `address`: the one-click link (when there is one), then
+    /// mailto.
     fn list_unsubscribe(&self, address: &str) -> String {
         let mut value = String::new();
-        if let Some(url) = &self.unsubscribe_url {
-            value.push_str(&format!("<{}>, ", self.https_unsubscribe(url, address)));
+        if let Some(url) = self.one_click(address) {
+            value.push_str(&format!("<{url}>, "));
         }
         value.push_str(&format!("<{}>", self.mailto_unsubscribe()));
         value
@@ -470,7 +492,7 @@ impl IssueMail {
             .raw_header(raw("List-Unsubscribe", list_unsubscribe))
             .raw_header(raw("List-Archive", format!("<{}>", self.site_url)))
             .raw_header(raw("X-Feed-Guid", self.permalink.clone()));
-        if self.unsubscribe_url.is_some() {
+        if self.has_one_click() {
             builder = builder.raw_header(raw(
                 "List-Unsubscribe-Post",
                 "List-Unsubscribe=One-Click".into(),
@@ -759,15 +781,35 @@ fn raw(name: &'static str, value: String) -> HeaderValue {
     HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
 }
 
-/// The unsubscribe token of a recipient: HMAC-SHA256 of the lowercased address under the ledger's
-/// secret, first 16 bytes, base64url without padding (22 characters). An unsubscribe endpoint
-/// holding the same secret can check it without a database.
-pub fn unsubscribe_token(secret: &[u8], key: &str) -> String {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(key.as_bytes());
-    let tag = mac.finalize().into_bytes();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag[..16])
+/// Whether the messages `config` composes carry an unsubscribe token, and so need the secret:
+/// with `[serve]` (its one-click URL), or when `mail.unsubscribe_url` holds `{token}`, or holds
+/// neither `{token}` nor `{email}` (the token is then added as a query parameter; see
+/// [`IssueMail::unsubscribe_link`]).
+pub fn carries_token(config: &Config) -> bool {
+    config.serve.is_some()
+        || config
+            .mail
+            .unsubscribe_url
+            .as_deref()
+            .is_some_and(|url| url.contains("{token}") || !url.contains("{email}"))
+}
+
+/// The secret that signs unsubscribe tokens: `FEEDPOST_SECRET` ([`Secret::from_env`]), which
+/// lives only in the environment, never in a file feedpost writes, so the same value must be set
+/// wherever feedpost runs (`publish` and `serve` alike).
+///
+/// # Errors
+/// The variable is unset, empty, shorter than 32 bytes or not UTF-8; the message says how to
+/// make one, and never shows the value.
+pub fn secret_from_env() -> Result<Secret> {
+    Ok(Secret::from_env()?)
+}
+
+/// The secret of messages nobody receives — `preview`'s sample, an outbox rehearsal without
+/// `FEEDPOST_SECRET`: a public placeholder, so their links are not valid tokens.
+pub fn placeholder_secret() -> Secret {
+    Secret::new(b"feedpost placeholder: not a secret, no link signed with it works".to_vec())
+        .expect("the placeholder is long enough")
 }
 
 #[cfg(test)]
@@ -816,7 +858,7 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2024-03-01T08:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        IssueMail::compose(&issue, &config, b"secret", now).unwrap()
+        IssueMail::compose(&issue, &config, &placeholder_secret(), now).unwrap()
     }
 
     #[test]
@@ -887,7 +929,7 @@ mod tests {
             &config,
         )
         .unwrap();
-        let mail = IssueMail::compose(&issue, &config, b"s", Utc::now()).unwrap();
+        let mail = IssueMail::compose(&issue, &config, &placeholder_secret(), Utc::now()).unwrap();
         let names = [
             "a".repeat(1000),
             "读".repeat(1000),
@@ -940,10 +982,22 @@ mod tests {
     }
 
     #[test]
-    fn tokens_are_stable_and_keyed() {
-        let a = unsubscribe_token(b"secret", "a@x.org");
-        assert_eq!(a, unsubscribe_token(b"secret", "a@x.org"));
-        assert_ne!(a, unsubscribe_token(b"other", "a@x.org"));
-        assert_eq!(a.len(), 22);
+    fn with_a_serve_table_the_unsubscribe_link_is_serves_own() {
+        let mail = mail_for("unsubscribe_url = \"https://x.org/u?t={token}\"\n[serve]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://news.example.org/\"");
+        let link = mail.unsubscribe_link("Reader@Example.org");
+        let token = link
+            .strip_prefix("https://news.example.org/unsubscribe?token=")
+            .unwrap_or_else(|| panic!("{link}"));
+        let verified = token::verify(
+            &placeholder_secret(),
+            token,
+            token::Purpose::Unsubscribe,
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(verified.address, "reader@example.org");
+        assert!(mail
+            .list_unsubscribe("a@x.org")
+            .starts_with("<https://news.example.org/"));
     }
 }

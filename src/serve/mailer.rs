@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use super::backend::{ConfirmationMail, ConfirmationMailer};
 use crate::config::Config;
-use crate::deliver::transport::{Connection, Failure, Transport};
+use crate::deliver::transport::{Connection, Failure, Outgoing, Transport};
 use crate::mail::confirm::{self, Confirmation};
 use crate::mail::sign::Signer;
 
@@ -58,15 +58,19 @@ pub(crate) async fn drain<M: ConfirmationMailer>(
 /// it opened for the next message until the queue runs dry.
 pub struct TransportMailer {
     config: Arc<Config>,
-    transport: Transport,
+    transport: Arc<dyn Transport>,
     signer: Arc<dyn Signer>,
-    open: Mutex<Vec<Connection>>,
+    open: Mutex<Vec<Box<dyn Connection>>>,
 }
 
 impl TransportMailer {
     /// A mailer for `config`'s site, sending through `transport` (SMTP, or an outbox folder),
     /// signing with `signer` ([`crate::mail::sign::signer_for`]).
-    pub fn new(config: Arc<Config>, transport: Transport, signer: Arc<dyn Signer>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        transport: Arc<dyn Transport>,
+        signer: Arc<dyn Signer>,
+    ) -> Self {
         TransportMailer {
             config,
             transport,
@@ -98,29 +102,32 @@ impl ConfirmationMailer for TransportMailer {
         let message = tokio::task::spawn_blocking(move || signer.sign(message, now))
             .await
             .context("the signing thread stopped")??;
-        let file_name = format!(
-            "{}-{:016x}.eml",
+        // Names the outbox file: when it was sent, and a random part.
+        let name = format!(
+            "<{}-{:016x}>",
             now.format("%Y%m%dT%H%M%S"),
             rand::random::<u64>()
         );
+        let outgoing = Outgoing {
+            envelope: &envelope,
+            bytes: &message,
+            message_id: &name,
+        };
         let kept = self.open.lock().ok().and_then(|mut open| open.pop());
         let reused = kept.is_some();
         let mut connection = match kept {
             Some(connection) => connection,
             None => self.transport.connect().await?,
         };
-        let mut sent = connection.start(&envelope, &message).await;
+        let mut sent = connection.start(&outgoing).await;
         if sent.is_err() && reused {
             // The server may have closed the kept session; nothing was sent: open a new one.
             connection.close().await;
             connection = self.transport.connect().await?;
-            sent = connection.start(&envelope, &message).await;
+            sent = connection.start(&outgoing).await;
         }
         let sent = match sent {
-            Ok(()) => connection
-                .finish(&envelope, &message, &file_name)
-                .await
-                .map(|_| ()),
+            Ok(()) => connection.finish(&outgoing).await.map(|_| ()),
             Err(e) => Err(e),
         };
         if connection.is_usable() {

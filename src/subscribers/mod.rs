@@ -115,67 +115,156 @@ struct RawChunk {
 ///
 /// # Errors
 /// The file cannot be opened or read. Entry problems go to `bad` and are not errors.
-pub fn read(path: &Path, each: impl FnMut(Subscriber), bad: impl FnMut(EntryError)) -> Result<()> {
+pub fn read(
+    path: &Path,
+    mut each: impl FnMut(Subscriber),
+    mut bad: impl FnMut(EntryError),
+) -> Result<()> {
+    for entry in open(path)? {
+        match entry
+            .with_context(|| format!("failed to read the subscriber list `{}`", path.display()))?
+        {
+            Ok(s) => each(s),
+            Err(e) => bad(e),
+        }
+    }
+    Ok(())
+}
+
+/// The entries of the subscriber file at `path`, read as they are taken (see [`Reader`]).
+///
+/// # Errors
+/// The file cannot be opened.
+pub fn open(path: &Path) -> Result<Reader<BufReader<File>>> {
     let file = File::open(path).with_context(|| {
         format!(
             "failed to read the subscriber list `{}` (set `site.subscribers` in the config)",
             path.display()
         )
     })?;
-    parse_from(BufReader::new(file), path, each, bad)
-        .with_context(|| format!("failed to read the subscriber list `{}`", path.display()))
+    Ok(Reader::new(BufReader::new(file), path))
 }
 
 /// Parses subscriber TOML `text`; `path` only names the file in errors. See [`read`].
-pub fn parse(text: &str, path: &Path, each: impl FnMut(Subscriber), bad: impl FnMut(EntryError)) {
-    // Reading from a byte slice cannot fail.
-    let _ = parse_from(text.as_bytes(), path, each, bad);
-}
-
-/// Cuts the input at each `[[subscribers]]` header line and parses the pieces one by one; text
-/// before the first header is a piece of its own. A line that is not UTF-8 spoils its piece.
-fn parse_from(
-    mut input: impl BufRead,
+pub fn parse(
+    text: &str,
     path: &Path,
     mut each: impl FnMut(Subscriber),
     mut bad: impl FnMut(EntryError),
-) -> std::io::Result<()> {
-    let mut report = |line: usize, message: String| {
-        bad(EntryError {
-            path: path.to_path_buf(),
-            line,
-            message,
-        })
-    };
-    let mut chunk = String::new();
-    let mut chunk_line = 1;
-    let mut not_utf8 = None;
-    let mut line_no = 0;
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        if input.read_until(b'\n', &mut buf)? == 0 {
-            break;
+) {
+    // Reading from a byte slice cannot fail.
+    for entry in Reader::new(text.as_bytes(), path).flatten() {
+        match entry {
+            Ok(s) => each(s),
+            Err(e) => bad(e),
         }
-        line_no += 1;
-        let line = match std::str::from_utf8(&buf) {
-            Ok(line) => line,
-            Err(_) => {
-                not_utf8.get_or_insert(line_no);
-                "\n"
-            }
-        };
-        if line.trim() == "[[subscribers]]" {
-            if !chunk.is_empty() {
-                parse_chunk(chunk_line, &chunk, not_utf8.take(), &mut each, &mut report);
-                chunk.clear();
-            }
-            chunk_line = line_no;
-        }
-        chunk.push_str(line);
     }
-    parse_chunk(chunk_line, &chunk, not_utf8, &mut each, &mut report);
-    Ok(())
+}
+
+/// The entries of a subscriber file, in file order, as an iterator: each a valid
+/// [`Subscriber`] or an [`EntryError`], or an I/O error that ends the reading. It cuts the
+/// input at each `[[subscribers]]` header line and parses the pieces one by one (text before the
+/// first header is a piece of its own; a line that is not UTF-8 spoils its piece), so only the
+/// piece being read is in memory, however long the list.
+pub struct Reader<R> {
+    input: R,
+    path: std::path::PathBuf,
+    /// Entries of the last piece parsed, not yet taken.
+    ready: std::collections::VecDeque<Result<Subscriber, EntryError>>,
+    chunk: String,
+    chunk_line: usize,
+    not_utf8: Option<usize>,
+    line_no: usize,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+impl<R: BufRead> Reader<R> {
+    /// A reader of `input`; `path` names the file in entry errors.
+    pub fn new(input: R, path: &Path) -> Reader<R> {
+        Reader {
+            input,
+            path: path.to_path_buf(),
+            ready: std::collections::VecDeque::new(),
+            chunk: String::new(),
+            chunk_line: 1,
+            not_utf8: None,
+            line_no: 0,
+            buf: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// Parses the piece read so far into `ready`.
+    fn parse_piece(&mut self, not_utf8: Option<usize>) {
+        let ready = &mut self.ready;
+        let path = &self.path;
+        let mut report = |line: usize, message: String| {
+            ready.push_back(Err(EntryError {
+                path: path.to_path_buf(),
+                line,
+                message,
+            }))
+        };
+        let mut valid = Vec::new();
+        parse_chunk(
+            self.chunk_line,
+            &self.chunk,
+            not_utf8,
+            &mut |s| valid.push(s),
+            &mut report,
+        );
+        self.ready.extend(valid.into_iter().map(Ok));
+        self.chunk.clear();
+    }
+
+    /// Reads lines until a piece is complete (the next header, or the end) and parses it.
+    fn read_piece(&mut self) -> std::io::Result<()> {
+        loop {
+            self.buf.clear();
+            if self.input.read_until(b'\n', &mut self.buf)? == 0 {
+                self.done = true;
+                let not_utf8 = self.not_utf8.take();
+                self.parse_piece(not_utf8);
+                return Ok(());
+            }
+            self.line_no += 1;
+            let line = match std::str::from_utf8(&self.buf) {
+                Ok(line) => line.to_string(),
+                Err(_) => {
+                    self.not_utf8.get_or_insert(self.line_no);
+                    "\n".to_string()
+                }
+            };
+            let header = line.trim() == "[[subscribers]]";
+            let complete = header && !self.chunk.is_empty();
+            if complete {
+                let not_utf8 = self.not_utf8.take();
+                self.parse_piece(not_utf8);
+            }
+            if header {
+                self.chunk_line = self.line_no;
+            }
+            self.chunk.push_str(&line);
+            if complete {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for Reader<R> {
+    type Item = std::io::Result<Result<Subscriber, EntryError>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.ready.is_empty() && !self.done {
+            if let Err(e) = self.read_piece() {
+                self.done = true;
+                return Some(Err(e));
+            }
+        }
+        self.ready.pop_front().map(Ok)
+    }
 }
 
 /// Parses one piece of the file starting at 1-based `line`.
@@ -339,13 +428,12 @@ mod tests {
         text.extend_from_slice(&[0xff, 0xfe]);
         text.extend_from_slice(b"\"\n[[subscribers]]\nemail = \"c@example.org\"\n");
         let (mut good, mut bad) = (vec![], vec![]);
-        parse_from(
-            &text[..],
-            Path::new("subs.toml"),
-            |s| good.push(s.key),
-            |e| bad.push(e),
-        )
-        .unwrap();
+        for entry in Reader::new(&text[..], Path::new("subs.toml")) {
+            match entry.unwrap() {
+                Ok(s) => good.push(s.key),
+                Err(e) => bad.push(e),
+            }
+        }
         assert_eq!(good, ["a@example.org", "c@example.org"]);
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].line, 5);

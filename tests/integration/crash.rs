@@ -34,31 +34,24 @@ fn spawn_publish(site: &Site) -> Child {
         .expect("start feedpost")
 }
 
-/// Waits until `ready()` holds; panics if the child exits first or a minute passes.
+/// Waits until `ready` holds, `ready(t)` being an event wait on the server bounded by `t`;
+/// panics if the child exits first or a minute passes.
 #[track_caller]
-fn wait_until(child: &mut Child, what: &str, ready: impl Fn() -> bool) {
+fn wait_until(child: &mut Child, what: &str, ready: impl Fn(Duration) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready() {
+    while !ready(Duration::from_millis(100)) {
         if let Some(status) = child.try_wait().expect("poll feedpost") {
             panic!("feedpost ended ({status}) before {what}");
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
-/// Waits until the server has taken no message for 200 ms: what the killed process had fully
-/// written is recorded, the rest is gone.
+/// Waits until every connection of the process that is gone has ended at the server: what it
+/// had fully written is recorded, the rest is gone. Returns the messages the server holds.
 fn settle(server: &SmtpServer) -> usize {
-    let mut last = server.received_count();
-    loop {
-        std::thread::sleep(Duration::from_millis(200));
-        let now = server.received_count();
-        if now == last {
-            return now;
-        }
-        last = now;
-    }
+    server.wait_idle();
+    server.received_count()
 }
 
 fn distinct_recipients(server: &SmtpServer) -> BTreeSet<String> {
@@ -84,11 +77,11 @@ fn kill_9_mid_send_then_publish_again_loses_no_one_and_repeats_at_most_the_messa
         let connections = server.connections_accepted();
         let mut child = spawn_publish(&site);
         if at == 0 {
-            wait_until(&mut child, what, || {
-                server.connections_accepted() > connections
+            wait_until(&mut child, what, |t| {
+                server.wait_for_connections(connections + 1, t)
             });
         } else {
-            wait_until(&mut child, what, || server.received_count() >= at);
+            wait_until(&mut child, what, |t| server.wait_for(at, t));
         }
         child.kill().expect("SIGKILL feedpost");
         child.wait().expect("reap feedpost");
@@ -174,7 +167,7 @@ fn sigterm_finishes_the_messages_in_flight_and_repeats_nothing() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start feedpost");
-    wait_until(&mut child, "message 50", || server.received_count() >= 50);
+    wait_until(&mut child, "message 50", |t| server.wait_for(50, t));
     let term = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -211,7 +204,7 @@ fn a_second_publish_on_the_same_ledger_refuses_while_one_runs() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start feedpost");
-    wait_until(&mut child, "message 5", || server.received_count() >= 5);
+    wait_until(&mut child, "message 5", |t| server.wait_for(5, t));
     let out = site.run(&["publish"]).failure();
     assert!(
         out.stderr

@@ -22,8 +22,8 @@ use lettre::address::Envelope;
 use lettre::Transport as _;
 
 use crate::check::{fixture_site, relative};
-use crate::support::smtp_server::{Faults, SmtpServer};
-use crate::support::Site;
+use crate::support::smtp_server::{header, Faults, SmtpServer};
+use crate::support::{assert_delivered_once, issue, many_subscribers, readers, Site};
 
 /// Verifies each message file with dkimpy against one TXT record; prints `pass` or `fail` and
 /// the path per file. Exit 3 when dkimpy or PyNaCl is missing.
@@ -44,7 +44,7 @@ for path in sys.argv[3:]:
 "#;
 
 /// Whether dkimpy can run here; without it, prints why and returns false — or panics under CI.
-fn have_dkimpy() -> bool {
+pub(crate) fn have_dkimpy() -> bool {
     let why = match Command::new("python3")
         .args(["-c", "import dkim, nacl"])
         .output()
@@ -65,7 +65,7 @@ fn have_dkimpy() -> bool {
 }
 
 /// dkimpy's verdict on each of `files` given `signer`'s public key: `true` for a pass.
-fn dkimpy_verdicts(signer: &DkimSigner, files: &[PathBuf]) -> Vec<bool> {
+pub(crate) fn dkimpy_verdicts(signer: &DkimSigner, files: &[PathBuf]) -> Vec<bool> {
     let out = Command::new("python3")
         .arg("-c")
         .arg(VERIFY)
@@ -132,7 +132,13 @@ fn signed_seed_messages(config: &Config, signer: &DkimSigner) -> Vec<(Envelope, 
     assert_eq!(issues.len(), 5);
     for path in issues {
         let issue = feedpost::issue::load_file(&path, config).unwrap();
-        let mail = IssueMail::compose(&issue, config, b"secret", time()).unwrap();
+        let mail = IssueMail::compose(
+            &issue,
+            config,
+            &feedpost::mail::placeholder_secret(),
+            time(),
+        )
+        .unwrap();
         for (address, name) in [
             ("reader@example.org", Some("读者")),
             ("Ada.Lovelace+news@Example.org", None),
@@ -367,4 +373,46 @@ fn a_key_file_others_can_read_gets_a_warning() {
     let (code, stdout, stderr) = check(&config);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(!stderr.contains("chmod"), "{stderr}");
+}
+
+#[test]
+fn publish_signs_every_message_and_each_verifies_as_the_loopback_server_received_it() {
+    if !have_dkimpy() {
+        return;
+    }
+    for (kind, key) in keys() {
+        let server = SmtpServer::start(Faults::default());
+        let site = Site::new()
+            .smtp(server.port(), "concurrency = 4")
+            .subscribers(&many_subscribers(12))
+            .issue(
+                "2024-03-08-weekly.md",
+                &issue(
+                    "SOFA Weekly | 第 8 期",
+                    "2024-03-08T15:00:00+08:00",
+                    &["SOFA Weekly"],
+                    "本周 **MOSN** 发布。\n",
+                ),
+            )
+            .dkim(key)
+            .env("FEEDPOST_NOW", "2024-03-09T08:00:00Z");
+        site.run(&["publish"])
+            .success()
+            .stdout_contains("sent 12, already sent 0");
+        let received = server.received();
+        assert_delivered_once(&received, &readers(12));
+        for m in &received {
+            let signature = header(&m.data, "DKIM-Signature").expect("signed");
+            let signature: String = signature.split_whitespace().collect();
+            assert!(
+                signature.contains("d=example.org;s=s1;t=1709971200;"),
+                "{kind}: t= is the publish start: {signature}"
+            );
+        }
+        let signer = DkimSigner::from_pem(key.as_bytes(), "example.org", "s1").unwrap();
+        let messages: Vec<Vec<u8>> = received.iter().map(|r| r.data.clone()).collect();
+        let files = write_all(site.path(), kind, &messages);
+        let verdicts = dkimpy_verdicts(&signer, &files);
+        assert!(verdicts.iter().all(|&v| v), "{kind}: {verdicts:?}");
+    }
 }

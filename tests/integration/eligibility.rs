@@ -3,7 +3,7 @@
 //! crash — and the summary, `status` and `--dry-run` count alike.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::smtp_server::{Faults, SmtpServer};
 use crate::support::{
@@ -239,11 +239,10 @@ fn a_stopped_send_leaves_recipients_queued_in_the_summary_as_in_status() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.received_count() < 30 {
-        assert!(Instant::now() < deadline, "no message arrived");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    assert!(
+        server.wait_for(30, Duration::from_secs(30)),
+        "no message arrived"
+    );
     let term = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

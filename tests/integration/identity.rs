@@ -223,3 +223,41 @@ fn a_message_sent_again_in_a_later_run_is_byte_for_byte_the_same() {
     }
     assert_eq!(first.status()["counts"]["sent"], 2);
 }
+
+#[test]
+fn a_signed_message_sent_again_in_a_later_run_is_byte_for_byte_the_same() {
+    // As above, with DKIM: the signature's `t=` is the publish start, as the `Date` is, so the
+    // copy sent again a day later carries the same signature.
+    let server = SmtpServer::start(Faults::new().delay_reply(Duration::from_millis(2500)));
+    let site = Site::new()
+        .smtp(
+            server.port(),
+            "concurrency = 2\nmax_attempts = 1\ntimeout_secs = 1",
+        )
+        .subscribers(&many_subscribers(2))
+        .issue("2024-03-08-weekly.md", &weekly(""))
+        .dkim(&crate::dkim::keys()[1].1);
+    site.cmd(&["publish"])
+        .env("FEEDPOST_NOW", "2024-03-09T08:00:00Z")
+        .run()
+        .failure();
+    assert_eq!(site.status()["counts"]["deferred"], 2);
+    server.set_faults(Faults::new());
+    let path = site.path().join("issues/2024-03-08-weekly.md");
+    site.cmd(&["retry", path.to_str().unwrap()])
+        .env("FEEDPOST_NOW", "2024-03-10T08:00:00Z")
+        .run()
+        .success();
+    let received = server.received();
+    assert_eq!(received.len(), 4);
+    for to in readers(2) {
+        let copies: Vec<_> = received
+            .iter()
+            .filter(|m| m.rcpt_to == [to.clone()])
+            .collect();
+        assert_eq!(copies.len(), 2, "{to}");
+        let signature = header(&copies[0].data, "DKIM-Signature").expect("signed");
+        assert!(signature.contains("t=1709971200;"), "{signature}");
+        assert!(copies[0].data == copies[1].data, "{to}'s copies differ");
+    }
+}

@@ -2,8 +2,6 @@
 //! failing a recipient; an hourly cap that would hold the run open too long ends it with the rest
 //! queued.
 
-use std::time::{Duration, Instant};
-
 use crate::support::smtp_server::{Faults, SmtpServer};
 use crate::support::{issue, many_subscribers, Site};
 
@@ -26,9 +24,7 @@ fn site(server: &SmtpServer, subscribers: usize, limits: &str) -> Site {
 fn a_rate_limit_spaces_the_messages_and_fails_none() {
     let server = SmtpServer::start(Faults::default());
     let site = site(&server, 100, "rate_per_second = 50");
-    let started = Instant::now();
     let out = site.run(&["publish"]).success();
-    let took = started.elapsed();
     assert!(
         out.stdout
             .contains("sent 100, already sent 0, skipped 0, failed 0, deferred 0"),
@@ -37,8 +33,9 @@ fn a_rate_limit_spaces_the_messages_and_fails_none() {
         out.stderr
     );
     assert_eq!(server.received_count(), 100);
-    // 100 messages at 50 a second: the last one may leave 99 intervals of 20 ms after the first.
-    assert!(took >= Duration::from_millis(1900), "took {took:?}");
+    // The limiter held messages back (how long, `deliver::limits`' unit tests measure on a
+    // paused clock).
+    out.stderr_contains("`smtp.rate_per_second` = 50 held back");
 }
 
 #[test]

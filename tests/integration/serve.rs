@@ -8,7 +8,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
-use feedpost::ledger::Ledger;
+use feedpost::store::sqlite::SqliteStore;
 use feedpost::subscribers::token::{self, Secret};
 use mail_parser::MessageParser;
 
@@ -159,7 +159,7 @@ pub fn post_form(url: &str, fields: &[(&str, &str)]) -> Answer {
 
 /// The subscriber row of `address` in the site's ledger: (state, topics).
 pub fn subscriber(site: &Site, address: &str) -> Option<(String, Vec<String>)> {
-    Ledger::open(&site.ledger())
+    SqliteStore::open(&site.ledger())
         .unwrap()
         .web_subscriber(address)
         .unwrap()

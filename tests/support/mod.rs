@@ -4,11 +4,18 @@
 #![allow(dead_code)]
 
 pub mod http_server;
+mod output;
 pub mod smtp_server;
 pub mod tls_front;
 
+pub use output::{Output, Run};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The `FEEDPOST_SECRET` every run of [`Site::command`] gets (48 random bytes, base64, as
+/// `openssl rand -base64 48` makes); [`Site::env_remove`] takes it away.
+pub const TEST_SECRET: &str = "3q2+7w8tS0x1bmN5dGVzdC1zZWNyZXQtZm9yLWZlZWRwb3N0LWludGVncmF0aW9u";
 
 /// A site on disk: `feedpost.toml`, `issues/`, `subscribers.toml`, in a temporary folder that is
 /// removed when the value drops.
@@ -17,67 +24,8 @@ pub struct Site {
     site: String,
     mail: String,
     smtp: Option<String>,
+    dkim: Option<String>,
     env: Vec<(String, String)>,
-}
-
-/// What a run of the binary printed and returned.
-#[derive(Debug)]
-pub struct Output {
-    /// Exit code (-1 when killed by a signal).
-    pub code: i32,
-    /// Standard output.
-    pub stdout: String,
-    /// Standard error.
-    pub stderr: String,
-}
-
-impl Output {
-    /// Asserts exit code 0 and returns self.
-    #[track_caller]
-    pub fn success(self) -> Output {
-        assert_eq!(
-            self.code, 0,
-            "expected success\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    /// Asserts a non-zero exit code and returns self.
-    #[track_caller]
-    pub fn failure(self) -> Output {
-        assert_ne!(
-            self.code, 0,
-            "expected failure\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-}
-
-impl Output {
-    /// Asserts that standard output contains `text` (printing it if not); returns self, so
-    /// checks chain.
-    #[track_caller]
-    pub fn stdout_contains(&self, text: &str) -> &Output {
-        assert!(
-            self.stdout.contains(text),
-            "stdout lacks {text:?}:\n{}",
-            self.stdout
-        );
-        self
-    }
-
-    /// Asserts that standard error contains `text` (printing it if not); returns self.
-    #[track_caller]
-    pub fn stderr_contains(&self, text: &str) -> &Output {
-        assert!(
-            self.stderr.contains(text),
-            "stderr lacks {text:?}:\n{}",
-            self.stderr
-        );
-        self
-    }
 }
 
 /// A seed-shaped issue with the given title, date, tags and body.
@@ -100,6 +48,7 @@ impl Site {
             site: "title = \"SOFA Weekly\"\nbase_url = \"https://www.sofastack.tech/\"\ndescription = \"每周精选\"\nlanguage = \"zh-CN\"\n".into(),
             mail: "from = \"SOFA Weekly <weekly@example.org>\"\nunsubscribe_url = \"https://www.sofastack.tech/unsubscribe?token={token}\"\nunsubscribe_mailto = \"unsubscribe@example.org\"\n".into(),
             smtp: None,
+            dkim: None,
             env: vec![],
         }
     }
@@ -148,6 +97,19 @@ impl Site {
         self
     }
 
+    /// Signs with DKIM: writes `key_pem` to `dkim.pem` (mode 600) and a `[dkim]` table for it,
+    /// domain `example.org` (the From domain), selector `s1`.
+    pub fn dkim(mut self, key_pem: &str) -> Site {
+        use std::os::unix::fs::PermissionsExt as _;
+        self.write("dkim.pem", key_pem);
+        let path = self.dir.path().join("dkim.pem");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        self.dkim = Some(
+            "domain = \"example.org\"\nselector = \"s1\"\nprivate_key = \"dkim.pem\"\n".into(),
+        );
+        self
+    }
+
     /// Writes `issues/<name>` with `text`.
     pub fn issue(self, name: &str, text: &str) -> Site {
         self.write(&format!("issues/{name}"), text);
@@ -187,6 +149,9 @@ impl Site {
         if let Some(smtp) = &self.smtp {
             text.push_str(&format!("\n[smtp]\n{smtp}"));
         }
+        if let Some(dkim) = &self.dkim {
+            text.push_str(&format!("\n[dkim]\n{dkim}"));
+        }
         text
     }
 
@@ -199,6 +164,7 @@ impl Site {
             .args(args);
         cmd.env_remove("FEEDPOST_NOW")
             .env("FEEDPOST_LOG", "info")
+            .env("FEEDPOST_SECRET", TEST_SECRET)
             .env_remove("FEEDPOST_SMTP_PASSWORD");
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -208,12 +174,13 @@ impl Site {
 
     /// Runs the binary with `args` and waits for it.
     pub fn run(&self, args: &[&str]) -> Output {
-        let out = self.command(args).output().expect("run feedpost");
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        self.cmd(args).run()
+    }
+
+    /// A run of the binary with `args` to adjust before it starts (`.env(..)`,
+    /// `.env_remove(..)`), then [`Run::run`].
+    pub fn cmd(&self, args: &[&str]) -> Run {
+        Run::new(self.command(args))
     }
 
     /// Runs `feedpost preview ISSUE --out preview [ARGS]` for `issues/<issue>` and asserts it

@@ -238,6 +238,17 @@ struct Shared {
     next_conn_id: AtomicU64,
     /// clones of live connection sockets, shut down on drop
     live: Mutex<HashMap<u64, TcpStream>>,
+    /// notified (with `live` locked) when a connection is accepted or ends
+    live_cv: Condvar,
+    /// probe connections of [`SmtpServer::barrier`]: registered, and seen by the accept loop
+    probes: Mutex<Probes>,
+    probes_cv: Condvar,
+}
+
+#[derive(Default)]
+struct Probes {
+    registered: HashSet<SocketAddr>,
+    seen: HashSet<SocketAddr>,
 }
 
 /// Lock ignoring poisoning (a panicking test thread must not cascade into
@@ -271,6 +282,9 @@ impl SmtpServer {
             stop: AtomicBool::new(false),
             next_conn_id: AtomicU64::new(1),
             live: Mutex::new(HashMap::new()),
+            live_cv: Condvar::new(),
+            probes: Mutex::new(Probes::default()),
+            probes_cv: Condvar::new(),
         });
         let sh = Arc::clone(&shared);
         let accept_thread = thread::Builder::new()
@@ -341,6 +355,60 @@ impl SmtpServer {
         }
     }
 
+    /// Returns once every connection made before the call has been accepted (and counted):
+    /// a probe connection, which the accept loop recognises and does not count, is accepted
+    /// after them (the listen queue is first in, first out).
+    pub fn barrier(&self) {
+        let (_connection, probe) = {
+            // Held until the probe is registered: the accept loop takes this lock before it
+            // looks at a new connection, so it cannot miss the probe.
+            let mut probes = lock(&self.shared.probes);
+            let connection = TcpStream::connect(self.addr).expect("smtp test server: probe");
+            let local = connection.local_addr().expect("probe address");
+            probes.registered.insert(local);
+            (connection, local)
+        };
+        let mut probes = lock(&self.shared.probes);
+        while !probes.seen.remove(&probe) {
+            probes = self
+                .shared
+                .probes_cv
+                .wait(probes)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Returns once every connection made before the call has been accepted and has ended:
+    /// what a client that is gone (killed, or exited) delivered is all recorded.
+    pub fn wait_idle(&self) {
+        self.barrier();
+        let mut live = lock(&self.shared.live);
+        while !live.is_empty() {
+            live = self
+                .shared
+                .live_cv
+                .wait(live)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Waits until at least `n` connections were accepted; false on timeout.
+    pub fn wait_for_connections(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut live = lock(&self.shared.live);
+        while self.connections_accepted() < n {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            live = match self.shared.live_cv.wait_timeout(live, deadline - now) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        true
+    }
+
     /// TCP connections accepted so far (including ones refused by
     /// `greeting_code`).
     pub fn connections_accepted(&self) -> usize {
@@ -392,31 +460,46 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
-        let stream = match res {
-            Ok((s, _)) => s,
+        let (stream, peer) = match res {
+            Ok(accepted) => accepted,
             Err(_) => {
                 // e.g. EMFILE; back off a little and retry.
                 thread::sleep(Duration::from_millis(5));
                 continue;
             }
         };
-        let number = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
+        {
+            let mut probes = lock(&shared.probes);
+            if probes.registered.remove(&peer) {
+                probes.seen.insert(peer);
+                shared.probes_cv.notify_all();
+                continue;
+            }
+        }
         let _ = stream.set_nodelay(true);
         let id = shared.next_conn_id.fetch_add(1, Ordering::SeqCst);
-        if let Ok(clone) = stream.try_clone() {
-            lock(&shared.live).insert(id, clone);
-        }
+        let number = {
+            let mut live = lock(&shared.live);
+            if let Ok(clone) = stream.try_clone() {
+                live.insert(id, clone);
+            }
+            let number = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
+            shared.live_cv.notify_all();
+            number
+        };
         let sh = Arc::clone(&shared);
         let spawned = thread::Builder::new()
             .name(format!("smtp-conn-{id}"))
             .spawn(move || {
                 let _ = handle_connection(stream, &sh, number);
                 lock(&sh.live).remove(&id);
+                sh.live_cv.notify_all();
             });
         if spawned.is_err() {
             if let Some(s) = lock(&shared.live).remove(&id) {
                 let _ = s.shutdown(Shutdown::Both);
             }
+            shared.live_cv.notify_all();
         }
     }
 }

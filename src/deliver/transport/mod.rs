@@ -1,13 +1,24 @@
 //! Transports: how one message leaves feedpost — an SMTP session, or a file in the outbox.
 //!
-//! The delivery engine holds one [`Connection`] per worker and sends each message in two steps:
-//! [`Connection::start`] (`MAIL`, `RCPT`, `DATA`; pipelined per RFC 2920 when the server offers
-//! it) and [`Connection::finish`] (the content and the end-of-data, whose reply accepts the
-//! message). SMTP sessions are in [`smtp`] (one `EHLO` per session; TLS in [`tls`]); the outbox
-//! writes each message atomically ([`outbox`]).
+//! The seam between the delivery engine and the wire, after lettre's `AsyncTransport`: a
+//! [`Transport`] opens [`Connection`]s, and the engine holds one per worker and sends each
+//! message in two steps: [`Connection::start`] (for SMTP `MAIL`, `RCPT`, `DATA`, pipelined per
+//! RFC 2920 when the server offers it) and [`Connection::finish`] (the content and the
+//! end-of-data, whose reply accepts the message). Between the two the engine waits until the
+//! previous message's outcome is recorded, so at most one accepted-but-unrecorded message per
+//! connection can exist. Every failure is a [`Failure`], classified where the typed error is
+//! known (the session's stage and the reply's codes, [`crate::deliver::failure`]).
+//!
+//! Implementations: [`smtp::SmtpTransport`] (one `EHLO` per session; TLS in [`tls`]),
+//! [`outbox::Outbox`] (one `.eml` file per message, written atomically), and a scripted one in
+//! the engine's unit tests. A new transport (an HTTP mail API, say) implements the two traits
+//! and is chosen in [`from_config`]; the engine does not change.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use anyhow::{Context, Result};
+use async_trait::async_trait;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
 
@@ -16,24 +27,84 @@ pub mod smtp;
 pub mod tls;
 mod wire;
 
-use crate::config::Smtp;
+#[cfg(test)]
+pub(crate) mod scripted;
+
+use crate::config::Config;
 pub use crate::deliver::failure::Failure;
 use tls::TrustedRoots;
 
-/// Where messages go: the configured SMTP relay, or `.eml` files in a folder.
-#[derive(Debug, Clone)]
-pub enum Transport {
-    /// SMTP, with the settings of the `[smtp]` table.
-    Smtp(Box<SmtpSettings>),
-    /// One `.eml` file per message in this folder.
-    Outbox(PathBuf),
+/// One message on its way out: its envelope, its bytes (RFC 5322, CRLF, signed where
+/// configured) and its `Message-ID` (with angle brackets), which names the outbox file.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// `MAIL FROM` and `RCPT TO`.
+    pub envelope: &'a Envelope,
+    /// The message as it goes on the wire (before dot-stuffing).
+    pub bytes: &'a [u8],
+    /// The message's `Message-ID`.
+    pub message_id: &'a str,
+}
+
+/// The result of one send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The reply to the message (e.g. `250 2.0.0 Ok: queued as 1234`), or where the outbox
+    /// wrote it.
+    pub reply: String,
+}
+
+/// Where messages go: opens connections.
+#[async_trait]
+pub trait Transport: Send + Sync {
+    /// A short description for logs and messages: `smtp://host:port`, `outbox <path>`.
+    fn describe(&self) -> String;
+
+    /// Opens a connection (for SMTP: connect, TLS, greeting, `EHLO`, `AUTH`).
+    ///
+    /// # Errors
+    /// [`Failure::Transient`] when the server cannot be reached, answers 4xx, or the TLS
+    /// handshake fails; [`Failure::Fatal`] when it refuses us (5xx greeting, failed
+    /// authentication, no STARTTLS), its certificate is not trusted, or the outbox cannot be
+    /// created.
+    async fn connect(&self) -> Result<Box<dyn Connection>, Failure>;
+}
+
+/// One open way out, used by one worker at a time.
+#[async_trait]
+pub trait Connection: Send {
+    /// The largest message the server takes (`SIZE`, RFC 1870), in bytes, if it declares one.
+    fn size_limit(&self) -> Option<u64>;
+
+    /// Whether the connection can take another message.
+    fn is_usable(&self) -> bool;
+
+    /// Opens a transaction for `message`; nothing is delivered until [`Connection::finish`].
+    ///
+    /// # Errors
+    /// The classified [`Failure`]; after one the connection is reset for the next message, or
+    /// no longer usable.
+    async fn start(&mut self, message: &Outgoing<'_>) -> Result<(), Failure>;
+
+    /// Delivers `message` after [`Connection::start`]: returns the reply that accepted it.
+    ///
+    /// # Errors
+    /// The classified [`Failure`].
+    async fn finish(&mut self, message: &Outgoing<'_>) -> Result<Sent, Failure>;
+
+    /// Drops an open transaction without delivering it (for SMTP: no end-of-data is sent, the
+    /// session is dropped): for a worker that must stop between start and finish.
+    async fn abort(&mut self);
+
+    /// Ends the connection politely (`QUIT`), ignoring errors.
+    async fn close(self: Box<Self>);
 }
 
 /// What an SMTP connection needs to open.
 #[derive(Debug, Clone)]
 pub struct SmtpSettings {
     /// The `[smtp]` table.
-    pub smtp: Smtp,
+    pub smtp: crate::config::Smtp,
     /// `AUTH` credentials: `smtp.username` and `FEEDPOST_SMTP_PASSWORD`.
     pub credentials: Option<Credentials>,
     /// Certificates trusted besides the public roots (`smtp.ca_file`), and the pin
@@ -41,134 +112,46 @@ pub struct SmtpSettings {
     pub roots: TrustedRoots,
 }
 
-/// One open way out: an SMTP session or the outbox.
-pub enum Connection {
-    /// An SMTP session after `EHLO` (and `STARTTLS`/`AUTH` where configured).
-    Smtp(Box<smtp::Session>),
-    /// The outbox folder.
-    Outbox(PathBuf),
-}
-
-impl Transport {
-    /// A short description for logs: `smtp://host:port` or the outbox path.
-    pub fn describe(&self) -> String {
-        match self {
-            Transport::Smtp(s) => format!("smtp://{}:{}", s.smtp.host, s.smtp.port),
-            Transport::Outbox(p) => format!("outbox {}", p.display()),
-        }
-    }
-
-    /// Opens a connection: see [`smtp::Session::open`]; for the outbox, creates its folder.
+impl SmtpSettings {
+    /// The settings of `config`'s `[smtp]` table: credentials from `smtp.username` and
+    /// `FEEDPOST_SMTP_PASSWORD`, trust from `smtp.ca_file` and `smtp.tls_pin_sha256`.
     ///
     /// # Errors
-    /// [`Failure::Transient`] when the server cannot be reached, answers 4xx, or the TLS handshake
-    /// fails; [`Failure::Fatal`] when it refuses us (5xx greeting, failed authentication, no
-    /// STARTTLS), its certificate is not trusted, or the outbox cannot be created.
-    pub async fn connect(&self) -> Result<Connection, Failure> {
-        match self {
-            Transport::Outbox(dir) => {
-                tokio::fs::create_dir_all(dir).await.map_err(|e| {
-                    Failure::Fatal(format!("cannot create the outbox `{}`: {e}", dir.display()))
+    /// `smtp.username` is set but `FEEDPOST_SMTP_PASSWORD` is not; the CA file cannot be read;
+    /// the pin is not a SHA-256 fingerprint.
+    pub fn from_config(smtp: &crate::config::Smtp) -> Result<SmtpSettings> {
+        let credentials = match &smtp.username {
+            Some(user) => {
+                let password = std::env::var("FEEDPOST_SMTP_PASSWORD").with_context(|| {
+                    format!("`smtp.username` is set, so the password must be in the environment variable FEEDPOST_SMTP_PASSWORD (for user `{user}`)")
                 })?;
-                Ok(Connection::Outbox(dir.clone()))
+                Some(Credentials::new(user.clone(), password))
             }
-            Transport::Smtp(s) => {
-                let timeout = std::time::Duration::from_secs(s.smtp.timeout_secs);
-                let session = tokio::time::timeout(timeout, smtp::Session::open(s))
-                    .await
-                    .map_err(|_| {
-                        Failure::Transient(format!(
-                            "timed out connecting to {}:{}",
-                            s.smtp.host, s.smtp.port
-                        ))
-                    })??;
-                Ok(Connection::Smtp(Box::new(session)))
-            }
+            None => None,
+        };
+        let mut roots = match &smtp.ca_file {
+            Some(path) => TrustedRoots::from_pem_file(path)?,
+            None => TrustedRoots::default(),
+        };
+        if let Some(pin) = &smtp.tls_pin_sha256 {
+            roots = roots.with_pin(tls::parse_pin(pin).map_err(anyhow::Error::msg)?);
         }
+        Ok(SmtpSettings {
+            smtp: smtp.clone(),
+            credentials,
+            roots,
+        })
     }
 }
 
-/// The result of one send.
-#[derive(Debug)]
-pub struct Sent {
-    /// The reply to the message (e.g. `250 2.0.0 Ok: queued`), or the outbox file.
-    pub reply: String,
-}
-
-impl Connection {
-    /// Opens a mail transaction for `message`; see [`smtp::Session::start`]. The outbox has
-    /// nothing to open.
-    ///
-    /// # Errors
-    /// The classified [`Failure`].
-    pub async fn start(&mut self, envelope: &Envelope, message: &[u8]) -> Result<(), Failure> {
-        match self {
-            Connection::Outbox(_) => Ok(()),
-            Connection::Smtp(session) => session.start(envelope, message).await,
-        }
-    }
-
-    /// Sends the message content and the end-of-data after [`Connection::start`]; see
-    /// [`smtp::Session::finish`]. `file_name` names the outbox file (a Message-ID based name),
-    /// written atomically.
-    ///
-    /// # Errors
-    /// The classified [`Failure`]; an outbox file that cannot be written is
-    /// [`Failure::Transient`].
-    pub async fn finish(
-        &mut self,
-        envelope: &Envelope,
-        message: &[u8],
-        file_name: &str,
-    ) -> Result<Sent, Failure> {
-        match self {
-            Connection::Outbox(dir) => {
-                let path = outbox::write(dir, file_name, message).await.map_err(|e| {
-                    Failure::Transient(format!(
-                        "cannot write `{}`: {e}",
-                        dir.join(file_name).display()
-                    ))
-                })?;
-                Ok(Sent {
-                    reply: format!("written to {}", path.display()),
-                })
-            }
-            Connection::Smtp(session) => session
-                .finish(envelope, message)
-                .await
-                .map(|reply| Sent { reply }),
-        }
-    }
-
-    /// The largest message the server takes (`SIZE`, RFC 1870), in bytes, if it declares one.
-    pub fn size_limit(&self) -> Option<u64> {
-        match self {
-            Connection::Outbox(_) => None,
-            Connection::Smtp(session) => session.size_limit(),
-        }
-    }
-
-    /// Whether the connection can take another message.
-    pub fn is_usable(&self) -> bool {
-        match self {
-            Connection::Outbox(_) => true,
-            Connection::Smtp(session) => session.is_usable(),
-        }
-    }
-
-    /// Ends the session politely (`QUIT`), ignoring errors.
-    pub async fn close(self) {
-        if let Connection::Smtp(session) = self {
-            session.close().await;
-        }
-    }
-
-    /// Drops the session without finishing an open transaction (no end-of-data is sent, so
-    /// nothing is delivered): for a worker that must stop between [`Connection::start`] and
-    /// [`Connection::finish`].
-    pub async fn abort(&mut self) {
-        if let Connection::Smtp(session) = self {
-            session.abort().await;
-        }
-    }
+/// The transport `config` asks for: SMTP with an `[smtp]` table, else the outbox folder `outbox`
+/// (for an issue, `mail.outbox/<slug>/`).
+///
+/// # Errors
+/// See [`SmtpSettings::from_config`].
+pub fn from_config(config: &Config, outbox: PathBuf) -> Result<Arc<dyn Transport>> {
+    Ok(match &config.smtp {
+        Some(smtp) => Arc::new(smtp::SmtpTransport::new(SmtpSettings::from_config(smtp)?)),
+        None => Arc::new(outbox::Outbox::new(outbox)),
+    })
 }

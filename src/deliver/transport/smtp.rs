@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Mechanism;
 use lettre::transport::smtp::client::AsyncSmtpConnection;
@@ -21,9 +22,47 @@ use tokio::net::TcpStream;
 
 use super::tls;
 use super::wire::{Capture, Extensions, Wire};
-use super::SmtpSettings;
+use super::{Connection, Outgoing, Sent, SmtpSettings, Transport};
 use crate::config::{Security, Smtp};
 use crate::deliver::failure::{self, classify, Failure, Reply, Stage};
+
+/// The `[smtp]` relay as a [`Transport`]: each connection is a [`Session`].
+#[derive(Debug, Clone)]
+pub struct SmtpTransport {
+    settings: SmtpSettings,
+}
+
+impl SmtpTransport {
+    /// The relay `settings` describe.
+    pub fn new(settings: SmtpSettings) -> SmtpTransport {
+        SmtpTransport { settings }
+    }
+}
+
+#[async_trait]
+impl Transport for SmtpTransport {
+    fn describe(&self) -> String {
+        format!(
+            "smtp://{}:{}",
+            self.settings.smtp.host, self.settings.smtp.port
+        )
+    }
+
+    /// Opens a [`Session`] within `smtp.timeout_secs`.
+    async fn connect(&self) -> Result<Box<dyn Connection>, Failure> {
+        let smtp = &self.settings.smtp;
+        let timeout = Duration::from_secs(smtp.timeout_secs);
+        let session = tokio::time::timeout(timeout, Session::open(&self.settings))
+            .await
+            .map_err(|_| {
+                Failure::Transient(format!(
+                    "timed out connecting to {}:{}",
+                    smtp.host, smtp.port
+                ))
+            })??;
+        Ok(Box::new(session))
+    }
+}
 
 /// An open SMTP session, after `EHLO` (and `STARTTLS`/`AUTH` where configured).
 pub struct Session {
@@ -57,20 +96,20 @@ fn reply_text(e: &lettre::transport::smtp::Error) -> String {
     reply_of(e).map_or_else(|| e.to_string(), |r| r.text)
 }
 
-/// Whether a connect error is a failed TLS handshake: lettre's TLS kind, or the `InvalidData` I/O
-/// error tokio-rustls reports a handshake failure with.
+/// Whether a connect error is a failed TLS handshake: lettre's TLS kind, or a rustls error
+/// carried in the I/O error tokio-rustls reports a handshake failure with.
 fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(e);
     while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::InvalidData {
-                return true;
-            }
-        }
-        if let Some(l) = err.downcast_ref::<lettre::transport::smtp::Error>() {
-            if l.is_tls() {
-                return true;
-            }
+        let rustls_inside = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .is_some_and(|inner| inner.is::<tokio_rustls::rustls::Error>());
+        let lettre_tls = err
+            .downcast_ref::<lettre::transport::smtp::Error>()
+            .is_some_and(|l| l.is_tls());
+        if rustls_inside || lettre_tls || err.is::<tokio_rustls::rustls::Error>() {
+            return true;
         }
         source = err.source();
     }
@@ -387,6 +426,34 @@ impl Session {
     /// nothing is delivered).
     pub async fn abort(&mut self) {
         self.conn.abort().await;
+    }
+}
+
+#[async_trait]
+impl Connection for Session {
+    fn size_limit(&self) -> Option<u64> {
+        Session::size_limit(self)
+    }
+
+    fn is_usable(&self) -> bool {
+        Session::is_usable(self)
+    }
+
+    async fn start(&mut self, message: &Outgoing<'_>) -> Result<(), Failure> {
+        Session::start(self, message.envelope, message.bytes).await
+    }
+
+    async fn finish(&mut self, message: &Outgoing<'_>) -> Result<Sent, Failure> {
+        let reply = Session::finish(self, message.envelope, message.bytes).await?;
+        Ok(Sent { reply })
+    }
+
+    async fn abort(&mut self) {
+        Session::abort(self).await;
+    }
+
+    async fn close(self: Box<Self>) {
+        Session::close(*self).await;
     }
 }
 

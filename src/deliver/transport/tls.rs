@@ -31,7 +31,6 @@ use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
 use tokio_rustls::rustls::client::WebPkiServerVerifier;
-use tokio_rustls::rustls::crypto::{self, CryptoProvider};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{
@@ -96,7 +95,6 @@ impl TrustedRoots {
             webpki,
             exact: self.certs.clone(),
             pin: self.pin,
-            provider: provider.clone(),
         };
         Ok(ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -128,7 +126,6 @@ struct Verifier {
     webpki: Arc<WebPkiServerVerifier>,
     exact: Vec<CertificateDer<'static>>,
     pin: Option<[u8; 32]>,
-    provider: Arc<CryptoProvider>,
 }
 
 /// Why a certificate was not trusted, with its fingerprint, for the error the editor sees.
@@ -219,40 +216,23 @@ impl ServerCertVerifier for Verifier {
             })
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+    // The handshake's signatures are checked as WebPKI checks them, with the same algorithms.
+    fn verify_tls12_signature(&self, m: &[u8], c: &Cert<'_>, d: &Dss) -> SignatureCheck {
+        self.webpki.verify_tls12_signature(m, c, d)
     }
 
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+    fn verify_tls13_signature(&self, m: &[u8], c: &Cert<'_>, d: &Dss) -> SignatureCheck {
+        self.webpki.verify_tls13_signature(m, c, d)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.webpki.supported_verify_schemes()
     }
 }
+
+type Cert<'a> = CertificateDer<'a>;
+type Dss = DigitallySignedStruct;
+type SignatureCheck = Result<HandshakeSignatureValid, rustls::Error>;
 
 fn fingerprint_of_pin(pin: &[u8; 32]) -> String {
     pin.iter()

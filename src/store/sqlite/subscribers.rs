@@ -5,7 +5,8 @@
 //! Written by `feedpost serve` through [`LedgerSubscriptions`], its [`Subscriptions`] backend,
 //! and read by whoever decides the audience of an issue: a `confirmed` row joins the readers of
 //! the subscriber file, an `unsubscribed` or `bounced` one is skipped even when the address is in
-//! the file.
+//! the file. SQLite-only for now: the subscriber operations join the [`crate::store::Store`]
+//! trait in the next step (issue 10's store), when publish reads them into the audience.
 //!
 //! ```text
 //!             request                  confirm (link, before expiry)
@@ -31,10 +32,10 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::Ledger;
+use super::SqliteStore;
 use crate::serve::{Confirmed, Requested, SubscriptionRequest, Subscriptions, Unsubscribed};
 
-/// The tables, created on every open (`IF NOT EXISTS`).
+/// The tables, created on every open (`IF NOT EXISTS`), by [`super::schema`].
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS subscribers (
     address TEXT PRIMARY KEY,  -- lowercased: the key, as in deliveries and suppressions
@@ -71,10 +72,10 @@ const PURGE_EVERY: i64 = 60;
 pub struct WebSubscriber {
     /// The lowercased address.
     pub address: String,
-    /// The address as written.
-    pub email: String,
     /// The name given.
     pub name: Option<String>,
+    /// The address as written.
+    pub email: String,
     /// Topics; empty: every issue.
     pub topics: Vec<String>,
     /// `pending`, `confirmed`, `unsubscribed` or `bounced`.
@@ -83,7 +84,7 @@ pub struct WebSubscriber {
     pub source: String,
 }
 
-impl Ledger {
+impl SqliteStore {
     /// Records a subscription request at `now` (see the module): the address's latest request,
     /// replacing an unconfirmed one; a `pending` web subscriber when the address is new.
     /// Suppressed and bounced addresses are left alone.
@@ -91,14 +92,14 @@ impl Ledger {
     /// # Errors
     /// A database error; nothing is recorded then.
     pub fn request_subscription(
-        &mut self,
+        &self,
         request: &SubscriptionRequest,
         now: DateTime<Utc>,
     ) -> Result<Requested> {
         let key = request.address.to_lowercase();
         let now = now.timestamp();
         let topics = serde_json::to_string(&request.topics)?;
-        self.write("record a subscription request", |conn| {
+        self.with("record a subscription request", |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let suppressed = tx
                 .prepare_cached("SELECT 1 FROM suppressions WHERE address = ?1 AND reason <> ?2")?
@@ -136,9 +137,9 @@ impl Ledger {
     ///
     /// # Errors
     /// A database error; nothing changes then.
-    pub fn confirm_subscription(&mut self, address: &str, now: DateTime<Utc>) -> Result<Confirmed> {
+    pub fn confirm_subscription(&self, address: &str, now: DateTime<Utc>) -> Result<Confirmed> {
         let now = now.timestamp();
-        self.write("confirm a subscription", |conn| {
+        self.with("confirm a subscription", |conn| {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let request: Option<(String, Option<String>, String)> = tx
             .prepare_cached(
@@ -182,9 +183,9 @@ impl Ledger {
     ///
     /// # Errors
     /// A database error; nothing changes then.
-    pub fn unsubscribe(&mut self, address: &str, now: DateTime<Utc>) -> Result<Unsubscribed> {
+    pub fn unsubscribe(&self, address: &str, now: DateTime<Utc>) -> Result<Unsubscribed> {
         let now = now.timestamp();
-        self.write("unsubscribe", |conn| {
+        self.with("unsubscribe", |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.prepare_cached("DELETE FROM subscription_requests WHERE address = ?1")?
                 .execute(params![address])?;
@@ -218,8 +219,8 @@ impl Ledger {
     ///
     /// # Errors
     /// A database error.
-    pub fn purge_lapsed_requests(&mut self, now: DateTime<Utc>) -> Result<usize> {
-        self.write("purge lapsed subscription requests", |conn| {
+    pub fn purge_lapsed_requests(&self, now: DateTime<Utc>) -> Result<usize> {
+        self.with("purge lapsed subscription requests", |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
                 "DELETE FROM subscription_requests WHERE expires_at <= ?1",
@@ -240,7 +241,7 @@ impl Ledger {
     /// # Errors
     /// A database error, or topics that are not a JSON array of strings.
     pub fn web_subscriber(&self, address: &str) -> Result<Option<WebSubscriber>> {
-        let row = self.read("read a subscriber", |conn| {
+        let row = self.with("read a subscriber", |conn| {
             Ok(conn
                 .prepare_cached(
                     "SELECT address, email, name, topics, state, source FROM subscribers
@@ -285,49 +286,42 @@ fn state_of(conn: &rusqlite::Connection, address: &str) -> Result<Option<String>
 /// short transaction; `publish` may write the same file meanwhile, WAL lets both). Lapsed
 /// requests are purged at most once a minute, on the next request.
 pub struct LedgerSubscriptions {
-    ledger: Mutex<(Ledger, i64)>,
+    store: SqliteStore,
+    /// When lapsed requests were last purged, Unix seconds.
+    last_purge: Mutex<i64>,
 }
 
 impl LedgerSubscriptions {
     /// Opens the ledger at `path` (creating it and its tables if needed).
     ///
     /// # Errors
-    /// See [`Ledger::open`].
+    /// See [`SqliteStore::open`].
     pub fn open(path: &std::path::Path) -> Result<LedgerSubscriptions> {
         Ok(LedgerSubscriptions {
-            ledger: Mutex::new((Ledger::open(path)?, 0)),
+            store: SqliteStore::open(path)?,
+            last_purge: Mutex::new(0),
         })
-    }
-
-    fn with<T>(&self, call: impl FnOnce(&mut Ledger) -> Result<T>) -> Result<T> {
-        let mut guard = self
-            .ledger
-            .lock()
-            .map_err(|_| anyhow::anyhow!("an earlier ledger call panicked"))?;
-        call(&mut guard.0)
     }
 }
 
 impl Subscriptions for LedgerSubscriptions {
     fn request(&self, request: &SubscriptionRequest, now: DateTime<Utc>) -> Result<Requested> {
-        let mut guard = self
-            .ledger
-            .lock()
-            .map_err(|_| anyhow::anyhow!("an earlier ledger call panicked"))?;
-        let (ledger, last_purge) = &mut *guard;
-        if now.timestamp() - *last_purge >= PURGE_EVERY {
-            ledger.purge_lapsed_requests(now)?;
-            *last_purge = now.timestamp();
+        {
+            let mut last = self.last_purge.lock().unwrap_or_else(|e| e.into_inner());
+            if now.timestamp() - *last >= PURGE_EVERY {
+                self.store.purge_lapsed_requests(now)?;
+                *last = now.timestamp();
+            }
         }
-        ledger.request_subscription(request, now)
+        self.store.request_subscription(request, now)
     }
 
     fn confirm(&self, address: &str, now: DateTime<Utc>) -> Result<Confirmed> {
-        self.with(|l| l.confirm_subscription(address, now))
+        self.store.confirm_subscription(address, now)
     }
 
     fn unsubscribe(&self, address: &str, now: DateTime<Utc>) -> Result<Unsubscribed> {
-        self.with(|l| l.unsubscribe(address, now))
+        self.store.unsubscribe(address, now)
     }
 }
 
@@ -348,19 +342,23 @@ mod tests {
         }
     }
 
-    fn ledger() -> (tempfile::TempDir, Ledger) {
-        let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(&dir.path().join("feedpost.sqlite")).unwrap();
-        (dir, ledger)
+    fn ledger() -> (tempfile::TempDir, SqliteStore) {
+        let (dir, path) = crate::store::sqlite::testing::ledger_path();
+        (dir, SqliteStore::open(&path).unwrap())
     }
 
-    fn state(l: &Ledger, address: &str) -> Option<String> {
+    fn suppression_of(l: &SqliteStore, address: &str) -> Option<String> {
+        l.with("read", |c| super::super::suppressions::reason(c, address))
+            .unwrap()
+    }
+
+    fn state(l: &SqliteStore, address: &str) -> Option<String> {
         l.web_subscriber(address).unwrap().map(|s| s.state)
     }
 
     #[test]
     fn request_then_confirm_makes_a_confirmed_web_subscriber() {
-        let (_dir, mut l) = ledger();
+        let (_dir, l) = ledger();
         let r = request("Reader@Example.org", &["MOSN"], at(0));
         assert_eq!(
             l.request_subscription(&r, at(0)).unwrap(),
@@ -396,7 +394,7 @@ mod tests {
 
     #[test]
     fn a_request_changes_a_confirmed_reader_only_once_confirmed() {
-        let (_dir, mut l) = ledger();
+        let (_dir, l) = ledger();
         l.request_subscription(&request("a@x.org", &["MOSN"], at(0)), at(0))
             .unwrap();
         l.confirm_subscription("a@x.org", at(0)).unwrap();
@@ -416,7 +414,7 @@ mod tests {
 
     #[test]
     fn a_lapsed_request_confirms_nothing_and_is_purged() {
-        let (_dir, mut l) = ledger();
+        let (_dir, l) = ledger();
         l.request_subscription(&request("a@x.org", &[], at(0)), at(0))
             .unwrap();
         assert_eq!(
@@ -430,7 +428,7 @@ mod tests {
 
     #[test]
     fn unsubscribe_wins_over_any_state_and_a_pending_request() {
-        let (_dir, mut l) = ledger();
+        let (_dir, l) = ledger();
         // A reader of the file the table has never seen.
         assert_eq!(
             l.unsubscribe("file@x.org", at(0)).unwrap(),
@@ -458,20 +456,19 @@ mod tests {
         l.request_subscription(&request("b@x.org", &[], at(3)), at(3))
             .unwrap();
         assert_eq!(state(&l, "b@x.org").as_deref(), Some("unsubscribed"));
-        assert_eq!(
-            l.suppression_of("b@x.org").unwrap().as_deref(),
-            Some(UNSUBSCRIBED)
-        );
+        assert_eq!(suppression_of(&l, "b@x.org").as_deref(), Some(UNSUBSCRIBED));
         l.confirm_subscription("b@x.org", at(4)).unwrap();
         assert_eq!(state(&l, "b@x.org").as_deref(), Some("confirmed"));
-        assert_eq!(l.suppression_of("b@x.org").unwrap(), None, "lifted");
+        assert_eq!(suppression_of(&l, "b@x.org"), None, "lifted");
     }
 
     #[test]
     fn suppressed_addresses_get_no_confirmation() {
-        let (_dir, mut l) = ledger();
-        l.suppress("bounced@x.org", "550 5.1.1 no such user")
-            .unwrap();
+        let (_dir, l) = ledger();
+        l.with("suppress", |c| {
+            super::super::suppressions::add(c, "bounced@x.org", "550 5.1.1 no such user")
+        })
+        .unwrap();
         assert_eq!(
             l.request_subscription(&request("bounced@X.org", &[], at(0)), at(0))
                 .unwrap(),
@@ -481,7 +478,7 @@ mod tests {
         // Unsubscribing keeps the bounce's reason, and confirming never lifts it.
         l.unsubscribe("bounced@x.org", at(1)).unwrap();
         assert_eq!(
-            l.suppression_of("bounced@x.org").unwrap().as_deref(),
+            suppression_of(&l, "bounced@x.org").as_deref(),
             Some("550 5.1.1 no such user")
         );
     }
@@ -494,7 +491,7 @@ mod tests {
             .unwrap();
         subs.request(&request("b@x.org", &[], at(50)), at(50))
             .unwrap();
-        let l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+        let l = SqliteStore::open(&dir.path().join("l.sqlite")).unwrap();
         assert_eq!(state(&l, "a@x.org"), None);
         assert_eq!(state(&l, "b@x.org").as_deref(), Some("pending"));
     }
