@@ -2,6 +2,9 @@
 
 mod build;
 mod check;
+mod completions;
+mod init;
+mod new;
 mod preview;
 mod publish;
 mod serve;
@@ -22,20 +25,22 @@ use crate::issue::IssueError;
 /// # Errors
 /// The command could not run: bad config, unreadable folders, a ledger error.
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    if let Command::Check = cli.command {
-        // `check` reports a bad config as a finding instead of stopping on it.
-        return check::run(&cli.config);
-    }
-    let config = Config::from_file(&cli.config)?;
+    let path = &cli.config;
+    let config = || Config::from_file(path);
     match cli.command {
-        Command::Build => build::run(&config),
-        Command::Check => check::run(&cli.config),
-        Command::Publish(args) => publish::run(&config, &args),
-        Command::Retry(args) => publish::retry(&config, &args),
-        Command::Preview(args) => preview::run(&config, &args),
-        Command::Serve => serve::run(&config),
-        Command::Status(args) => status::run(&config, args.issue.as_deref(), args.json),
-        Command::Subscribers(sub) => subscribers::run(&config, sub),
+        // `check` reports a bad config as a finding instead of stopping on it.
+        Command::Check => check::run(path),
+        Command::Init(args) => init::run(&args),
+        Command::New(args) => new::run(path, &args),
+        Command::Completions(args) => completions::completions(args.shell),
+        Command::Man(args) => completions::man(args.out.as_deref()),
+        Command::Build => build::run(&config()?),
+        Command::Publish(args) => publish::run(&config()?, &args),
+        Command::Retry(args) => publish::retry(&config()?, &args),
+        Command::Preview(args) => preview::run(&config()?, &args),
+        Command::Serve(args) => serve::run(config()?, path, &args),
+        Command::Status(args) => status::run(&config()?, args.issue.as_deref(), args.json),
+        Command::Subscribers(sub) => subscribers::run(&config()?, sub),
     }
 }
 
@@ -52,4 +57,35 @@ fn refuse_bad_issues(errors: &[IssueError]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `n` with `one` or `many` after it, as summary lines count: `1 issue`, `2 issues`, `0 issues`.
+pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The permalinks of the issues `config`'s ledger has deliveries of on the channel the config
+/// sends through (SMTP with an `[smtp]` table, else the outbox): issues that went out, whose
+/// emails link their pages, so the site counts them as published even before their date (see
+/// [`crate::site::Site::count_as_published`]). Reads the ledger only if it exists; creates none.
+///
+/// # Errors
+/// The ledger exists but cannot be read.
+pub fn mailed_issues(config: &Config) -> Result<Vec<String>> {
+    use crate::ledger::{Channel, Ledger};
+    let Some(ledger) = Ledger::open_existing(&config.mail.ledger)? else {
+        return Ok(Vec::new());
+    };
+    let channel = if config.smtp.is_some() {
+        Channel::Smtp
+    } else {
+        Channel::Outbox
+    };
+    let mut mailed = Vec::new();
+    for (issue, _) in ledger.issues()? {
+        if ledger.channels_of(&issue)?.contains(&channel) {
+            mailed.push(issue);
+        }
+    }
+    Ok(mailed)
 }
