@@ -5,17 +5,21 @@ use std::process::ExitCode;
 use anyhow::Result;
 use tracing::info;
 
+use super::count;
 use crate::config::Config;
 use crate::site::Site;
 
-/// Builds the feeds and archive pages for every good issue (see [`Site::build`]); bad files are
-/// reported on stderr as `path:line: message`, left out, and make the exit code 1.
+/// Builds the feeds and archive pages for every good issue published (dated now or earlier and
+/// not a draft, or already mailed: see [`super::mailed_issues`]; see [`Site::build`]); bad files
+/// are reported on stderr as `path:line: message`, left out, and make the exit code 1.
 ///
 /// # Errors
-/// The issues folder cannot be read or an output cannot be written.
+/// The issues folder or the ledger cannot be read, or an output cannot be written.
 pub fn run(config: &Config) -> Result<ExitCode> {
     let now = crate::now()?.fixed_offset();
-    let report = Site::load(config)?.build(now)?;
+    let mut site = Site::load(config)?;
+    site.count_as_published(super::mailed_issues(config)?);
+    let report = site.build(now)?;
     for e in &report.errors {
         eprintln!("error: {e}");
     }
@@ -30,15 +34,15 @@ pub fn run(config: &Config) -> Result<ExitCode> {
         "site built"
     );
     println!(
-        "built feeds for {} issues ({} published) into {}: {} files changed ({} of {} rendered, {} removed), {} bad issue files",
-        report.issues,
+        "built feeds for {} ({} published) into {}: {} changed ({} of {} rendered, {} removed), {}",
+        count(report.issues, "issue", "issues"),
         report.published,
         config.site.feeds.display(),
-        report.written,
+        count(report.written, "file", "files"),
         report.rendered,
         report.outputs,
         report.removed,
-        report.errors.len()
+        count(report.errors.len(), "bad issue file", "bad issue files")
     );
     Ok(if report.errors.is_empty() {
         ExitCode::SUCCESS

@@ -1,4 +1,4 @@
-//! `feedpost check`: lint the config and every issue, write nothing.
+//! `feedpost check`: lint the config, every issue and the subscriber list; write nothing.
 
 use std::io::Write;
 use std::path::Path;
@@ -6,12 +6,16 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
+use super::count;
 use crate::config::Config;
 use crate::lint::{self, Report};
+use crate::subscribers;
 
-/// Prints every finding as `path:line: severity: message` on stdout, then the summary line
-/// (`N errors, M warnings in K issues`). Exit code 1 when there is an error, 0 with warnings only.
-/// A config that does not load is one error on the config file; its issues are then not looked at.
+/// Prints every finding as `path:line: severity: message` on stdout — the issues' (see
+/// [`lint::check_site`]), then the subscriber list's (see [`subscribers::check::check`]) — then
+/// the summary line (`N errors, M warnings in K issues and S subscribers`). Exit code 1 when
+/// there is an error, 0 with warnings only. A config that does not load is one error on the
+/// config file (a missing one names the folder looked in); nothing else is looked at then.
 ///
 /// # Errors
 /// `FEEDPOST_NOW` is invalid, or stdout cannot be written.
@@ -21,18 +25,40 @@ pub fn run(config_path: &Path) -> Result<ExitCode> {
         findings: vec![lint::config_finding(config_path, &e)],
         issue_files: 0,
     };
-    let report = match Config::from_file(config_path) {
-        Ok(config) => lint::check_site(&config, now).unwrap_or_else(site_error),
-        Err(e) => site_error(e),
+    let (mut report, list) = match Config::from_file(config_path) {
+        Ok(config) => {
+            let report = lint::check_site(&config, now).unwrap_or_else(site_error);
+            (report, Some(subscribers::check::check(&config)))
+        }
+        Err(e) => (site_error(e), None),
     };
+    let listed = list.as_ref().map(|l| l.subscribers);
+    if let Some(list) = list {
+        report.findings.extend(list.findings);
+    }
     let mut out = std::io::stdout().lock();
     for finding in &report.findings {
         writeln!(out, "{finding}")?;
     }
-    writeln!(out, "{}", report.summary())?;
+    writeln!(out, "{}", summary(&report, listed))?;
     Ok(if report.errors() > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `2 errors, 1 warning in 5 issues and 120 subscribers` (without the subscribers when the
+/// list was not read).
+fn summary(report: &Report, subscribers: Option<usize>) -> String {
+    let mut line = format!(
+        "{}, {} in {}",
+        count(report.errors(), "error", "errors"),
+        count(report.warnings(), "warning", "warnings"),
+        count(report.issue_files, "issue", "issues")
+    );
+    if let Some(n) = subscribers {
+        line.push_str(&format!(" and {}", count(n, "subscriber", "subscribers")));
+    }
+    line
 }
