@@ -56,7 +56,7 @@ pub enum Command {
     /// `file:line: severity: message` per finding and a summary; exits 1 on errors, 0 on
     /// warnings only. Links are checked only under `site.permalink_prefix` (e.g.
     /// `/issues/<slug>/`); other site paths are not built by feedpost and are left alone.
-    Check,
+    Check(CheckArgs),
     /// Write the feeds and the web archive into the feeds folder; send nothing
     Build,
     /// Preview the site (`--local`), or serve the subscription pages and the feeds
@@ -119,6 +119,16 @@ pub struct InitArgs {
     /// The language of the newsletter (`site.language`, BCP 47): `en`, `zh-CN`, `de`, ...
     #[arg(long, default_value = "en")]
     pub language: String,
+}
+
+/// `check` options.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Print one JSON object instead of lines: `{"findings": [{"file", "line", "severity",
+    /// "message"}], "errors", "warnings", "issues", "subscribers"}` (`line` 0: not on a line;
+    /// `subscribers` null when the config did not load).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `new` options.

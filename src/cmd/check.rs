@@ -13,13 +13,14 @@ use crate::subscribers;
 
 /// Prints every finding as `path:line: severity: message` on stdout — the issues' (see
 /// [`lint::check_site`]), then the subscriber list's (see [`subscribers::check::check`]) — then
-/// the summary line (`N errors, M warnings in K issues and S subscribers`). Exit code 1 when
-/// there is an error, 0 with warnings only. A config that does not load is one error on the
+/// the summary line (`N errors, M warnings in K issues and S subscribers`); with `json`, one
+/// JSON object holding both (see [`crate::cli::CheckArgs`]). Exit code 1 when there is an
+/// error, 0 with warnings only. A config that does not load is one error on the
 /// config file (a missing one names the folder looked in); nothing else is looked at then.
 ///
 /// # Errors
 /// `FEEDPOST_NOW` is invalid, or stdout cannot be written.
-pub fn run(config_path: &Path) -> Result<ExitCode> {
+pub fn run(config_path: &Path, json: bool) -> Result<ExitCode> {
     let now = crate::now()?.fixed_offset();
     let site_error = |e: anyhow::Error| Report {
         findings: vec![lint::config_finding(config_path, &e)],
@@ -37,10 +38,14 @@ pub fn run(config_path: &Path) -> Result<ExitCode> {
         report.findings.extend(list.findings);
     }
     let mut out = std::io::stdout().lock();
-    for finding in &report.findings {
-        writeln!(out, "{finding}")?;
+    if json {
+        writeln!(out, "{}", as_json(&report, listed))?;
+    } else {
+        for finding in &report.findings {
+            writeln!(out, "{finding}")?;
+        }
+        writeln!(out, "{}", summary(&report, listed))?;
     }
-    writeln!(out, "{}", summary(&report, listed))?;
     Ok(if report.errors() > 0 {
         ExitCode::FAILURE
     } else {
@@ -61,4 +66,27 @@ fn summary(report: &Report, subscribers: Option<usize>) -> String {
         line.push_str(&format!(" and {}", count(n, "subscriber", "subscribers")));
     }
     line
+}
+
+/// The report as one JSON object (see [`crate::cli::CheckArgs`]).
+fn as_json(report: &Report, subscribers: Option<usize>) -> serde_json::Value {
+    let findings: Vec<serde_json::Value> = report
+        .findings
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "file": f.path.to_string_lossy(),
+                "line": f.line,
+                "severity": f.severity.to_string(),
+                "message": f.message,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "findings": findings,
+        "errors": report.errors(),
+        "warnings": report.warnings(),
+        "issues": report.issue_files,
+        "subscribers": subscribers,
+    })
 }

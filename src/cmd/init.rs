@@ -63,7 +63,12 @@ pub fn run(args: &InitArgs) -> Result<ExitCode> {
     let gitignore = dir.join(".gitignore");
     match update_gitignore(&gitignore)? {
         Some(0) => {}
-        Some(n) => writeln!(out, "added {n} lines to {}", gitignore.display())?,
+        Some(n) => writeln!(
+            out,
+            "added {} to {}",
+            super::count(n, "line", "lines"),
+            gitignore.display()
+        )?,
         None => writeln!(out, "created {}", gitignore.display())?,
     }
     let cd = if dir == Path::new(".") {

@@ -29,7 +29,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let config = || Config::from_file(path);
     match cli.command {
         // `check` reports a bad config as a finding instead of stopping on it.
-        Command::Check => check::run(path),
+        Command::Check(args) => check::run(path, args.json),
         Command::Init(args) => init::run(&args),
         Command::New(args) => new::run(path, &args),
         Command::Completions(args) => completions::completions(args.shell),

@@ -155,6 +155,25 @@ fn check_reads_the_subscriber_list_with_lines() {
         stdout.ends_with("\n2 errors, 1 warning in 1 issue and 1 subscriber\n"),
         "{stdout}"
     );
+    // The same for scripts.
+    let out = site.run(&["check", "--json"]).failure();
+    assert_eq!(out.code, 1);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(json["errors"], 2);
+    assert_eq!(json["warnings"], 1);
+    assert_eq!(json["issues"], 1);
+    assert_eq!(json["subscribers"], 1);
+    let unknown = &json["findings"][2];
+    assert_eq!(unknown["line"], 10);
+    assert_eq!(unknown["severity"], "error");
+    assert!(unknown["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("subscribers.toml"));
+    assert!(unknown["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("unknown key `nmae`"));
 }
 
 #[test]

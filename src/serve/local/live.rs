@@ -187,10 +187,9 @@ fn addition(preview: &Preview, badge: bool) -> String {
         ));
     }
     if !snapshot.errors.is_empty() {
-        let n = snapshot.errors.len();
-        let problems = if n == 1 { "problem" } else { "problems" };
+        let problems = crate::cmd::count(snapshot.errors.len(), "problem", "problems");
         out.push_str(&format!(
-            "<div style=\"position:fixed;bottom:0;left:0;right:0;z-index:2147483647;padding:.6em 1em;background:#b00020;color:#fff;font:15px/1.4 system-ui,sans-serif\">feedpost: {n} {problems} in the last build — <a style=\"color:#fff\" href=\"/_feedpost/\">see what and where</a></div>"
+            "<div style=\"position:fixed;bottom:0;left:0;right:0;z-index:2147483647;padding:.6em 1em;background:#b00020;color:#fff;font:15px/1.4 system-ui,sans-serif\">feedpost: {problems} in the last build — <a style=\"color:#fff\" href=\"/_feedpost/\">see what and where</a></div>"
         ));
     }
     out.push_str(&format!(

@@ -243,10 +243,11 @@ pub async fn run(
         out.flush()?;
     }
     let drafts = first.issues.iter().filter(|e| e.draft || e.future).count();
+    let plural = crate::cmd::count;
     info!(
-        "previewing {} ({} drafts or dated later{}); the emails are at {base}_feedpost/; rebuilding when the issues, the config or the subscriber list change; Ctrl-C stops",
-        if first.issues.len() == 1 { "1 issue".to_string() } else { format!("{} issues", first.issues.len()) },
-        drafts,
+        "previewing {} ({} or dated later{}); the emails are at {base}_feedpost/; rebuilding when the issues, the config or the subscriber list change; Ctrl-C stops",
+        plural(first.issues.len(), "issue", "issues"),
+        plural(drafts, "draft", "drafts"),
         if options.hide_drafts { ", left out" } else { "" }
     );
     let rebuilds = {
