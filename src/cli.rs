@@ -30,33 +30,149 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands.
+/// The subcommands. The first line of each doc comment is its one line in `feedpost --help`;
+/// the rest shows in `feedpost help COMMAND`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write the feeds and the web archive into the feeds folder; send nothing.
+    /// Start a new site in DIR: config, an example issue, a subscriber list
+    ///
+    /// Writes `feedpost.toml` (every key a new site needs, with comments), `issues/` with one
+    /// example issue dated now, `subscribers.toml` and a `.gitignore` for what feedpost writes
+    /// beside them (the ledger, the outbox, the build cache, the feeds folder). Refuses to
+    /// overwrite any file; an existing `.gitignore` gets the lines it lacks.
+    Init(InitArgs),
+    /// Write a new issue file with front matter: title, today's date, `draft: true`
+    ///
+    /// `feedpost new issues/2026-12-04-weekly.md` writes that file; a path without `.md`
+    /// (`issues/2026-12-04-weekly`) makes a page bundle: the folder with an `index.md`, where
+    /// the issue's images go too. The title comes from the name (without a leading date) unless
+    /// `--title` gives it. Refuses to overwrite a file.
+    New(NewArgs),
+    /// Lint the site, the subscriber list and the config; write nothing
+    ///
+    /// Config, front matter, duplicate slugs, dates in the future, drafts, links to issues that
+    /// do not exist, images without alt text, Markdown emphasis that will show as literal `**`,
+    /// and the subscriber list (bad addresses, unknown keys, repeated addresses). Prints
+    /// `file:line: severity: message` per finding and a summary; exits 1 on errors, 0 on
+    /// warnings only. Links are checked only under `site.permalink_prefix` (e.g.
+    /// `/issues/<slug>/`); other site paths are not built by feedpost and are left alone.
+    Check(CheckArgs),
+    /// Write the feeds and the web archive into the feeds folder; send nothing
     Build,
-    /// Lint the site and write nothing: config, front matter, duplicate slugs, dates in the
-    /// future, drafts, links to issues that do not exist, images without alt text, and Markdown
-    /// emphasis that will show as literal `**`. Prints `file:line: severity: message` per finding
-    /// and a summary; exits 1 on errors, 0 on warnings only. Links are checked only under
-    /// `site.permalink_prefix` (e.g. `/issues/<slug>/`); other site paths are not built by
-    /// feedpost and are left alone.
-    Check,
-    /// Build, then send an issue to every subscriber who has not received it.
-    Publish(PublishArgs),
-    /// Send again what an earlier publish of ISSUE left queued or deferred; adds no recipients.
-    Retry(RetryArgs),
-    /// Write the message a sample recipient would get as .eml, .html and .txt, and PNG
-    /// screenshots of it (600 and 375 px, light and dark) when Chromium is installed.
+    /// Preview the site (`--local`), or serve the subscription pages and the feeds
+    ///
+    /// `feedpost serve --local`: builds the site into a folder of its own with `base_url` at
+    /// `http://127.0.0.1:PORT/`, serves the archive, the feeds and each issue's email (HTML and
+    /// text side by side, at `/_feedpost/`), and rebuilds and reloads the browser when an issue,
+    /// the config or the subscriber list changes. Shows drafts and issues dated in the future
+    /// unless `--hide-drafts`. Needs no `[serve]` table and no `FEEDPOST_SECRET`; the
+    /// subscription pages are off.
+    ///
+    /// `feedpost serve`: the subscription server, as the `[serve]` table says (double opt-in,
+    /// one-click unsubscribe) and the feeds folder; links are signed with `FEEDPOST_SECRET`.
+    Serve(ServeArgs),
+    /// Write the email a sample recipient gets as .eml, .html, .txt and screenshots
+    ///
+    /// The message a sample recipient would get, as .eml, .html and .txt, and PNG screenshots
+    /// of it (600 and 375 px, light and dark) when Chromium is installed.
     Preview(PreviewArgs),
-    /// Show where deliveries stand: counts per state and the last replies.
+    /// Build, then send an issue to every subscriber who has not received it
+    Publish(PublishArgs),
+    /// Send again what an earlier publish of ISSUE left queued or deferred
+    ///
+    /// Adds no recipients: only those an earlier publish queued, still eligible.
+    Retry(RetryArgs),
+    /// Show where deliveries stand: counts per state and the last replies
     Status(StatusArgs),
-    /// Serve the subscription pages (double opt-in, one-click unsubscribe) and the feeds folder
-    /// over HTTP, as the `[serve]` table says; links are signed with `FEEDPOST_SECRET`.
-    Serve,
-    /// Inspect and edit the suppression list.
+    /// Inspect and edit the suppression list
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    ///
+    /// For bash: `feedpost completions bash > ~/.local/share/bash-completion/completions/feedpost`;
+    /// zsh: `feedpost completions zsh > ~/.zfunc/_feedpost` (with `fpath+=~/.zfunc` before
+    /// `compinit`); fish: `feedpost completions fish > ~/.config/fish/completions/feedpost.fish`.
+    Completions(CompletionsArgs),
+    /// Print the man page, or write one per command with `--out DIR`
+    ///
+    /// `feedpost man | man -l -` reads it; `feedpost man --out ~/.local/share/man/man1` installs
+    /// `feedpost.1` and `feedpost-<command>.1` for `man feedpost-publish`.
+    Man(ManArgs),
+}
+
+/// `init` options.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The folder of the new site (created if missing); default: the current folder.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The newsletter's name (`site.title`).
+    #[arg(long, default_value = "My Newsletter")]
+    pub title: String,
+    /// Where the archive will be published (`site.base_url`), an absolute http(s) URL.
+    #[arg(long, value_name = "URL", default_value = "https://example.org/")]
+    pub base_url: String,
+    /// The sender (`mail.from`), e.g. `"My Newsletter <news@example.org>"`; default: the
+    /// title at `newsletter@` the base URL's domain.
+    #[arg(long, value_name = "MAILBOX")]
+    pub from: Option<String>,
+    /// The language of the newsletter (`site.language`, BCP 47): `en`, `zh-CN`, `de`, ...
+    #[arg(long, default_value = "en")]
+    pub language: String,
+}
+
+/// `check` options.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Print one JSON object instead of lines: `{"findings": [{"file", "line", "severity",
+    /// "message"}], "errors", "warnings", "issues", "subscribers"}` (`line` 0: not on a line;
+    /// `subscribers` null when the config did not load).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `new` options.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The issue file to write (`issues/2026-12-04-weekly.md`), or a page bundle's folder
+    /// (`issues/2026-12-04-weekly`), relative to the current folder.
+    pub path: PathBuf,
+    /// The issue's title; default: from the file name.
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+/// `serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Preview the site on this machine, rebuilding and reloading the browser on every change;
+    /// needs no `[serve]` table and no `FEEDPOST_SECRET`.
+    #[arg(long)]
+    pub local: bool,
+    /// With `--local`: the port on 127.0.0.1; 0 takes any free one. Default: 1111, or any free
+    /// one when 1111 is taken.
+    #[arg(long, requires = "local")]
+    pub port: Option<u16>,
+    /// With `--local`: leave drafts and issues dated in the future out of the archive, as the
+    /// published site will (their emails are still previewed).
+    #[arg(long, requires = "local")]
+    pub hide_drafts: bool,
+}
+
+/// `completions` options.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+/// `man` options.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write `feedpost.1` and one `feedpost-<command>.1` per command into this folder instead
+    /// of printing `feedpost.1`.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// `publish` options.
@@ -95,10 +211,11 @@ pub struct PreviewArgs {
     /// The issue file.
     pub issue: PathBuf,
     /// Folder to write `<slug>.eml`, `<slug>.html`, `<slug>.txt` and the screenshots
-    /// `<slug>-<width>-<light|dark>.png` into.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// The sample recipient; default: the first subscriber in the list.
+    /// `<slug>-<width>-<light|dark>.png` into; default: `preview/` beside the config file.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The sample recipient, with their name when the subscriber list has them; default: the
+    /// first subscriber in the list.
     #[arg(long)]
     pub to: Option<String>,
     /// Do not write the PNG screenshots (600 and 375 px wide, light and dark), which need

@@ -8,6 +8,9 @@
 
 mod build;
 mod check;
+mod completions;
+mod init;
+mod new;
 mod preview;
 mod publish;
 mod serve;
@@ -21,6 +24,7 @@ use anyhow::Result;
 use crate::cli::{Cli, Command};
 use crate::config::Config;
 use crate::issue::IssueError;
+use crate::store;
 
 /// The exit code of a command that ran, but some items of it failed.
 pub const ITEMS_FAILED: u8 = 1;
@@ -95,22 +99,24 @@ pub struct Refused {
 /// The command could not run: bad config, unreadable folders, a store error, a server that
 /// refuses us; see [`Refused`] for several at once.
 pub fn run(cli: Cli) -> Result<Ran> {
-    if let Command::Check = cli.command {
-        // `check` reports a bad config as a finding instead of stopping on it.
-        return check::run(&cli.config);
-    }
-    let config = Config::from_file(&cli.config)?;
+    let path = &cli.config;
+    let config = || Config::from_file(path);
     match cli.command {
-        Command::Build => build::run(&config),
-        Command::Check => check::run(&cli.config),
+        // `check` reports a bad config as a finding instead of stopping on it.
+        Command::Check(args) => check::run(path, args.json),
+        Command::Init(args) => init::run(&args),
+        Command::New(args) => new::run(path, &args),
+        Command::Completions(args) => completions::completions(args.shell),
+        Command::Man(args) => completions::man(args.out.as_deref()),
+        Command::Build => build::run(&config()?),
         Command::Publish(args) => {
-            publish::run(&config, args.issue.as_deref(), publish::Mode::of(&args))
+            publish::run(&config()?, args.issue.as_deref(), publish::Mode::of(&args))
         }
-        Command::Retry(args) => publish::run(&config, Some(&args.issue), publish::Mode::Retry),
-        Command::Preview(args) => preview::run(&config, &args),
-        Command::Serve => serve::run(&config),
-        Command::Status(args) => status::run(&config, args.issue.as_deref(), args.json),
-        Command::Subscribers(sub) => subscribers::run(&config, sub),
+        Command::Retry(args) => publish::run(&config()?, Some(&args.issue), publish::Mode::Retry),
+        Command::Preview(args) => preview::run(&config()?, &args),
+        Command::Serve(args) => serve::run(config()?, path, &args),
+        Command::Status(args) => status::run(&config()?, args.issue.as_deref(), args.json),
+        Command::Subscribers(sub) => subscribers::run(&config()?, sub),
     }
 }
 
@@ -146,4 +152,32 @@ fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
         .build()
         .map_err(|e| anyhow::anyhow!("failed to start the async runtime: {e}"))?;
     Ok(runtime.block_on(future))
+}
+
+/// `n` with `one` or `many` after it, as summary lines count: `1 issue`, `2 issues`, `0 issues`.
+pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The permalinks of the issues `config`'s ledger has deliveries of on the channel the config
+/// sends through (SMTP with an `[smtp]` table, else the outbox): issues that went out, whose
+/// emails link their pages, so the site counts them as published even before their date (see
+/// [`crate::site::Site::count_as_published`]). Reads the ledger only if it exists; creates none.
+///
+/// # Errors
+/// The ledger exists but cannot be read.
+pub fn mailed_issues(config: &Config) -> Result<Vec<String>> {
+    block_on(async {
+        let Some(store) = store::open(config, store::Open::IfExists).await? else {
+            return Ok(Vec::new());
+        };
+        let channel = store::Channel::of(config);
+        let mut mailed = Vec::new();
+        for (issue, _) in store.issues().await? {
+            if store.channels_of(&issue).await?.contains(&channel) {
+                mailed.push(issue);
+            }
+        }
+        Ok(mailed)
+    })?
 }

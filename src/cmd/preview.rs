@@ -12,7 +12,8 @@ use crate::site::Site;
 use crate::subscribers;
 
 /// Writes `<slug>.eml` (the whole RFC 5322 message), `<slug>.html` and `<slug>.txt` into
-/// `args.out` for the sample recipient, then, unless `--no-screenshots`, the PNG screenshots of
+/// `args.out` (default: `preview/` beside the config file) for the sample recipient — `--to`,
+/// with their name when the subscriber list has them, else the list's first subscriber — then, unless `--no-screenshots`, the PNG screenshots of
 /// [`screenshot::capture`] when Chromium is installed (when it is not, says how to install it).
 /// The site is loaded as every command loads it (other bad issues do not stop a preview);
 /// nothing is sent and no store is opened. The unsubscribe links carry a placeholder token (not
@@ -35,9 +36,13 @@ pub fn run(config: &Config, args: &PreviewArgs) -> Result<Ran> {
         );
     }
     let (address, name) = match &args.to {
-        Some(to) => (to.clone(), None),
+        Some(to) => (to.clone(), listed_name(config, to)),
         None => first_subscriber(config).unwrap_or_else(|| ("reader@example.org".into(), None)),
     };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| config.root.join(DEFAULT_OUT));
     let message_id = IssueMail::message_id_for(
         issue.permalink.as_str(),
         &address.to_lowercase(),
@@ -50,14 +55,14 @@ pub fn run(config: &Config, args: &PreviewArgs) -> Result<Ran> {
     };
     let (_, eml) = mail.personalise(&recipient)?;
     let (html, text) = mail.bodies(&recipient);
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("failed to create `{}`", args.out.display()))?;
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("failed to create `{}`", out.display()))?;
     for (ext, bytes) in [
         ("eml", eml.as_slice()),
         ("html", html.as_bytes()),
         ("txt", text.as_bytes()),
     ] {
-        let path = args.out.join(format!("{}.{ext}", issue.slug));
+        let path = out.join(format!("{}.{ext}", issue.slug));
         std::fs::write(&path, bytes)
             .with_context(|| format!("failed to write `{}`", path.display()))?;
         writeln!(std::io::stdout().lock(), "{}", path.display())?;
@@ -65,8 +70,8 @@ pub fn run(config: &Config, args: &PreviewArgs) -> Result<Ran> {
     if !args.no_screenshots {
         match screenshot::find_chromium() {
             Ok(chromium) => {
-                let html = args.out.join(format!("{}.html", issue.slug));
-                for path in screenshot::capture(&chromium, &html, &args.out, &issue.slug)? {
+                let html = out.join(format!("{}.html", issue.slug));
+                for path in screenshot::capture(&chromium, &html, &out, &issue.slug)? {
                     writeln!(std::io::stdout().lock(), "{}", path.display())?;
                 }
             }
@@ -74,6 +79,32 @@ pub fn run(config: &Config, args: &PreviewArgs) -> Result<Ran> {
         }
     }
     Ok(Ran::success())
+}
+
+/// The folder `preview` writes into without `--out`, beside the config file.
+const DEFAULT_OUT: &str = "preview";
+
+/// The name the subscriber list gives `address` (compared as `publish` compares recipients),
+/// if it lists it with one.
+fn listed_name(config: &Config, address: &str) -> Option<String> {
+    let key = subscribers::normalize(address).ok()?.1;
+    let mut name = None;
+    subscribers::read(
+        &config.site.subscribers,
+        |s| {
+            if name.is_none() && s.key == key {
+                name = Some(s.name);
+            }
+        },
+        |_| {},
+    )
+    .ok()?;
+    if name.is_none() {
+        tracing::info!(
+            "`{address}` is not in the subscriber list: the preview greets nobody by name"
+        );
+    }
+    name.flatten()
 }
 
 fn first_subscriber(config: &Config) -> Option<(String, Option<String>)> {

@@ -1,6 +1,8 @@
-//! `feedpost serve`: the subscription server, until SIGINT or SIGTERM.
+//! `feedpost serve`: the subscription server, or (`--local`) the editor's preview, until SIGINT
+//! or SIGTERM.
 
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -8,6 +10,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use super::Ran;
+use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::deliver::transport;
 use crate::mail::sign::signer_for;
@@ -19,7 +22,8 @@ use crate::subscribers::token::Secret;
 /// The outbox folder of confirmation emails, under `mail.outbox` (issues use `<slug>/`).
 const CONFIRMATIONS: &str = "_confirmations";
 
-/// Serves `config`'s site as its `[serve]` table says: checks the secret, reads the topics from
+/// With `--local`, previews the site (see [`serve::local`]); else serves `config`'s site as its
+/// `[serve]` table says: checks the secret, reads the topics from
 /// the site, opens the ledger's subscriber tables, binds `serve.listen`, prints
 /// `listening on http://ADDRESS/` on stdout, and serves until SIGINT or SIGTERM; then waits up
 /// to 30 s for queued confirmation emails.
@@ -27,9 +31,13 @@ const CONFIRMATIONS: &str = "_confirmations";
 /// # Errors
 /// No `[serve]` table, no usable `FEEDPOST_SECRET`, an unreadable issues folder, ledger or DKIM
 /// key, a missing SMTP password, an address that cannot be bound.
-pub fn run(config: &Config) -> Result<Ran> {
+pub fn run(config: Config, config_path: &Path, args: &ServeArgs) -> Result<Ran> {
+    if args.local {
+        return local(config, config_path, args);
+    }
+    let config = &config;
     let serve = config.serve.as_ref().context(
-        "`feedpost serve` needs a [serve] table in the config file, e.g.\n\n[serve]\nlisten = \"127.0.0.1:8080\"\npublic_url = \"https://news.example.org/\"\n",
+        "`feedpost serve` needs a [serve] table in the config file, e.g.\n\n[serve]\nlisten = \"127.0.0.1:8080\"\npublic_url = \"https://news.example.org/\"\n\nTo preview the site on this machine instead, run `feedpost serve --local`",
     )?;
     let secret = Secret::from_env()?;
     let now = crate::now()?;
@@ -84,6 +92,26 @@ pub fn run(config: &Config) -> Result<Ran> {
         }
         Ok::<_, anyhow::Error>(())
     })?;
+    Ok(Ran::success())
+}
+
+/// `feedpost serve --local`: the preview, on a runtime of its own, until SIGINT or SIGTERM.
+fn local(config: Config, config_path: &Path, args: &ServeArgs) -> Result<Ran> {
+    let options = serve::local::Options {
+        port: args.port,
+        hide_drafts: args.hide_drafts,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    runtime.block_on(serve::local::run(
+        config,
+        config_path,
+        options,
+        Box::new(super::mailed_issues),
+        stop_signal(),
+    ))?;
     Ok(Ran::success())
 }
 

@@ -278,12 +278,20 @@ impl Config {
     /// A value that fails validation is an [`Invalid`] (key, line, message) under the context
     /// `invalid config file `path`, line N`.
     pub fn from_file(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "failed to read the config file `{}` (pass another with --config)",
-                path.display()
-            )
-        })?;
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                anyhow::bail!("{}", missing_config(path))
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "failed to read the config file `{}` (pass another with --config)",
+                        path.display()
+                    )
+                })
+            }
+        };
         let root = path
             .parent()
             .map(|p| {
@@ -520,6 +528,23 @@ impl Config {
             }
         }
     }
+}
+
+/// What to say when there is no config file at `path`: the folder looked in, and the two ways
+/// on (`feedpost init`, `--config`).
+fn missing_config(path: &Path) -> String {
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let folder = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf()),
+        None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    };
+    format!(
+        "there is no `{name}` in `{}`: run feedpost in the site's folder, pass its config with --config PATH, or start a site here with `feedpost init`",
+        folder.display()
+    )
 }
 
 /// Whether `host` is this machine: `localhost`, or a loopback address (`127.0.0.0/8`, `::1`).

@@ -22,6 +22,7 @@
 mod backend;
 mod client;
 mod files;
+pub mod local;
 mod mailer;
 mod pages;
 mod routes;

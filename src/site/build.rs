@@ -90,7 +90,7 @@ struct Rendered {
 
 impl Site<'_> {
     /// Builds the feeds and the web archive into `site.feeds` as of `now` (issues dated after
-    /// `now`, and drafts, are left out), rendering only outputs whose input changed since the
+    /// `now`, and drafts, are left out, unless [`Site::count_as_published`] named them), rendering only outputs whose input changed since the
     /// manifest's build and writing only files whose bytes changed; then removes files earlier
     /// builds wrote that the site no longer has, and saves the manifest. Bad issue files are in
     /// [`Report::errors`] and left out; the rest of the site is still built.
@@ -142,7 +142,7 @@ impl Site<'_> {
     /// folders they and earlier builds' outputs are in.
     fn plan(&self, now: DateTime<FixedOffset>) -> Plan {
         let published: Vec<usize> = (0..self.sources.len())
-            .filter(|&i| self.sources[i].listing.is_published_at(now))
+            .filter(|&i| self.is_published(&self.sources[i].listing, now))
             .collect();
         let mut is_published = vec![false; self.sources.len()];
         published.iter().for_each(|&i| is_published[i] = true);

@@ -77,6 +77,9 @@ pub struct Site<'c> {
     others: Vec<String>,
     /// How many issue files have been read so far.
     loaded: usize,
+    /// Permalinks of issues published whatever their date and `draft` say (see
+    /// [`Site::count_as_published`]).
+    also_published: HashSet<String>,
 }
 
 /// One issue file as this run sees it.
@@ -153,6 +156,7 @@ impl<'c> Site<'c> {
             files: files.len(),
             others,
             loaded: 0,
+            also_published: HashSet::new(),
         };
         let rows = manifest.sources.into_entries();
         let to_read = site.compare(&files, stats, rows, &manifest.permalink_prefix);
@@ -383,6 +387,21 @@ impl<'c> Site<'c> {
             path.display(),
             self.config.site.issues.display()
         )
+    }
+
+    /// Counts the issues whose permalinks are among `permalinks` as published, whatever their
+    /// date and `draft` say: [`Site::build`] lists them in the feeds and the archive and keeps
+    /// their pages. For issues already mailed (an issue sent early with `publish --future`: its
+    /// email links its page, which must not go away until its date comes), and for a local
+    /// preview that shows drafts.
+    pub fn count_as_published(&mut self, permalinks: impl IntoIterator<Item = String>) {
+        self.also_published.extend(permalinks);
+    }
+
+    /// Whether the issue listed as `listing` is published at `now`: [`Listing::is_published_at`],
+    /// or counted as published by [`Site::count_as_published`].
+    fn is_published(&self, listing: &Listing, now: DateTime<FixedOffset>) -> bool {
+        listing.is_published_at(now) || self.also_published.contains(&listing.permalink)
     }
 
     /// The newest issue listed in feeds at `now` (not a draft, not dated after `now`), as an

@@ -6,6 +6,7 @@
 //! lists of hundreds of thousands of subscribers. Suppressions (addresses that must not be mailed)
 //! live in the ledger, see [`crate::ledger`].
 
+pub mod check;
 pub mod token;
 
 use std::fmt;

@@ -207,7 +207,7 @@ fn a_deleted_output_folder_is_built_again() {
     // The whole folder, then one page folder removed by hand: each comes back.
     for (removed, changed) in [
         ("feeds", "37 files changed"),
-        ("feeds/issues/05-weekly", ": 1 files changed ("),
+        ("feeds/issues/05-weekly", ": 1 file changed ("),
     ] {
         std::fs::remove_dir_all(site.path().join(removed)).unwrap();
         let out = site.run(&["build"]).success();

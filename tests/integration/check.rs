@@ -37,7 +37,7 @@ fn seeds_get_warnings_with_file_and_line_and_exit_zero() {
         "{stdout}"
     );
     assert!(
-        stdout.ends_with("\n0 errors, 19 warnings in 5 issues\n"),
+        stdout.ends_with("\n0 errors, 19 warnings in 5 issues and 0 subscribers\n"),
         "{stdout}"
     );
     assert_golden("seeds/check.txt", &stdout);
@@ -60,7 +60,7 @@ fn invalid_site_gets_every_error_and_exit_one() {
         assert!(stdout.contains(line), "missing {line:?} in\n{stdout}");
     }
     assert!(
-        stdout.ends_with("\n9 errors, 3 warnings in 13 issues\n"),
+        stdout.ends_with("\n9 errors, 3 warnings in 13 issues and 0 subscribers\n"),
         "{stdout}"
     );
     assert_golden("invalid/check.txt", &stdout);
@@ -82,7 +82,7 @@ fn future_dates_are_warnings() {
     let out = site.run(&["check"]).success();
     assert_eq!(
         relative(&site, &out.stdout),
-        "SITE/issues/next.md:8: warning: dated in the future (2024-04-05T15:00:00+08:00): it gets no feed entry and `publish` skips it until then\n0 errors, 1 warning in 1 issue\n"
+        "SITE/issues/next.md:8: warning: dated in the future (2024-04-05T15:00:00+08:00): it gets no feed entry and `publish` skips it until then\n0 errors, 1 warning in 1 issue and 0 subscribers\n"
     );
 }
 
@@ -139,5 +139,8 @@ fn a_clean_site_says_so() {
             ),
         );
     let out = site.run(&["check"]).success();
-    assert_eq!(out.stdout, "0 errors, 0 warnings in 2 issues\n");
+    assert_eq!(
+        out.stdout,
+        "0 errors, 0 warnings in 2 issues and 0 subscribers\n"
+    );
 }

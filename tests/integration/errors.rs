@@ -43,7 +43,7 @@ fn a_command_that_cannot_run_exits_2_with_the_error_and_its_causes() {
 fn items_that_fail_exit_1_and_each_is_an_error_line() {
     let site = site().issue("bad.md", BROKEN);
     let out = site.run(&["build"]).code(1);
-    out.stdout_contains("built feeds for 1 issues");
+    out.stdout_contains("built feeds for 1 issue (1 published)");
     let stderr = relative(&site, &out.stderr);
     let errors: Vec<&str> = stderr
         .lines()

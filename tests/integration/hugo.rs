@@ -223,7 +223,7 @@ fn check_reports_what_readers_of_the_site_would_trip_on() {
     let stdout = relative(&site, &out.stdout);
     assert_golden("hugo/check.txt", &stdout);
     assert!(
-        stdout.ends_with("\n0 errors, 7 warnings in 4 issues\n"),
+        stdout.ends_with("\n0 errors, 7 warnings in 4 issues and 1 subscriber\n"),
         "{stdout}"
     );
 }

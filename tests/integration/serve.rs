@@ -64,9 +64,15 @@ pub struct Server {
 impl Server {
     /// Starts `feedpost serve` on `site` and waits for it to print its address.
     pub fn start(site: &Site) -> Server {
+        Server::start_with(site, &["serve"])
+    }
+
+    /// Starts the binary with `args` (a `serve` command) on `site` and waits for it to print
+    /// its address.
+    pub fn start_with(site: &Site, args: &[&str]) -> Server {
         let log = site.path().join("serve.log");
         let mut child = site
-            .command(&["serve"])
+            .command(args)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
