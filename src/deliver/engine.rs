@@ -26,7 +26,7 @@ use super::worker::{self, loud, Attempted, Crew, Done, Shared};
 use super::{Report, Settings};
 use crate::mail::sign::{SigningPool, Unsigned};
 use crate::mail::{IssueMail, Recipient};
-use crate::store::{Claim, Job, Outcome, Queue, Store, LEASE};
+use crate::store::{Claim, Job, Outcome, Queue, Store};
 
 /// Longest an outcome waits to be recorded when no worker needs it yet (e.g. all are waiting for
 /// a rate limit): the bound on how long an accepted message stays unrecorded.
@@ -471,9 +471,9 @@ impl<'e> Commits<'e> {
         Ok(())
     }
 
-    /// Renews this sender's leases every quarter of [`LEASE`].
+    /// Renews this sender's leases every quarter of the store's lease ([`Store::lease`]).
     async fn renew_leases(&mut self) -> Result<()> {
-        if self.last_renewal.elapsed() >= LEASE / 4 {
+        if self.last_renewal.elapsed() >= self.engine.store.lease() / 4 {
             self.last_renewal = Instant::now();
             let engine = self.engine;
             engine.store.renew_leases(engine.queue).await?;

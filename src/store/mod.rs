@@ -35,6 +35,7 @@
 //! blocking work inline (off the async workers on a multi-thread runtime). Times are Unix
 //! seconds, UTC, except where a name says milliseconds.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::time::Duration;
@@ -411,6 +412,12 @@ pub trait Store: Send + Sync {
     /// The sender this store claims for: who holds the leases it takes (host, process, start).
     fn owner(&self) -> &str;
 
+    /// How long a claim holds a delivery unless renewed: [`LEASE`], or the PostgreSQL store's
+    /// `store.lease_seconds`. The engine renews every quarter of it.
+    fn lease(&self) -> Duration {
+        LEASE
+    }
+
     // --- A run over one queue ------------------------------------------------------------
 
     /// Starts a run of `q`: rows left `sending` by a sender that is gone go back to `queued`
@@ -538,12 +545,26 @@ pub enum Open {
     ToSend,
 }
 
-/// Opens the store `config` names — today the SQLite file `mail.ledger` — as `how` says.
+/// Opens the store `config` names — the PostgreSQL store of a `[store]` table, else the SQLite
+/// file `mail.ledger` — as `how` says.
+///
+/// A PostgreSQL store is shared: [`Open::ToSend`] lets several senders in at once (they share
+/// the work through leases), and every open but [`Open::IfExists`] applies the migrations the
+/// database lacks.
 ///
 /// # Errors
-/// Another process is sending with it ([`Open::ToSend`]), or it cannot be opened, is not a
-/// feedpost store, or was written by a newer feedpost; every message names it.
+/// Another process is sending with the SQLite file ([`Open::ToSend`]), or the store cannot be
+/// opened or reached, is not a feedpost store, or was written by a newer feedpost; every message
+/// names it (a server without its password).
 pub async fn open(config: &Config, how: Open) -> Result<Option<Box<dyn Store>>> {
+    if let Some(pg) = &config.store {
+        let missing = match how {
+            Open::IfExists => postgres::Missing::Skip,
+            Open::OrCreate | Open::ToSend => postgres::Missing::Migrate,
+        };
+        let store = postgres::PgStore::connect(pg, missing).await?;
+        return Ok(store.map(|s| Box::new(s) as Box<dyn Store>));
+    }
     let path = &config.mail.ledger;
     let store = match how {
         Open::IfExists => sqlite::SqliteStore::open_existing(path)?,
@@ -551,4 +572,19 @@ pub async fn open(config: &Config, how: Open) -> Result<Option<Box<dyn Store>>> 
         Open::ToSend => Some(sqlite::SqliteStore::open_to_send(path)?),
     };
     Ok(store.map(|s| Box::new(s) as Box<dyn Store>))
+}
+
+/// This process as a lease owner: host name, process id and start time (Unix milliseconds), so
+/// two runs never share a name even when the process id comes round again.
+pub(crate) fn owner_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    format!(
+        "{host}:{}:{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
+    )
 }
