@@ -1,0 +1,337 @@
+//! The PostgreSQL store (`[store] url`) against a real server started by the test
+//! (`support::postgres`): the store's leases seen directly through `PgStore`, and several real
+//! `publish` processes sharing one issue's queue, one of them killed with SIGKILL mid-send.
+
+use std::collections::BTreeSet;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use feedpost::config;
+use feedpost::store::postgres::{Missing, PgStore};
+use feedpost::store::{Channel, Claim, NewDelivery, Outcome, Queue, State, Store};
+
+use crate::support::postgres::Postgres;
+use crate::support::smtp_server::{header, Faults, SmtpServer};
+use crate::support::{assert_delivered_once, by_recipient, issue, many_subscribers, readers, Site};
+
+const Q: Queue<'static> = Queue {
+    issue: "https://example.org/issues/1/",
+    channel: Channel::Smtp,
+};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn store(url: &str, lease: Duration) -> PgStore {
+    let table = config::Store {
+        url: url.to_string(),
+        lease,
+    };
+    PgStore::connect(&table, Missing::Migrate)
+        .await
+        .unwrap()
+        .expect("migrated")
+}
+
+fn claim(limit: usize) -> Claim {
+    Claim {
+        now_ms: chrono::Utc::now().timestamp_millis(),
+        limit,
+        max_run_attempts: 5,
+    }
+}
+
+async fn enqueue(store: &PgStore, keys: &[String]) {
+    let new: Vec<NewDelivery<'_>> = keys
+        .iter()
+        .map(|k| NewDelivery {
+            key: k,
+            address: k,
+            name: None,
+            message_id: format!("<{k}>"),
+        })
+        .collect();
+    store.enqueue(Q, &new).await.unwrap();
+}
+
+#[test]
+fn two_senders_claim_disjoint_batches_and_a_dead_senders_lease_is_taken_over() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database();
+    runtime().block_on(async {
+        let a = store(&url, Duration::from_secs(300)).await;
+        let b = store(&url, Duration::from_secs(2)).await;
+        assert_ne!(a.owner(), b.owner());
+        let keys = readers(10);
+        enqueue(&a, &keys).await;
+        // Enqueued again by the other sender: nothing new.
+        let again = a
+            .enqueue(
+                Q,
+                &[NewDelivery {
+                    key: &keys[0],
+                    address: &keys[0],
+                    name: None,
+                    message_id: "<other>".into(),
+                }],
+            )
+            .await
+            .unwrap();
+        assert_eq!((again.queued, again.existing), (0, 1));
+
+        let (ja, jb) = tokio::join!(a.claim(Q, claim(6)), b.claim(Q, claim(6)));
+        let (ja, jb) = (ja.unwrap(), jb.unwrap());
+        let ka: BTreeSet<_> = ja.iter().map(|j| j.key.clone()).collect();
+        let kb: BTreeSet<_> = jb.iter().map(|j| j.key.clone()).collect();
+        assert!(ka.is_disjoint(&kb), "{ka:?} and {kb:?} overlap");
+        assert_eq!(ka.len() + kb.len(), 10, "every row claimed once");
+        assert_eq!(a.counts(Q).await.unwrap().sending, 10);
+
+        // `b` dies holding its rows; `a` records its own, and may not record `b`'s.
+        let theirs = Outcome::Sent {
+            key: jb[0].key.clone(),
+            reply: "250 ok".into(),
+        };
+        let mine: Vec<Outcome> = ja
+            .iter()
+            .map(|j| Outcome::Sent {
+                key: j.key.clone(),
+                reply: "250 ok".into(),
+            })
+            .chain([theirs])
+            .collect();
+        let recorded = a.record_and_claim(Q, &mine, claim(10)).await.unwrap();
+        assert_eq!(recorded.lost, 1, "an outcome for another sender's row");
+        assert!(recorded.jobs.is_empty(), "b's leases have not expired yet");
+        // A new run leaves live leases alone.
+        assert_eq!(a.begin_run(Q).await.unwrap(), 0);
+        let next = a
+            .next_retry_at(Q, 5)
+            .await
+            .unwrap()
+            .expect("b's rows pending");
+        assert!(next <= chrono::Utc::now().timestamp_millis() + 2_000);
+
+        // After b's lease (2 s) expires, a claim takes b's rows over.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut taken = Vec::new();
+        while taken.len() < jb.len() {
+            assert!(Instant::now() < deadline, "b's rows never taken over");
+            taken.extend(a.claim(Q, claim(10)).await.unwrap());
+            if taken.len() < jb.len() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let taken: BTreeSet<_> = taken.into_iter().map(|j| j.key).collect();
+        assert_eq!(taken, kb);
+        // b comes back: its outcomes are lost, the rows stay a's.
+        let late = Outcome::Sent {
+            key: jb[0].key.clone(),
+            reply: "250 ok".into(),
+        };
+        assert_eq!(b.record(Q, &[late]).await.unwrap(), 1);
+        assert_eq!(
+            a.state_of(Q, &jb[0].key).await.unwrap(),
+            Some(State::Sending)
+        );
+    });
+}
+
+#[test]
+fn outcomes_suppressions_and_the_audience_follow_the_sqlite_store() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database();
+    runtime().block_on(async {
+        let s = store(&url, Duration::from_secs(300)).await;
+        let keys = readers(5);
+        enqueue(&s, &keys).await;
+        s.suppress(&keys[4], "complaint").await.unwrap();
+        let jobs = s.claim(Q, claim(10)).await.unwrap();
+        assert_eq!(jobs.len(), 4, "the suppressed reader is not claimed");
+        assert_eq!(s.state_of(Q, &keys[4]).await.unwrap(), Some(State::Removed));
+        let later = chrono::Utc::now().timestamp_millis() + 60_000;
+        let outcomes = vec![
+            Outcome::Sent {
+                key: keys[0].clone(),
+                reply: "250 ok".into(),
+            },
+            Outcome::Deferred {
+                key: keys[1].clone(),
+                reply: "451 later".into(),
+                next_attempt_at: later,
+            },
+            Outcome::Failed {
+                key: keys[2].clone(),
+                reply: "550 no such user".into(),
+                suppress: true,
+            },
+            Outcome::Requeue {
+                key: keys[3].clone(),
+            },
+        ];
+        assert_eq!(s.record(Q, &outcomes).await.unwrap(), 0);
+        let c = s.counts(Q).await.unwrap();
+        assert_eq!(
+            (c.sent, c.deferred, c.failed, c.queued, c.removed, c.attempts),
+            (1, 1, 1, 1, 1, 3)
+        );
+        assert_eq!(s.next_retry_at(Q, 5).await.unwrap(), Some(later));
+        assert_eq!(
+            s.suppression_of(&keys[2]).await.unwrap().as_deref(),
+            Some("550 no such user")
+        );
+        assert!(s.sent_times_since(0).await.unwrap().len() == 1);
+
+        // The audience: keys[3] left the list; keys[4]'s suppression is lifted and it is
+        // listed again.
+        assert!(s.unsuppress(&keys[4]).await.unwrap());
+        s.begin_audience().await.unwrap();
+        let listed: Vec<(&str, bool)> = [0, 1, 2, 4]
+            .iter()
+            .map(|&i| (keys[i].as_str(), true))
+            .collect();
+        s.admit(&listed).await.unwrap();
+        let settled = s.settle_audience(Q).await.unwrap();
+        assert_eq!((settled.removed, settled.restored), (1, 1));
+        assert_eq!(s.state_of(Q, &keys[3]).await.unwrap(), Some(State::Removed));
+        assert_eq!(s.state_of(Q, &keys[4]).await.unwrap(), Some(State::Queued));
+        let rows = s.rows(Q, &[State::Removed], 10).await.unwrap();
+        assert_eq!(
+            rows[0].last_reply.as_deref(),
+            Some("not sent: no longer in the subscriber list")
+        );
+    });
+}
+
+fn site(pg_url: &str, port: u16, n: usize, lease: u32) -> Site {
+    Site::new()
+        .smtp(port, "concurrency = 4")
+        .store(pg_url, &format!("lease_seconds = {lease}"))
+        .subscribers(&many_subscribers(n))
+        .issue(
+            "2024-03-08-weekly.md",
+            &issue(
+                "SOFA Weekly | 第 8 期",
+                "2024-03-08T15:00:00+08:00",
+                &["SOFA Weekly"],
+                "短讯。\n",
+            ),
+        )
+}
+
+fn spawn_publish(site: &Site) -> Child {
+    site.command(&["publish"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start feedpost")
+}
+
+/// The `sent N` of a publish's summary line.
+fn sent_by(stdout: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("sent "))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no summary in {stdout}"))
+}
+
+#[test]
+fn three_publishes_on_one_issue_share_the_work_and_send_each_recipient_once() {
+    const N: usize = 20_000;
+    let Some(pg) = Postgres::start() else { return };
+    let server = SmtpServer::start(Faults::new());
+    let site = site(&pg.database(), server.port(), N, 300);
+    let children: Vec<Child> = (0..3).map(|_| spawn_publish(&site)).collect();
+    let mut total = 0;
+    let mut each = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().expect("wait for feedpost");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        let sent = sent_by(&stdout);
+        total += sent;
+        each.push(sent);
+    }
+    eprintln!("three publishes sent {each:?}");
+    assert_eq!(total, N as u64, "the three summaries add up: {each:?}");
+    assert!(
+        each.iter().filter(|&&n| n > 0).count() >= 2,
+        "the work was shared: {each:?}"
+    );
+    assert_eq!(assert_delivered_once(&server.received(), &readers(N)), 0);
+    let status = site.status();
+    assert_eq!(status["counts"]["sent"], N as u64);
+    assert_eq!(status["counts"]["sending"], 0);
+}
+
+#[test]
+fn one_of_three_publishes_killed_mid_send_loses_nobody_and_repeats_only_its_messages_in_flight() {
+    const N: usize = 6_000;
+    let Some(pg) = Postgres::start() else { return };
+    let server = SmtpServer::start(Faults::new().delay_reply(Duration::from_millis(1)));
+    // A short lease, so the survivors take the dead sender's rows over within the test.
+    let site = site(&pg.database(), server.port(), N, 3);
+    let mut victim = spawn_publish(&site);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !server.wait_for(200, Duration::from_millis(100)) {
+        if let Some(status) = victim.try_wait().expect("poll feedpost") {
+            panic!("feedpost ended ({status}) before sending 200 messages");
+        }
+        assert!(Instant::now() < deadline, "timed out before 200 messages");
+    }
+    let survivors: Vec<Child> = (0..2).map(|_| spawn_publish(&site)).collect();
+    // Killed once the others are sending too.
+    let mark = server.received_count() + 300;
+    while !server.wait_for(mark, Duration::from_millis(100)) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out before {mark} messages"
+        );
+    }
+    victim.kill().expect("SIGKILL feedpost");
+    victim.wait().expect("reap feedpost");
+    for child in survivors {
+        let out = child.wait_with_output().expect("wait for feedpost");
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    server.wait_idle();
+    // Nobody lost; every copy of a message carries the same Message-ID; the repeats are at most
+    // what the dead sender had in flight (its connections).
+    let received = server.received();
+    let copies = by_recipient(&received);
+    let mut want = readers(N);
+    want.sort();
+    assert!(
+        copies.keys().eq(want.iter()),
+        "every subscriber got the issue"
+    );
+    let mut repeats = 0;
+    for (to, msgs) in &copies {
+        let ids: BTreeSet<_> = msgs
+            .iter()
+            .map(|m| header(&m.data, "Message-ID").expect("Message-ID"))
+            .collect();
+        assert_eq!(ids.len(), 1, "{to}'s copies differ in Message-ID: {ids:?}");
+        repeats += msgs.len() - 1;
+    }
+    eprintln!("one of three killed: {repeats} repeated messages (bound: concurrency 4)");
+    assert!(
+        repeats <= 4,
+        "{repeats} repeats exceed the killed sender's 4 connections"
+    );
+    let status = site.status();
+    assert_eq!(status["counts"]["sent"], N as u64);
+    assert_eq!(status["counts"]["sending"], 0);
+}
