@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use feedpost::store::sqlite::SqliteStore;
+use feedpost::store::Store;
 use feedpost::subscribers::token::{self, Secret};
 use mail_parser::MessageParser;
 
 use crate::support::smtp_server::{Faults, SmtpServer};
-use crate::support::{issue, Site};
+use crate::support::{block_on, issue, Site};
 
 /// The secret every test server signs with.
 pub const SECRET: &str = "serve-tests-secret-0123456789abcdef0123456789";
@@ -165,11 +166,10 @@ pub fn post_form(url: &str, fields: &[(&str, &str)]) -> Answer {
 
 /// The subscriber row of `address` in the site's ledger: (state, topics).
 pub fn subscriber(site: &Site, address: &str) -> Option<(String, Vec<String>)> {
-    SqliteStore::open(&site.ledger())
+    let store = SqliteStore::open(&site.ledger()).unwrap();
+    block_on(store.subscriber(address))
         .unwrap()
-        .web_subscriber(address)
-        .unwrap()
-        .map(|s| (s.state, s.topics))
+        .map(|s| (s.state.as_str().to_string(), s.topics))
 }
 
 /// The confirmation link in a received message's plain-text part.

@@ -24,7 +24,7 @@ pub(super) fn list(conn: &mut Connection) -> Result<Vec<Suppression>> {
 }
 
 /// See [`crate::store::Store::suppression_of`].
-pub(super) fn reason(conn: &mut Connection, key: &str) -> Result<Option<String>> {
+pub(super) fn reason(conn: &Connection, key: &str) -> Result<Option<String>> {
     Ok(conn
         .prepare_cached("SELECT reason FROM suppressions WHERE address = ?1")?
         .query_row(params![key], |r| r.get(0))
