@@ -335,3 +335,240 @@ fn one_of_three_publishes_killed_mid_send_loses_nobody_and_repeats_only_its_mess
     assert_eq!(status["counts"]["sent"], N as u64);
     assert_eq!(status["counts"]["sending"], 0);
 }
+
+mod subscribers {
+    use chrono::{DateTime, Utc};
+    use feedpost::store::{
+        Added, Confirmed, NewSubscriber, Removed, Requested, Source, Store, SubscriberState,
+        SubscriptionRequest, Unsubscribed, UNSUBSCRIBED,
+    };
+
+    use super::{runtime, store};
+    use crate::support::postgres::Postgres;
+
+    fn at(hours: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap() + chrono::Duration::hours(hours)
+    }
+
+    fn request(address: &str, topics: &[&str], now: DateTime<Utc>) -> SubscriptionRequest {
+        SubscriptionRequest {
+            address: address.into(),
+            name: Some("读者".into()),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            expires: now + chrono::Duration::hours(48),
+        }
+    }
+
+    async fn state(s: &dyn Store, key: &str) -> Option<SubscriberState> {
+        s.subscriber(key).await.unwrap().map(|r| r.state)
+    }
+
+    #[test]
+    fn the_subscriber_operations_follow_the_sqlite_store() {
+        let Some(pg) = Postgres::start() else { return };
+        let url = pg.database();
+        runtime().block_on(async {
+            let s = store(&url, std::time::Duration::from_secs(300)).await;
+            let s: &dyn Store = &s;
+            // Request, confirm, confirm again.
+            let r = request("Reader@Example.org", &["MOSN"], at(0));
+            assert_eq!(
+                s.request_subscription(&r, at(0)).await.unwrap(),
+                Requested::MailConfirmation
+            );
+            assert_eq!(
+                state(s, "reader@example.org").await,
+                Some(SubscriberState::Pending)
+            );
+            assert_eq!(
+                s.confirm_subscription("reader@example.org", at(1))
+                    .await
+                    .unwrap(),
+                Confirmed::Confirmed
+            );
+            let row = s.subscriber("reader@example.org").await.unwrap().unwrap();
+            assert_eq!(
+                (
+                    row.email.as_str(),
+                    row.name.as_deref(),
+                    row.topics.clone(),
+                    row.source
+                ),
+                (
+                    "Reader@Example.org",
+                    Some("读者"),
+                    vec!["MOSN".to_string()],
+                    Source::Web
+                )
+            );
+            assert_eq!(
+                s.confirm_subscription("reader@example.org", at(2))
+                    .await
+                    .unwrap(),
+                Confirmed::AlreadyConfirmed
+            );
+            // A lapsed request confirms nothing and is purged with its pending subscriber.
+            s.request_subscription(&request("late@x.org", &[], at(0)), at(0))
+                .await
+                .unwrap();
+            assert_eq!(
+                s.confirm_subscription("late@x.org", at(48)).await.unwrap(),
+                Confirmed::NoRequest
+            );
+            assert_eq!(s.purge_lapsed_requests(at(47)).await.unwrap(), 0);
+            assert_eq!(s.purge_lapsed_requests(at(48)).await.unwrap(), 1);
+            assert_eq!(state(s, "late@x.org").await, None);
+            // Unsubscribe wins; a new confirmed request lifts its suppression.
+            assert_eq!(
+                s.unsubscribe("file@x.org", at(0)).await.unwrap(),
+                Unsubscribed::Unsubscribed
+            );
+            assert_eq!(
+                s.unsubscribe("file@x.org", at(1)).await.unwrap(),
+                Unsubscribed::AlreadyUnsubscribed
+            );
+            assert_eq!(
+                s.suppression_of("file@x.org").await.unwrap().as_deref(),
+                Some(UNSUBSCRIBED)
+            );
+            s.request_subscription(&request("file@x.org", &[], at(3)), at(3))
+                .await
+                .unwrap();
+            assert_eq!(
+                state(s, "file@x.org").await,
+                Some(SubscriberState::Unsubscribed)
+            );
+            s.confirm_subscription("file@x.org", at(4)).await.unwrap();
+            assert_eq!(
+                state(s, "file@x.org").await,
+                Some(SubscriberState::Confirmed)
+            );
+            assert_eq!(s.suppression_of("file@x.org").await.unwrap(), None);
+            // A bounced address gets no confirmation mail.
+            s.suppress("bounced@x.org", "550 5.1.1 no such user")
+                .await
+                .unwrap();
+            assert_eq!(
+                s.request_subscription(&request("bounced@x.org", &[], at(0)), at(0))
+                    .await
+                    .unwrap(),
+                Requested::Suppressed
+            );
+            // The editor adds; an unsubscribed or suppressed reader is left alone.
+            let none: Vec<String> = vec![];
+            let new = |key: &'static str| NewSubscriber {
+                key,
+                email: key,
+                name: None,
+                topics: &[],
+                source: Source::Cli,
+            };
+            s.unsubscribe("gone@x.org", at(0)).await.unwrap();
+            let added = s
+                .add_subscribers(
+                    &[
+                        new("new@x.org"),
+                        new("reader@example.org"),
+                        new("gone@x.org"),
+                        new("bounced@x.org"),
+                    ],
+                    at(5),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                added,
+                [
+                    Added::Added,
+                    Added::Updated,
+                    Added::Unsubscribed,
+                    Added::Suppressed
+                ]
+            );
+            assert_eq!(
+                s.remove_subscriber("new@x.org").await.unwrap(),
+                Removed::Removed
+            );
+            assert_eq!(
+                s.remove_subscriber("gone@x.org").await.unwrap(),
+                Removed::Kept(SubscriberState::Unsubscribed)
+            );
+            assert_eq!(
+                s.remove_subscriber("nobody@x.org").await.unwrap(),
+                Removed::NotFound
+            );
+            // The editor's file: listed readers confirmed, unsubscribed ones reported, the
+            // unlisted pruned.
+            let topics = vec!["MOSN".to_string()];
+            let file = |key: &'static str| NewSubscriber {
+                key,
+                email: key,
+                name: Some("F"),
+                topics: &topics,
+                source: Source::File,
+            };
+            let blocked = s
+                .list_file_subscribers(
+                    &[file("f1@x.org"), file("f2@x.org"), file("gone@x.org")],
+                    1,
+                    at(6),
+                )
+                .await
+                .unwrap();
+            assert_eq!(blocked, ["gone@x.org"]);
+            assert_eq!(
+                s.subscriber("f1@x.org").await.unwrap().unwrap().topics,
+                topics
+            );
+            assert_eq!(
+                s.list_file_subscribers(&[file("f1@x.org")], 2, at(7))
+                    .await
+                    .unwrap(),
+                none
+            );
+            // f2, and file@x.org: its unsubscribe recorded it with source `file`, and its
+            // confirmation on the web kept that source (as in the SQLite store).
+            assert_eq!(s.prune_file_subscribers(2).await.unwrap(), 2);
+            assert_eq!(state(s, "f2@x.org").await, None);
+            let counts = s.subscriber_counts().await.unwrap();
+            assert_eq!(
+                (counts.pending, counts.confirmed, counts.unsubscribed),
+                (0, 2, 1)
+            );
+            let first = s.subscribers("", 2).await.unwrap();
+            let rest = s.subscribers(&first[1].address, 10).await.unwrap();
+            assert_eq!(first.len() + rest.len(), counts.total() as usize);
+        });
+    }
+
+    #[test]
+    fn two_stores_racing_subscribe_and_unsubscribe_on_one_address_end_consistent() {
+        let Some(pg) = Postgres::start() else { return };
+        let url = pg.database();
+        runtime().block_on(async {
+            let a = store(&url, std::time::Duration::from_secs(300)).await;
+            let b = store(&url, std::time::Duration::from_secs(300)).await;
+            for i in 0..30 {
+                let key = format!("race{i}@x.org");
+                let r = request(&key, &[], at(0));
+                a.request_subscription(&r, at(0)).await.unwrap();
+                let (confirmed, left) = tokio::join!(
+                    a.confirm_subscription(&key, at(1)),
+                    b.unsubscribe(&key, at(1))
+                );
+                confirmed.unwrap();
+                left.unwrap();
+                // Whichever came last decides; the suppression always agrees with the state.
+                let st = state(&a, &key).await.unwrap();
+                let suppressed = a.suppression_of(&key).await.unwrap();
+                match st {
+                    SubscriberState::Unsubscribed => {
+                        assert_eq!(suppressed.as_deref(), Some(UNSUBSCRIBED), "{key}")
+                    }
+                    SubscriberState::Confirmed => assert_eq!(suppressed, None, "{key}"),
+                    other => panic!("{key}: {other:?}"),
+                }
+            }
+        });
+    }
+}

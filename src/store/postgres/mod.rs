@@ -20,6 +20,7 @@ pub mod schema;
 mod audience;
 mod issues;
 mod queue;
+mod subscribers;
 mod suppressions;
 
 use std::time::Duration;
@@ -29,9 +30,12 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
+use chrono::{DateTime, Utc};
+
 use super::{
-    Channel, Claim, Counts, DeliveryRow, EarlierIssue, Enqueued, IssueRecord, NewDelivery, Outcome,
-    Queue, Recorded, Settled, State, Store, Suppression,
+    Added, Channel, Claim, Confirmed, Counts, DeliveryRow, EarlierIssue, Enqueued, IssueRecord,
+    NewDelivery, NewSubscriber, Outcome, Queue, Recorded, Removed, Requested, Settled, State,
+    Store, SubscriberCounts, SubscriberRow, SubscriptionRequest, Suppression, Unsubscribed,
 };
 use crate::config;
 
@@ -420,6 +424,81 @@ impl Store for PgStore {
         in_tx!(self, "lift a suppression", |tx| suppressions::lift(
             &tx, key
         ))
+    }
+
+    async fn request_subscription(
+        &self,
+        request: &SubscriptionRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Requested> {
+        in_tx!(self, "record a subscription request", |tx| {
+            subscribers::request(&tx, request, now)
+        })
+    }
+
+    async fn confirm_subscription(&self, key: &str, now: DateTime<Utc>) -> Result<Confirmed> {
+        in_tx!(self, "confirm a subscription", |tx| subscribers::confirm(
+            &tx, key, now
+        ))
+    }
+
+    async fn unsubscribe(&self, key: &str, now: DateTime<Utc>) -> Result<Unsubscribed> {
+        in_tx!(self, "unsubscribe", |tx| subscribers::unsubscribe(
+            &tx, key, now
+        ))
+    }
+
+    async fn purge_lapsed_requests(&self, now: DateTime<Utc>) -> Result<u64> {
+        in_tx!(self, "purge lapsed subscription requests", |tx| {
+            subscribers::purge_lapsed(&tx, now)
+        })
+    }
+
+    async fn subscriber(&self, key: &str) -> Result<Option<SubscriberRow>> {
+        in_tx!(self, "read a subscriber", |tx| subscribers::get(&tx, key))
+    }
+
+    async fn subscribers(&self, after: &str, limit: usize) -> Result<Vec<SubscriberRow>> {
+        in_tx!(self, "list subscribers", |tx| subscribers::page(
+            &tx, after, limit
+        ))
+    }
+
+    async fn subscriber_counts(&self) -> Result<SubscriberCounts> {
+        in_tx!(self, "count subscribers", |tx| subscribers::counts(&tx))
+    }
+
+    async fn add_subscribers(
+        &self,
+        new: &[NewSubscriber<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Added>> {
+        in_tx!(self, "add subscribers", |tx| subscribers::add(
+            &tx, new, now
+        ))
+    }
+
+    async fn remove_subscriber(&self, key: &str) -> Result<Removed> {
+        in_tx!(self, "remove a subscriber", |tx| subscribers::remove(
+            &tx, key
+        ))
+    }
+
+    async fn list_file_subscribers(
+        &self,
+        listed: &[NewSubscriber<'_>],
+        run: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        in_tx!(self, "read the subscriber file into the store", |tx| {
+            subscribers::list_file(&tx, listed, run, now)
+        })
+    }
+
+    async fn prune_file_subscribers(&self, run: i64) -> Result<u64> {
+        in_tx!(self, "prune subscribers no longer in the file", |tx| {
+            subscribers::prune_file(&tx, run)
+        })
     }
 
     async fn earlier_copies(&self, r: &IssueRecord<'_>) -> Result<Vec<EarlierIssue>> {

@@ -218,7 +218,9 @@ async fn claim_in(
 }
 
 /// The recording of [`record_and_claim`]: one statement for every outcome, each changing its
-/// row only while the row is `sending` under `owner`'s lease. Returns how many rows were not.
+/// row only while the row is `sending` under `owner`'s lease (a permanent failure of the
+/// recipient's own also suppresses the address and makes its subscriber bounced). Returns how
+/// many rows were not.
 async fn record(
     tx: &Transaction<'_>,
     q: Queue<'_>,
@@ -299,8 +301,15 @@ async fn record(
                  ON CONFLICT (address) DO UPDATE SET reason = excluded.reason,
                      issue = excluded.issue, suppressed_at = excluded.suppressed_at
                  RETURNING 1
+             ), bounced AS (
+                 -- The subscriber bounced, unless it had left already: that stays its state.
+                 UPDATE subscribers s SET state = 'bounced', updated_at = $10 FROM o
+                 WHERE o.suppress AND o.recipient IN (SELECT recipient FROM done)
+                     AND s.address = o.recipient AND s.state <> 'unsubscribed'
+                 RETURNING 1
              )
-             SELECT (SELECT COUNT(*) FROM done), (SELECT COUNT(*) FROM suppressed)",
+             SELECT (SELECT COUNT(*) FROM done), (SELECT COUNT(*) FROM suppressed),
+                 (SELECT COUNT(*) FROM bounced)",
         )
         .await?;
     let row = tx

@@ -13,7 +13,7 @@ use refinery::{Migration, Runner};
 
 /// The migrations, oldest first: `V<n>__<name>` and their SQL. Never edit one that shipped;
 /// add the next.
-const MIGRATIONS: &[(&str, &str)] = &[("V1__deliveries", V1)];
+const MIGRATIONS: &[(&str, &str)] = &[("V1__deliveries", V1), ("V2__subscribers", V2)];
 
 /// The tables of version 1.
 const V1: &str = "
@@ -75,6 +75,35 @@ CREATE UNLOGGED TABLE audience (
     admitted_at BIGINT NOT NULL,
     PRIMARY KEY (owner, key)
 );
+";
+
+/// Version 2: the subscribers (see [`crate::store::subscribers`]) and their requests waiting
+/// for confirmation. Keys are lowercased addresses, as in deliveries and suppressions.
+const V2: &str = "
+CREATE TABLE subscribers (
+    address TEXT PRIMARY KEY,
+    email TEXT NOT NULL,
+    name TEXT,
+    -- A JSON array of strings; empty: every issue.
+    topics TEXT NOT NULL DEFAULT '[]',
+    state TEXT NOT NULL CHECK (state IN ('pending', 'confirmed', 'unsubscribed', 'bounced')),
+    source TEXT NOT NULL CHECK (source IN ('file', 'web', 'import', 'cli')),
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    confirmed_at BIGINT,
+    unsubscribed_at BIGINT,
+    -- The last publish (Unix ms) whose subscribers.toml listed it.
+    listed_run BIGINT
+);
+CREATE TABLE subscription_requests (
+    address TEXT PRIMARY KEY,
+    email TEXT NOT NULL,
+    name TEXT,
+    topics TEXT NOT NULL DEFAULT '[]',
+    requested_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX subscription_requests_expiry ON subscription_requests (expires_at);
 ";
 
 /// The advisory lock (`pg_advisory_lock`) held while migrating: "feedpost" in ASCII.
