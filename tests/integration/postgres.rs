@@ -572,3 +572,64 @@ mod subscribers {
         });
     }
 }
+
+#[test]
+fn store_copy_moves_a_sqlite_ledger_into_postgresql_and_publish_goes_on_from_it() {
+    let Some(pg) = Postgres::start() else { return };
+    let server = SmtpServer::start(Faults::new());
+    let url = pg.database();
+    // Published with the SQLite ledger to 300 of the 400 readers.
+    let mut local = Site::new()
+        .smtp(server.port(), "concurrency = 2")
+        .subscribers(&many_subscribers(300))
+        .issue(
+            "2024-03-08-weekly.md",
+            &issue(
+                "SOFA Weekly | 第 8 期",
+                "2024-03-08T15:00:00+08:00",
+                &["SOFA Weekly"],
+                "短讯。\n",
+            ),
+        );
+    local.run(&["publish"]).success();
+    local.run(&["subscribers", "suppress", "reader0001@example.test"]);
+    let ledger = local.ledger();
+    let ledger = ledger.to_str().unwrap();
+
+    local = local.store(&url, "");
+    let out = local.run(&["store", "status"]).success();
+    assert!(
+        out.stdout.contains("no feedpost tables yet"),
+        "{}",
+        out.stdout
+    );
+    let out = local.run(&["store", "copy", "--from", ledger]).success();
+    assert!(
+        out.stdout.contains("deliveries 300") && out.stdout.contains("suppressions 1"),
+        "{}",
+        out.stdout
+    );
+    // A second copy is refused: the store is not empty; with --force it adds nothing.
+    let refused = local.run(&["store", "copy", "--from", ledger]).failure();
+    assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
+    let forced = local
+        .run(&["store", "copy", "--from", ledger, "--force"])
+        .success();
+    assert!(
+        forced.stdout.contains("deliveries 0 of 300"),
+        "{}",
+        forced.stdout
+    );
+    let out = local.run(&["store", "migrate"]).success();
+    assert!(out.stdout.contains("(up to date)"), "{}", out.stdout);
+    let out = local.run(&["store", "status"]).success();
+    assert!(out.stdout.contains("sent 300"), "{}", out.stdout);
+    assert!(out.stdout.contains("suppressions: 1"), "{}", out.stdout);
+    assert!(!out.stdout.contains("password"), "{}", out.stdout);
+
+    // From the PostgreSQL store, the publish mails only the 100 new readers.
+    let local = local.subscribers(&many_subscribers(400));
+    let out = local.run(&["publish"]).success();
+    assert!(out.stdout.starts_with("sent 100,"), "{}", out.stdout);
+    assert_eq!(assert_delivered_once(&server.received(), &readers(400)), 0);
+}

@@ -15,6 +15,7 @@
 //! comes from the environment only ([`crate::config::PASSWORD_VAR`], then `PGPASSWORD`), and no
 //! message names it.
 
+pub mod copy;
 pub mod schema;
 
 mod audience;
@@ -134,6 +135,11 @@ impl PgStore {
             owner: super::owner_name(),
             lease: store.lease,
         }))
+    }
+
+    /// "the PostgreSQL store `URL`", for messages (as [`Store::describe`]).
+    pub fn describe_store(&self) -> String {
+        format!("the PostgreSQL store `{}`", self.url)
     }
 
     /// The server and database, without a password.
@@ -517,5 +523,56 @@ impl Store for PgStore {
         in_tx!(self, "record the issue", |tx| issues::record(
             &tx, r, as_new
         ))
+    }
+}
+
+/// What `feedpost store status` shows of a PostgreSQL store beyond the [`Store`] methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overview {
+    /// The schema version of the database (the newest migration applied).
+    pub schema_version: i64,
+    /// The senders holding unexpired leases now, by name (`host:pid:start`), with how many rows
+    /// each holds.
+    pub senders: Vec<(String, u64)>,
+}
+
+impl PgStore {
+    /// The schema version and the senders at work now.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub async fn overview(&self) -> Result<Overview> {
+        let mut conn = self.client().await?;
+        let client: &mut tokio_postgres::Client = &mut conn;
+        let schema_version = schema::version(client)
+            .await
+            .with_context(|| self.failed("read the schema version"))?;
+        let senders = client
+            .query(
+                "SELECT lease_owner, COUNT(*) FROM deliveries
+                 WHERE state = 'sending' AND lease_expires_at > $1
+                 GROUP BY lease_owner ORDER BY lease_owner",
+                &[&now_ms()],
+            )
+            .await
+            .with_context(|| self.failed("list the senders"))?
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+            .collect();
+        Ok(Overview {
+            schema_version,
+            senders,
+        })
+    }
+
+    /// Applies the migrations the database lacks; returns the names of those applied.
+    ///
+    /// # Errors
+    /// As [`schema::migrate`].
+    pub async fn migrate(&self) -> Result<Vec<String>> {
+        let mut conn = self.client().await?;
+        schema::migrate(&mut conn)
+            .await
+            .with_context(|| self.failed("migrate"))
     }
 }
