@@ -473,6 +473,13 @@ pub trait Store: Send + Sync {
     /// none.
     async fn next_retry_at(&self, q: Queue<'_>, max_run_attempts: u32) -> Result<Option<i64>>;
 
+    /// How many senders are at work on this store now (holding unexpired leases, on any
+    /// queue), this one included: at least 1. A store that lets one sender in at a time (the
+    /// SQLite file) answers 1.
+    async fn senders(&self) -> Result<u32> {
+        Ok(1)
+    }
+
     /// The times (Unix seconds) of the messages recorded sent by SMTP since `since`, oldest
     /// first, over every issue: what an hourly cap has already used. Outbox files do not count.
     async fn sent_times_since(&self, since: i64) -> Result<Vec<i64>>;

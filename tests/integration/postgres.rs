@@ -633,3 +633,57 @@ fn store_copy_moves_a_sqlite_ledger_into_postgresql_and_publish_goes_on_from_it(
     assert!(out.stdout.starts_with("sent 100,"), "{}", out.stdout);
     assert_eq!(assert_delivered_once(&server.received(), &readers(400)), 0);
 }
+
+#[test]
+fn the_hourly_cap_holds_across_three_publishes_sharing_the_store() {
+    const CAP: usize = 200;
+    let Some(pg) = Postgres::start() else { return };
+    let server = SmtpServer::start(Faults::new());
+    let site = Site::new()
+        .smtp(
+            server.port(),
+            &format!("concurrency = 2\nrate_per_second = 40\nhourly_cap = {CAP}\nhourly_cap_wait_secs = 1"),
+        )
+        .store(&pg.database(), "")
+        .subscribers(&many_subscribers(1_000))
+        .issue(
+            "2024-03-08-weekly.md",
+            &issue(
+                "SOFA Weekly | 第 8 期",
+                "2024-03-08T15:00:00+08:00",
+                &["SOFA Weekly"],
+                "短讯。\n",
+            ),
+        );
+    site.run(&["store", "migrate"]).success();
+    let children: Vec<Child> = (0..3).map(|_| spawn_publish(&site)).collect();
+    let mut each = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().expect("wait for feedpost");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // Stopped by the cap, with the rest left queued: exit 1.
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        each.push(sent_by(&stdout));
+    }
+    server.wait_idle();
+    let total = server.received_count();
+    eprintln!("hourly cap {CAP} shared by three publishes: sent {each:?}, {total} in all");
+    // Alone, each would send the whole cap (3 x 200 = 600). Shared, the cap can be passed only
+    // by what the others sent between two counts (2 s at the shared rate of 40/s); a sender
+    // counts its own latest messages twice while they may be unrecorded, so the three may stop
+    // a little short of the cap, never far.
+    assert!(total >= CAP / 2, "{total} sent, far short of the cap");
+    assert!(
+        total <= CAP + 2 * 40 * 2,
+        "{total} sent for a shared cap of {CAP}"
+    );
+    let status = site.status();
+    assert_eq!(status["counts"]["sent"], total as u64);
+    assert_eq!(status["counts"]["sending"], 0);
+    assert_eq!(status["counts"]["queued"], (1_000 - total) as u64);
+}

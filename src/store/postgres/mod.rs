@@ -354,6 +354,14 @@ impl Store for PgStore {
         ))
     }
 
+    async fn senders(&self) -> Result<u32> {
+        in_tx!(self, "count the senders", |tx| queue::senders(
+            &tx,
+            &self.owner,
+            now_ms()
+        ))
+    }
+
     async fn sent_times_since(&self, since: i64) -> Result<Vec<i64>> {
         in_tx!(self, "read the send times", |tx| queue::sent_times_since(
             &tx, since

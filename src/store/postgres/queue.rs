@@ -365,6 +365,19 @@ pub(super) async fn next_retry_at(
     })
 }
 
+/// See [`crate::store::Store::senders`]: the other owners of unexpired leases, and this one.
+pub(super) async fn senders(tx: &Transaction<'_>, owner: &str, now_ms: i64) -> Result<u32> {
+    let others: i64 = tx
+        .query_one(
+            "SELECT COUNT(DISTINCT lease_owner) FROM deliveries
+             WHERE state = 'sending' AND lease_expires_at > $1 AND lease_owner <> $2",
+            &[&now_ms, &owner],
+        )
+        .await?
+        .get(0);
+    Ok(u32::try_from(others).unwrap_or(u32::MAX).saturating_add(1))
+}
+
 /// See [`crate::store::Store::sent_times_since`].
 pub(super) async fn sent_times_since(tx: &Transaction<'_>, since: i64) -> Result<Vec<i64>> {
     let rows = tx
