@@ -12,7 +12,9 @@ use feedpost::store::{Channel, Claim, NewDelivery, Outcome, Queue, State, Store}
 
 use crate::support::postgres::Postgres;
 use crate::support::smtp_server::{header, Faults, SmtpServer};
-use crate::support::{assert_delivered_once, by_recipient, issue, many_subscribers, readers, Site};
+use crate::support::{
+    assert_delivered_once, by_recipient, issue, many_subscribers, reader, readers, Site,
+};
 
 const Q: Queue<'static> = Queue {
     issue: "https://example.org/issues/1/",
@@ -686,4 +688,114 @@ fn the_hourly_cap_holds_across_three_publishes_sharing_the_store() {
     assert_eq!(status["counts"]["sent"], total as u64);
     assert_eq!(status["counts"]["sending"], 0);
     assert_eq!(status["counts"]["queued"], (1_000 - total) as u64);
+}
+
+#[test]
+fn two_serve_processes_take_subscribes_and_unsubscribes_while_a_publish_runs() {
+    use crate::serve::{post_form, Server, SECRET};
+    use feedpost::subscribers::token::{self, Secret};
+
+    const READERS: usize = 1_500;
+    const CHANGES: usize = 30;
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database();
+    let smtp = SmtpServer::start(Faults::new().delay_reply(Duration::from_millis(2)));
+    // Two hosts: two folders with the same config, sharing the store.
+    let host = || {
+        crate::serve::site(Some(&smtp), "")
+            .store(&url, "")
+            .subscribers(&many_subscribers(READERS))
+    };
+    let (a, b) = (host(), host());
+    a.run(&["store", "migrate"]).success();
+    let servers = [Server::start(&a), Server::start(&b)];
+    let mut publish = spawn_publish(&a);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !smtp.wait_for(100, Duration::from_millis(100)) {
+        assert!(Instant::now() < deadline, "the publish sent nothing");
+    }
+    let secret = Secret::new(SECRET.as_bytes().to_vec()).unwrap();
+    let public = url::Url::parse("http://localhost/").unwrap();
+    let mut left = Vec::new();
+    for i in 0..CHANGES {
+        // A newcomer on one server, a reader of the file leaving on the other.
+        let (one, other) = (&servers[i % 2], &servers[(i + 1) % 2]);
+        let newcomer = format!("web{i}@example.test");
+        let answer = post_form(
+            &format!("{}/subscribe", one.base),
+            &[("email", newcomer.as_str()), ("topics", "MOSN")],
+        );
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let leaving = reader(READERS - 1 - i * 7);
+        let unsubscribe = token::unsubscribe_url(&public, &secret, &leaving);
+        let done = post_form(
+            &other.local(unsubscribe.as_str()),
+            &[("List-Unsubscribe", "One-Click")],
+        );
+        assert_eq!(done.status, 200, "{}", done.body);
+        left.push(leaving);
+    }
+    let out = publish.wait_with_output().expect("wait for publish");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for server in servers {
+        let (code, log) = server.stop();
+        assert_eq!(code, Some(0), "{log}");
+    }
+    smtp.wait_idle();
+
+    // Each newcomer got one confirmation, and is pending; each reader who left is unsubscribed
+    // and suppressed, and got the issue at most once (sent before leaving) — nobody twice.
+    let received = smtp.received();
+    let copies = by_recipient(&received);
+    for i in 0..CHANGES {
+        let newcomer = format!("web{i}@example.test");
+        assert_eq!(copies.get(&newcomer).map(Vec::len), Some(1), "{newcomer}");
+    }
+    for (to, msgs) in &copies {
+        assert_eq!(msgs.len(), 1, "{to} got {} messages", msgs.len());
+    }
+    runtime().block_on(async {
+        let s = store(&url, Duration::from_secs(300)).await;
+        for i in 0..CHANGES {
+            let row = s
+                .subscriber(&format!("web{i}@example.test"))
+                .await
+                .unwrap()
+                .expect("newcomer recorded");
+            assert_eq!(row.state, feedpost::store::SubscriberState::Pending);
+        }
+        for reader in &left {
+            let row = s
+                .subscriber(reader)
+                .await
+                .unwrap()
+                .expect("leaver recorded");
+            assert_eq!(row.state, feedpost::store::SubscriberState::Unsubscribed);
+            assert!(
+                s.suppression_of(reader).await.unwrap().is_some(),
+                "{reader}"
+            );
+        }
+    });
+    // Every file reader is accounted for: sent, or removed because they left first.
+    let status = a.status();
+    let counts = &status["counts"];
+    assert_eq!(
+        counts["sent"].as_u64().unwrap() + counts["removed"].as_u64().unwrap(),
+        READERS as u64,
+        "{status}"
+    );
+    let mailed_leavers = left.iter().filter(|r| copies.contains_key(*r)).count() as u64;
+    assert_eq!(
+        counts["removed"].as_u64().unwrap(),
+        CHANGES as u64 - mailed_leavers
+    );
+    // The other host publishing again sends nothing.
+    let again = b.run(&["publish"]).success();
+    assert!(again.stdout.starts_with("sent 0,"), "{}", again.stdout);
 }

@@ -328,9 +328,32 @@ impl Store for PgStore {
         claim: Claim,
     ) -> Result<Recorded> {
         let lease_ms = self.lease.as_millis() as i64;
-        in_tx!(self, "record outcomes and claim deliveries", |tx| {
-            queue::record_and_claim(&tx, q, &self.owner, lease_ms, outcomes, claim)
-        })
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let conn = self
+                .pool
+                .get()
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", pool_error(&e)))
+                .with_context(|| self.failed("record outcomes and claim deliveries"))?;
+            match queue::record_and_claim(&conn, q, &self.owner, lease_ms, outcomes, claim).await {
+                Ok(recorded) => return Ok(recorded),
+                Err(e) => {
+                    // Its transaction may be open still: the connection is closed, never
+                    // handed out again.
+                    drop(deadpool_postgres::Object::take(conn));
+                    if tries < 3 && retryable(&e) {
+                        continue;
+                    }
+                    let e = match e.downcast_ref::<tokio_postgres::Error>() {
+                        Some(pg) => anyhow::anyhow!("{}", pg_error(pg)),
+                        None => e,
+                    };
+                    return Err(e.context(self.failed("record outcomes and claim deliveries")));
+                }
+            }
+        }
     }
 
     async fn renew_leases(&self, q: Queue<'_>) -> Result<()> {

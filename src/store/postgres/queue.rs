@@ -8,7 +8,7 @@
 //! Each function runs inside the caller's transaction.
 
 use anyhow::Result;
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{GenericClient, Transaction};
 
 use super::now_unix;
 use crate::store::{
@@ -87,21 +87,41 @@ pub(super) async fn begin_run(tx: &Transaction<'_>, q: Queue<'_>, now_ms: i64) -
     Ok(recovered)
 }
 
-/// See [`crate::store::Store::record_and_claim`].
+/// See [`crate::store::Store::record_and_claim`]: one transaction on `conn`, its statements
+/// pipelined — `BEGIN`, the recording and the first pick of the claim go out together, then
+/// `COMMIT` — so a commit costs two round trips to the server however many outcomes it holds.
+///
+/// The transaction commits with `synchronous_commit` off: a feedpost killed at any moment loses
+/// nothing (the server holds the commit), and a crash of the server itself may forget the last
+/// fraction of a second of records, whose messages are then sent again with the same Message-ID
+/// — never lost. The SQLite ledger's durability (WAL, `synchronous=NORMAL`) is the same.
+///
+/// On an error the transaction may be left open: the caller must not give `conn` back to the
+/// pool.
 pub(super) async fn record_and_claim(
-    tx: &Transaction<'_>,
+    conn: &deadpool_postgres::Client,
     q: Queue<'_>,
     owner: &str,
     lease_ms: i64,
     outcomes: &[Outcome],
     claim: Claim,
 ) -> Result<Recorded> {
-    let lost = record(tx, q, owner, outcomes).await?;
-    let jobs = if claim.limit > 0 {
-        claim_in(tx, q, owner, lease_ms, claim).await?
-    } else {
-        Vec::new()
+    let begin = conn.batch_execute("BEGIN; SET LOCAL synchronous_commit TO OFF");
+    let recorded = record(conn, q, owner, outcomes);
+    let claimed = async {
+        if claim.limit > 0 {
+            claim_in(conn, q, owner, lease_ms, claim).await
+        } else {
+            Ok(Vec::new())
+        }
     };
+    // Polled in this order, so sent in this order: the recording and the claim touch different
+    // rows (this sender's `sending` ones, and `queued`, due or expired ones), so neither waits
+    // for the other's answer.
+    let (begun, lost, jobs) = futures_util::future::join3(begin, recorded, claimed).await;
+    begun?;
+    let (lost, jobs) = (lost?, jobs?);
+    conn.batch_execute("COMMIT").await?;
     Ok(Recorded { jobs, lost })
 }
 
@@ -126,15 +146,15 @@ pub(super) async fn renew_leases(
 /// may have in one run, `$5` how many; a pick that needs no `$3` or `$4` still names it (`IS
 /// NOT NULL`), so that every pick is prepared with the same parameter types.
 const PICKS: [&str; 3] = [
-    "SELECT recipient FROM deliveries
+    "SELECT ctid, recipient FROM deliveries
      WHERE issue = $1 AND channel = $2 AND state = 'queued' AND $3::int8 IS NOT NULL
          AND $4::int4 IS NOT NULL
      ORDER BY recipient LIMIT $5 FOR UPDATE SKIP LOCKED",
-    "SELECT recipient FROM deliveries
+    "SELECT ctid, recipient FROM deliveries
      WHERE issue = $1 AND channel = $2 AND state = 'deferred' AND next_attempt_at <= $3
          AND run_attempts < $4
      ORDER BY next_attempt_at, recipient LIMIT $5 FOR UPDATE SKIP LOCKED",
-    "SELECT recipient FROM deliveries
+    "SELECT ctid, recipient FROM deliveries
      WHERE issue = $1 AND channel = $2 AND state = 'sending' AND lease_expires_at <= $3
          AND $4::int4 IS NOT NULL
      ORDER BY lease_expires_at, recipient LIMIT $5 FOR UPDATE SKIP LOCKED",
@@ -142,9 +162,11 @@ const PICKS: [&str; 3] = [
 
 /// The claim of [`record_and_claim`]: each pick is locked (skipping rows another sender is
 /// taking), then marked `sending` under `owner`'s lease — or `removed`, when the address is
-/// suppressed by now — in the same statement.
+/// suppressed by now — in the same statement. The rows are found again by their `ctid` (they
+/// are locked, so it cannot change): joined by key, the planner walks every delivery of the
+/// issue for each claim.
 async fn claim_in(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     q: Queue<'_>,
     owner: &str,
     lease_ms: i64,
@@ -176,7 +198,7 @@ async fn claim_in(
                              next_attempt_at = CASE WHEN s.reason IS NULL THEN d.next_attempt_at END,
                              updated_at = $8
                          FROM picked p LEFT JOIN suppressions s ON s.address = p.recipient
-                         WHERE d.issue = $1 AND d.channel = $2 AND d.recipient = p.recipient
+                         WHERE d.ctid = p.ctid
                          RETURNING d.recipient, d.address, d.name, d.message_id, d.attempts,
                              d.state = 'sending'
                      )
@@ -222,7 +244,7 @@ async fn claim_in(
 /// recipient's own also suppresses the address and makes its subscriber bounced). Returns how
 /// many rows were not.
 async fn record(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     q: Queue<'_>,
     owner: &str,
     outcomes: &[Outcome],
