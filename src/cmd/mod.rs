@@ -13,6 +13,7 @@ mod init;
 mod new;
 mod preview;
 mod publish;
+mod schedule;
 mod serve;
 mod status;
 mod subscribers;

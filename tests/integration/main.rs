@@ -25,6 +25,7 @@ mod preview;
 mod publish;
 mod refusals;
 mod safe_links;
+mod schedule;
 mod serve;
 mod serve_browser;
 mod serve_local;

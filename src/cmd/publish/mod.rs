@@ -13,6 +13,7 @@ mod audience;
 mod report;
 mod test_send;
 
+use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -25,11 +26,12 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::cli::PublishArgs;
+use crate::cmd::schedule::{self, Schedule};
 use crate::cmd::Ran;
 use crate::config::Config;
 use crate::deliver::{self, Engine, Settings};
 use crate::feed::websub;
-use crate::issue::Issue;
+use crate::issue::{Issue, Listing};
 use crate::mail::sign::SigningPool;
 use crate::mail::{self, IssueMail};
 use crate::site::{self, Site};
@@ -62,6 +64,18 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// This mode, allowing an issue dated in the future (as `--future` does).
+    fn with_future(self) -> Mode {
+        match self {
+            Mode::Publish { as_new_issue, .. } => Mode::Publish {
+                as_new_issue,
+                future: true,
+            },
+            Mode::DryRun { .. } => Mode::DryRun { future: true },
+            other => other,
+        }
+    }
+
     /// The mode `publish`'s options ask for.
     pub fn of(args: &PublishArgs) -> Mode {
         match (&args.to, args.dry_run) {
@@ -85,15 +99,22 @@ impl Mode {
 /// draft, dated in the future without `--future`, or already mailed under another permalink), a
 /// held lock, a missing `FEEDPOST_SECRET`, a server that refuses us or the message, or a store
 /// error.
-pub fn run(config: &Config, issue: Option<&Path>, mode: Mode) -> Result<Ran> {
+pub fn run(config: &Config, issue: Option<&Path>, mut mode: Mode) -> Result<Ran> {
     let mut site = Site::load(config)?;
     super::refuse_bad_issues(site.errors())?;
     let now = crate::now()?;
     let index = match issue {
         Some(path) => site.find(path)?,
-        None => site.newest_published(now.fixed_offset()).context(
-            "there is no issue to publish: every issue is a draft or dated in the future",
-        )?,
+        None => match scheduled(config, &site, now)? {
+            Some((index, early)) => {
+                if early {
+                    // Sent early with `--future`: a scheduled run goes on with it.
+                    mode = mode.with_future();
+                }
+                index
+            }
+            None => return Ok(Ran::success()),
+        },
     };
     let issue = site.issue(index)?.clone();
     check_publishable(&issue, now, &mode)?;
@@ -104,6 +125,59 @@ pub fn run(config: &Config, issue: Option<&Path>, mode: Mode) -> Result<Ran> {
             Mode::Publish { .. } | Mode::Retry => send(config, site, &issue, &mode, now).await,
         }
     })?
+}
+
+/// The issue a `publish` without an issue sends: the newest due one (see [`Schedule`]); older
+/// due issues never mailed are left, with a line saying so (a new list never gets a backlog).
+/// Returns its index and whether it is dated in the future (mailed early with `--future`);
+/// `None`, with a line on stdout saying when the next one is due, when no issue is due yet.
+///
+/// # Errors
+/// No issue is due and none is scheduled (every issue a draft, or none at all), or the ledger
+/// cannot be read.
+fn scheduled(config: &Config, site: &Site, now: DateTime<Utc>) -> Result<Option<(usize, bool)>> {
+    let mailed: HashSet<String> = super::mailed_issues(config)?.into_iter().collect();
+    let listings: Vec<&Listing> = site.listings().collect();
+    let now = now.fixed_offset();
+    let schedule = Schedule::of(&listings, &mailed, now);
+    let path = |i: usize| {
+        site.path_of(i)
+            .map_or(String::new(), |p| p.display().to_string())
+    };
+    let Some(due) = schedule.due else {
+        let Some(next) = schedule.next else {
+            bail!("there is no issue to publish: every issue is a draft (set `draft: false` in its front matter), or there is none (`feedpost new issues/NAME.md` writes one)");
+        };
+        let l = listings[next];
+        writeln!(
+            std::io::stdout().lock(),
+            "nothing to publish yet: the next issue, `{}` ({}), is due {} ({}); nothing was sent",
+            l.title,
+            path(next),
+            schedule::when(l.date),
+            schedule::from_now(l.date, now),
+        )?;
+        return Ok(None);
+    };
+    if let Some(&newest) = schedule.skipped.first() {
+        let n = schedule.skipped.len();
+        info!(
+            "left {} never mailed, the newest `{}` ({}): a publish without an issue sends only the newest due issue, `{}`; `feedpost publish FILE` sends an older one",
+            super::count(n, "older issue", "older issues"),
+            listings[newest].title,
+            path(newest),
+            listings[due].title,
+        );
+    }
+    if let Some(next) = schedule.next {
+        info!(
+            "the next scheduled issue, `{}`, is due {} ({})",
+            listings[next].title,
+            schedule::when(listings[next].date),
+            schedule::from_now(listings[next].date, now),
+        );
+    }
+    Ok(Some((due, listings[due].date > now)))
 }
 
 /// Refuses a draft, and an issue dated after `now` unless `--future` allows it; a test send
@@ -260,6 +334,12 @@ async fn send(
         after,
     };
     report::print_summary(channel, &summary, &outbox)?;
+    if report.sent == 0 && report.failed == 0 && before.sent > 0 && after.pending() == 0 {
+        info!(
+            "nothing new to send: `{}` already went to every eligible reader on the list",
+            issue.title
+        );
+    }
     report::conclude(config, issue, store, queue, report, after).await
 }
 
