@@ -207,6 +207,10 @@ pub struct PublishArgs {
     /// already mailed under another slug or base URL (same title and date, or same content).
     #[arg(long)]
     pub as_new_issue: bool,
+    /// Print the summary as one JSON object on stdout, with the same numbers as the text line
+    /// (see the README's "Publishing from scripts").
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `retry` options.
@@ -214,6 +218,9 @@ pub struct PublishArgs {
 pub struct RetryArgs {
     /// The issue file.
     pub issue: PathBuf,
+    /// Print the summary as one JSON object on stdout, as `publish --json` does.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `preview` options.

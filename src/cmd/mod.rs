@@ -110,10 +110,18 @@ pub fn run(cli: Cli) -> Result<Ran> {
         Command::Completions(args) => completions::completions(args.shell),
         Command::Man(args) => completions::man(args.out.as_deref()),
         Command::Build => build::run(&config()?),
-        Command::Publish(args) => {
-            publish::run(&config()?, args.issue.as_deref(), publish::Mode::of(&args))
-        }
-        Command::Retry(args) => publish::run(&config()?, Some(&args.issue), publish::Mode::Retry),
+        Command::Publish(args) => publish::run(
+            &config()?,
+            args.issue.as_deref(),
+            publish::Mode::of(&args),
+            args.json,
+        ),
+        Command::Retry(args) => publish::run(
+            &config()?,
+            Some(&args.issue),
+            publish::Mode::Retry,
+            args.json,
+        ),
         Command::Preview(args) => preview::run(&config()?, &args),
         Command::Serve(args) => serve::run(config()?, path, &args),
         Command::Status(args) => status::run(&config()?, args.issue.as_deref(), args.json),

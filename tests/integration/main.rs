@@ -23,6 +23,7 @@ mod limits;
 mod pipelining;
 mod preview;
 mod publish;
+mod publish_json;
 mod refusals;
 mod safe_links;
 mod schedule;

@@ -92,20 +92,21 @@ impl Mode {
 }
 
 /// `feedpost publish` and `retry`: see the module docs. `issue` is the issue file; without one,
-/// the newest issue that is not a draft and not dated in the future.
+/// the newest issue whose date has come (see [`scheduled`]). `json`: the summary as one JSON
+/// object on stdout instead of the text line (see [`report`]).
 ///
 /// # Errors
 /// A bad issue file anywhere in the site (nothing is sent), an issue that cannot be published (a
 /// draft, dated in the future without `--future`, or already mailed under another permalink), a
 /// held lock, a missing `FEEDPOST_SECRET`, a server that refuses us or the message, or a store
 /// error.
-pub fn run(config: &Config, issue: Option<&Path>, mut mode: Mode) -> Result<Ran> {
+pub fn run(config: &Config, issue: Option<&Path>, mut mode: Mode, json: bool) -> Result<Ran> {
     let mut site = Site::load(config)?;
     super::refuse_bad_issues(site.errors())?;
     let now = crate::now()?;
     let index = match issue {
         Some(path) => site.find(path)?,
-        None => match scheduled(config, &site, now)? {
+        None => match scheduled(config, &site, now, json)? {
             Some((index, early)) => {
                 if early {
                     // Sent early with `--future`: a scheduled run goes on with it.
@@ -120,9 +121,11 @@ pub fn run(config: &Config, issue: Option<&Path>, mut mode: Mode) -> Result<Ran>
     check_publishable(&issue, now, &mode)?;
     super::block_on(async {
         match mode {
-            Mode::DryRun { .. } => dry_run(config, &issue).await,
-            Mode::TestSend { to } => test_send::run(config, &issue, &to, now).await,
-            Mode::Publish { .. } | Mode::Retry => send(config, site, &issue, &mode, now).await,
+            Mode::DryRun { .. } => dry_run(config, &issue, json).await,
+            Mode::TestSend { to } => test_send::run(config, &issue, &to, now, json).await,
+            Mode::Publish { .. } | Mode::Retry => {
+                send(config, site, &issue, &mode, now, json).await
+            }
         }
     })?
 }
@@ -135,7 +138,12 @@ pub fn run(config: &Config, issue: Option<&Path>, mut mode: Mode) -> Result<Ran>
 /// # Errors
 /// No issue is due and none is scheduled (every issue a draft, or none at all), or the ledger
 /// cannot be read.
-fn scheduled(config: &Config, site: &Site, now: DateTime<Utc>) -> Result<Option<(usize, bool)>> {
+fn scheduled(
+    config: &Config,
+    site: &Site,
+    now: DateTime<Utc>,
+    json: bool,
+) -> Result<Option<(usize, bool)>> {
     let mailed: HashSet<String> = super::mailed_issues(config)?.into_iter().collect();
     let listings: Vec<&Listing> = site.listings().collect();
     let now = now.fixed_offset();
@@ -149,14 +157,28 @@ fn scheduled(config: &Config, site: &Site, now: DateTime<Utc>) -> Result<Option<
             bail!("there is no issue to publish: every issue is a draft (set `draft: false` in its front matter), or there is none (`feedpost new issues/NAME.md` writes one)");
         };
         let l = listings[next];
-        writeln!(
-            std::io::stdout().lock(),
-            "nothing to publish yet: the next issue, `{}` ({}), is due {} ({}); nothing was sent",
-            l.title,
-            path(next),
-            schedule::when(l.date),
-            schedule::from_now(l.date, now),
-        )?;
+        let line = if json {
+            serde_json::json!({
+                "action": "nothing_due",
+                "sent": 0,
+                "next": {
+                    "issue": l.permalink,
+                    "title": l.title,
+                    "file": path(next),
+                    "date": l.date.with_timezone(&Utc).to_rfc3339(),
+                },
+            })
+            .to_string()
+        } else {
+            format!(
+                "nothing to publish yet: the next issue, `{}` ({}), is due {} ({}); nothing was sent",
+                l.title,
+                path(next),
+                schedule::when(l.date),
+                schedule::from_now(l.date, now),
+            )
+        };
+        writeln!(std::io::stdout().lock(), "{line}")?;
         return Ok(None);
     };
     if let Some(&newest) = schedule.skipped.first() {
@@ -270,6 +292,7 @@ async fn send(
     issue: &Issue,
     mode: &Mode,
     now: DateTime<Utc>,
+    json: bool,
 ) -> Result<Ran> {
     let channel = Channel::of(config);
     let queue = Queue {
@@ -327,13 +350,20 @@ async fn send(
     let report = report?;
     let after = store.counts(queue).await?;
     let summary = report::Summary {
+        action: if *mode == Mode::Retry {
+            "retry"
+        } else {
+            "publish"
+        },
+        issue,
+        channel,
         sent: report.sent,
         already: before.sent,
         skipped,
         failed: report.failed,
         after,
     };
-    report::print_summary(channel, &summary, &outbox)?;
+    report::print_summary(&summary, &outbox, json)?;
     if report.sent == 0 && report.failed == 0 && before.sent > 0 && after.pending() == 0 {
         info!(
             "nothing new to send: `{}` already went to every eligible reader on the list",
@@ -409,14 +439,31 @@ fn ping_hub(hub: &url::Url, built: &site::Report) {
 
 /// `--dry-run`: counts as the real run would — the same reading of the subscriber list, the
 /// topic filter and the suppression list — and writes nothing (not even a store).
-async fn dry_run(config: &Config, issue: &Issue) -> Result<Ran> {
+async fn dry_run(config: &Config, issue: &Issue, json: bool) -> Result<Ran> {
+    let channel = Channel::of(config);
     let queue = Queue {
         issue: issue.permalink.as_str(),
-        channel: Channel::of(config),
+        channel,
     };
     let store = store::open(config, Open::IfExists).await?;
     let count = audience::dry_count(config, issue, store.as_deref(), queue).await?;
     let transport = deliver::transport::from_config(config, config.mail.outbox.join(&issue.slug))?;
+    if json {
+        let doc = serde_json::json!({
+            "action": "dry_run",
+            "issue": issue.permalink.as_str(),
+            "title": issue.title,
+            "file": issue.path.display().to_string(),
+            "channel": channel.as_str(),
+            "via": transport.describe(),
+            "would_send": count.would_send,
+            "already_sent": count.already,
+            "skipped": count.skipped,
+            "failed_before": count.failed,
+        });
+        writeln!(std::io::stdout().lock(), "{doc}")?;
+        return Ok(Ran::success());
+    }
     let mut line = format!(
         "dry run: `{}` ({}) would go to {} recipients via {}; already sent {}, skipped {}",
         issue.title,
