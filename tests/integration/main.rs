@@ -30,6 +30,7 @@ mod schedule;
 mod serve;
 mod serve_browser;
 mod serve_local;
+mod setup_mistakes;
 mod status;
 mod test_send;
 mod tls;
