@@ -447,7 +447,7 @@ async fn dry_run(config: &Config, issue: &Issue, json: bool) -> Result<Ran> {
     };
     let store = store::open(config, Open::IfExists).await?;
     let count = audience::dry_count(config, issue, store.as_deref(), queue).await?;
-    let transport = deliver::transport::from_config(config, config.mail.outbox.join(&issue.slug))?;
+    let via = dry_run_transport(config, &issue.slug);
     if json {
         let doc = serde_json::json!({
             "action": "dry_run",
@@ -455,7 +455,7 @@ async fn dry_run(config: &Config, issue: &Issue, json: bool) -> Result<Ran> {
             "title": issue.title,
             "file": issue.path.display().to_string(),
             "channel": channel.as_str(),
-            "via": transport.describe(),
+            "via": via,
             "would_send": count.would_send,
             "already_sent": count.already,
             "skipped": count.skipped,
@@ -465,11 +465,15 @@ async fn dry_run(config: &Config, issue: &Issue, json: bool) -> Result<Ran> {
         return Ok(Ran::success());
     }
     let mut line = format!(
-        "dry run: `{}` ({}) would go to {} recipients via {}; already sent {}, skipped {}",
+        "dry run: `{}` ({}) would go to {} via {}; already sent {}, skipped {}",
         issue.title,
         issue.permalink,
-        count.would_send,
-        transport.describe(),
+        super::count(
+            usize::try_from(count.would_send).unwrap_or(usize::MAX),
+            "recipient",
+            "recipients"
+        ),
+        via,
         count.already,
         count.skipped
     );
@@ -478,6 +482,22 @@ async fn dry_run(config: &Config, issue: &Issue, json: bool) -> Result<Ran> {
     }
     writeln!(std::io::stdout().lock(), "{line}")?;
     Ok(Ran::success())
+}
+
+/// Where a publish would send, for the dry run's line (`smtp://HOST:PORT`, or `outbox DIR`).
+/// What the real run would stop on first — a password missing from the environment, an
+/// unreadable `smtp.ca_file` — is a warning here: a dry run opens no connection and needs no
+/// secret.
+fn dry_run_transport(config: &Config, slug: &str) -> String {
+    match &config.smtp {
+        Some(smtp) => {
+            if let Err(e) = deliver::transport::SmtpSettings::from_config(smtp) {
+                warn!("{e:#}; a real publish stops there");
+            }
+            format!("smtp://{}:{}", smtp.host, smtp.port)
+        }
+        None => format!("outbox {}", config.mail.outbox.join(slug).display()),
+    }
 }
 
 /// A progress bar with rate and ETA on a terminal; hidden otherwise.
