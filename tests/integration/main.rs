@@ -24,6 +24,7 @@ mod pipelining;
 mod preview;
 mod publish;
 mod publish_json;
+mod readme;
 mod refusals;
 mod safe_links;
 mod schedule;
