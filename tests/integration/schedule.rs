@@ -147,3 +147,28 @@ fn an_issue_mailed_early_with_future_is_the_one_a_scheduled_run_goes_on_with() {
         "https://www.sofastack.tech/issues/2024-03-15-weekly/"
     );
 }
+
+#[test]
+fn an_issue_mailed_early_keeps_its_page_through_later_builds_and_publishes() {
+    let server = SmtpServer::start(Faults::default());
+    let site = site(&server, "2024-03-10T00:00:00Z");
+    let next = site.path().join("issues/2024-03-15-weekly.md");
+    let page = site
+        .path()
+        .join("feeds/issues/2024-03-15-weekly/index.html");
+    site.run(&["publish", "--future", next.to_str().unwrap()])
+        .success();
+    assert!(page.is_file(), "the page the email links exists");
+
+    site.run(&["build"]).success();
+    assert!(page.is_file(), "`build` keeps the page of a mailed issue");
+    let rss = site.read("feeds/rss.xml");
+    assert!(rss.contains("2024-03-15-weekly"), "{rss}");
+
+    let older = site.path().join("issues/2024-03-08-weekly.md");
+    site.run(&["publish", older.to_str().unwrap()]).success();
+    assert!(page.is_file(), "publishing another issue keeps it too");
+    site.run(&["publish"]).success();
+    assert!(page.is_file(), "and so does a scheduled publish");
+    assert!(site.read("feeds/rss.xml").contains("2024-03-15-weekly"));
+}

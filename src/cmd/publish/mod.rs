@@ -1,8 +1,9 @@
 //! `feedpost publish` and `feedpost retry`: build, queue the issue for its subscribers in the
 //! store, and run the delivery engine until every recipient is sent, failed, or deferred.
 //!
-//! The steps of a run ([`Mode::Publish`], [`Mode::Retry`]), in order: pick the issue (refusing
-//! drafts, and a future date without `--future`); open the store to send (for the SQLite ledger,
+//! The steps of a run ([`Mode::Publish`], [`Mode::Retry`]), in order: pick the issue (without
+//! one named, the newest due, see [`crate::cmd::schedule`]; refusing drafts, and a future date
+//! without `--future`), issues already mailed counting as published whatever their date; open the store to send (for the SQLite ledger,
 //! its lock first); the unsubscribe secret; refuse an issue the store knows under another
 //! permalink; build the site; compose the message; read the subscriber list into the store
 //! (queueing who wants the issue, and taking out of the queue who no longer does); send; print
@@ -104,9 +105,12 @@ pub fn run(config: &Config, issue: Option<&Path>, mut mode: Mode, json: bool) ->
     let mut site = Site::load(config)?;
     super::refuse_bad_issues(site.errors())?;
     let now = crate::now()?;
+    // Issues already mailed stay published whatever their date: their emails link their pages.
+    let mailed: HashSet<String> = super::mailed_issues(config)?.into_iter().collect();
+    site.count_as_published(mailed.iter().cloned());
     let index = match issue {
         Some(path) => site.find(path)?,
-        None => match scheduled(config, &site, now, json)? {
+        None => match scheduled(&site, &mailed, now, json)? {
             Some((index, early)) => {
                 if early {
                     // Sent early with `--future`: a scheduled run goes on with it.
@@ -134,20 +138,20 @@ pub fn run(config: &Config, issue: Option<&Path>, mut mode: Mode, json: bool) ->
 /// due issues never mailed are left, with a line saying so (a new list never gets a backlog).
 /// Returns its index and whether it is dated in the future (mailed early with `--future`);
 /// `None`, with a line on stdout saying when the next one is due, when no issue is due yet.
+/// `mailed`: the permalinks of the issues with deliveries on the config's channel.
 ///
 /// # Errors
-/// No issue is due and none is scheduled (every issue a draft, or none at all), or the ledger
-/// cannot be read.
+/// No issue is due and none is scheduled (every issue a draft, or none at all), or stdout
+/// cannot be written.
 fn scheduled(
-    config: &Config,
     site: &Site,
+    mailed: &HashSet<String>,
     now: DateTime<Utc>,
     json: bool,
 ) -> Result<Option<(usize, bool)>> {
-    let mailed: HashSet<String> = super::mailed_issues(config)?.into_iter().collect();
     let listings: Vec<&Listing> = site.listings().collect();
     let now = now.fixed_offset();
-    let schedule = Schedule::of(&listings, &mailed, now);
+    let schedule = Schedule::of(&listings, mailed, now);
     let path = |i: usize| {
         site.path_of(i)
             .map_or(String::new(), |p| p.display().to_string())
