@@ -55,19 +55,21 @@ pub fn when(date: DateTime<FixedOffset>) -> String {
 }
 
 /// How long from `now` until `date`, roughly, as people say it: `in 3 days`, `in 5 hours`,
-/// `in 12 minutes`, `now`.
+/// `in 12 minutes`, `now` (within a minute either way), `2 days ago`.
 pub fn from_now(date: DateTime<FixedOffset>, now: DateTime<FixedOffset>) -> String {
     let minutes = (date - now).num_minutes();
-    let (n, one, many) = match minutes {
-        m if m < 1 => return "now".to_string(),
+    let (n, one, many) = match minutes.unsigned_abs() {
+        0 => return "now".to_string(),
         m if m < 120 => (m, "minute", "minutes"),
         m if m < 48 * 60 => (m / 60, "hour", "hours"),
         m => (m / (24 * 60), "day", "days"),
     };
-    format!(
-        "in {}",
-        super::count(usize::try_from(n).unwrap_or(usize::MAX), one, many)
-    )
+    let span = super::count(usize::try_from(n).unwrap_or(usize::MAX), one, many);
+    if minutes > 0 {
+        format!("in {span}")
+    } else {
+        format!("{span} ago")
+    }
 }
 
 #[cfg(test)]
@@ -163,5 +165,13 @@ mod tests {
             "in 25 hours"
         );
         assert_eq!(when(listings[5].date), "2026-11-20 09:00 UTC");
+        assert_eq!(
+            from_now(listings[5].date, at("2026-11-20T09:00:30Z")),
+            "now"
+        );
+        assert_eq!(
+            from_now(listings[5].date, at("2026-11-23T10:00:00Z")),
+            "3 days ago"
+        );
     }
 }
