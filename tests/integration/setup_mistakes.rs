@@ -84,3 +84,19 @@ fn starttls_against_an_implicit_tls_port_says_what_to_change() {
     ));
     assert_eq!(server.received_count(), 0);
 }
+
+#[test]
+fn starttls_against_a_plain_server_without_it_says_what_to_check() {
+    let server = SmtpServer::start(Faults::default());
+    let site = weekly(
+        Site::new()
+            .smtp(server.port(), "security = \"starttls\"")
+            .subscribers("[[subscribers]]\nemail = \"reader@example.org\"\n"),
+    );
+    let out = site.run(&["publish"]).code(2);
+    out.stderr_contains(&format!(
+        "127.0.0.1:{} does not offer STARTTLS (`smtp.security = \"starttls\"`), so it takes no encryption after a plain greeting: check `smtp.host` and `smtp.port`",
+        server.port()
+    ));
+    assert_eq!(server.received_count(), 0);
+}

@@ -250,7 +250,7 @@ async fn starttls(
         .any(|word| word.eq_ignore_ascii_case("STARTTLS"));
     if !offers_starttls {
         return Err(Failure::Fatal(format!(
-            "{server} does not offer STARTTLS; set `smtp.security = \"tls\"` (or `\"none\"` for a relay on this machine)"
+            "{server} does not offer STARTTLS (`smtp.security = \"starttls\"`), so it takes no encryption after a plain greeting: check `smtp.host` and `smtp.port` (a mail provider's submission port, 587, offers STARTTLS), or set `smtp.security = \"none\"` for a relay on this machine"
         )));
     }
     reader
