@@ -120,9 +120,9 @@ fn publish_json_has_the_numbers_of_the_text_summary() {
     );
 }
 
-#[test]
-fn publish_json_in_the_outbox_names_the_folder_and_nothing_due_names_the_next_issue() {
-    let site = Site::new().subscribers(&many_subscribers(2)).issue(
+/// Two readers and one issue, and no `[smtp]` table: the outbox.
+fn outbox_site() -> Site {
+    Site::new().subscribers(&many_subscribers(2)).issue(
         "2024-03-01-weekly.md",
         &issue(
             "One",
@@ -130,25 +130,19 @@ fn publish_json_in_the_outbox_names_the_folder_and_nothing_due_names_the_next_is
             &["SOFA Weekly"],
             "one\n",
         ),
-    );
+    )
+}
+
+#[test]
+fn publish_json_in_the_outbox_names_the_folder_and_nothing_due_names_the_next_issue() {
+    let site = outbox_site();
     let doc = json(&site.run(&["publish", "--json"]).success().stdout);
     assert_eq!(doc["channel"], "outbox");
     assert_eq!(doc["sent"], 2);
     let folder = doc["outbox"].as_str().expect("the outbox folder");
     assert_eq!(std::fs::read_dir(folder).unwrap().count(), 2, "{folder}");
 
-    let early = Site::new()
-        .subscribers(&many_subscribers(2))
-        .issue(
-            "2024-03-01-weekly.md",
-            &issue(
-                "One",
-                "2024-03-01T15:00:00+08:00",
-                &["SOFA Weekly"],
-                "one\n",
-            ),
-        )
-        .env("FEEDPOST_NOW", "2024-01-01T00:00:00Z");
+    let early = outbox_site().env("FEEDPOST_NOW", "2024-01-01T00:00:00Z");
     let doc = json(&early.run(&["publish", "--json"]).success().stdout);
     assert_eq!(doc["action"], "nothing_due");
     assert_eq!(doc["sent"], 0);
