@@ -1,4 +1,5 @@
-//! The subcommands, one file each.
+//! The subcommands, one file each (and `schedule`, the issue a `publish` without one sends,
+//! which `publish` and `status` share).
 //!
 //! A command that could run returns a [`Ran`]: everything done (exit code 0), or some items
 //! failed ([`ITEMS_FAILED`]) — a bad issue file that `build` left out, a recipient left
