@@ -174,3 +174,27 @@ fn an_issue_mailed_early_keeps_its_page_through_later_builds_and_publishes() {
     assert!(page.is_file(), "and so does a scheduled publish");
     assert!(site.read("feeds/rss.xml").contains("2024-03-15-weekly"));
 }
+
+#[test]
+fn a_scheduled_run_names_what_an_earlier_issue_still_has_to_send() {
+    let server = SmtpServer::start(Faults::new().transient_rcpt(&["plain@example.com"], 100, 451));
+    let site = site(&server, "2024-03-10T00:00:00Z").smtp(server.port(), "max_attempts = 1");
+    site.run(&["publish"])
+        .failure()
+        .stdout_contains("sent 1, already sent 0, skipped 0, failed 0, deferred 1");
+
+    // The next issue's date comes before the server takes the deferred reader's mail.
+    let site = site.env("FEEDPOST_NOW", "2024-03-15T09:30:00Z");
+    let out = site.run(&["publish"]).failure();
+    out.stdout_contains("sent 1, already sent 0, skipped 0, failed 0, deferred 1");
+    out.stderr_contains(
+        "1 recipient of `https://www.sofastack.tech/issues/2024-03-08-weekly/` left by an earlier run still to send; a publish without an issue goes on with the newest due issue only: `feedpost retry ",
+    );
+    out.stderr_contains("2024-03-08-weekly.md` sends them");
+
+    server.set_faults(Faults::default());
+    let current = site.path().join("issues/2024-03-08-weekly.md");
+    site.run(&["retry", current.to_str().unwrap()])
+        .success()
+        .stdout_contains("sent 1, already sent 1");
+}

@@ -112,6 +112,7 @@ pub fn run(config: &Config, issue: Option<&Path>, mut mode: Mode, json: bool) ->
         Some(path) => site.find(path)?,
         None => match scheduled(&site, &mailed, now, json)? {
             Some((index, early)) => {
+                warn_unfinished(config, &site, index)?;
                 if early {
                     // Sent early with `--future`: a scheduled run goes on with it.
                     mode = mode.with_future();
@@ -204,6 +205,51 @@ fn scheduled(
         );
     }
     Ok(Some((due, listings[due].date > now)))
+}
+
+/// Warns about each issue other than the one at `due` that an earlier run left with recipients
+/// to send (queued, deferred, or sending at a crash): a scheduled run goes on with the newest
+/// due issue only, so `feedpost retry FILE` must send those.
+///
+/// # Errors
+/// The ledger exists but cannot be read.
+fn warn_unfinished(config: &Config, site: &Site, due: usize) -> Result<()> {
+    let channel = Channel::of(config);
+    let due_issue = site.listings().nth(due).map(|l| l.permalink.clone());
+    let unfinished = super::block_on(async {
+        let Some(store) = store::open(config, Open::IfExists).await? else {
+            return Ok::<_, anyhow::Error>(Vec::new());
+        };
+        let mut unfinished = Vec::new();
+        for (issue, _) in store.issues().await? {
+            if Some(&issue) == due_issue.as_ref() {
+                continue;
+            }
+            let pending = store
+                .counts(Queue {
+                    issue: &issue,
+                    channel,
+                })
+                .await?
+                .pending();
+            if pending > 0 {
+                unfinished.push((issue, pending));
+            }
+        }
+        Ok(unfinished)
+    })??;
+    for (issue, pending) in unfinished {
+        let file = site
+            .listings()
+            .position(|l| l.permalink == issue)
+            .and_then(|i| site.path_of(i))
+            .map_or_else(|| issue.clone(), |p| p.display().to_string());
+        warn!(
+            "{} of `{issue}` left by an earlier run still to send; a publish without an issue goes on with the newest due issue only: `feedpost retry {file}` sends them",
+            super::count(usize::try_from(pending).unwrap_or(usize::MAX), "recipient", "recipients"),
+        );
+    }
+    Ok(())
 }
 
 /// Refuses a draft, and an issue dated after `now` unless `--future` allows it; a test send
