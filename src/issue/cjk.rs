@@ -399,17 +399,11 @@ fn rendered_fix(
         if space_before { " " } else { "" },
         if space_after { " " } else { "" }
     );
-    verified(
-        body,
-        lines,
-        open,
-        close,
-        Edit {
-            range: open.start..close.end,
-            text,
-        },
-    )
-    .or_else(fix)
+    let edit = Edit {
+        range: open.start..close.end,
+        text,
+    };
+    verified(body, lines, open, close, edit).or_else(fix)
 }
 
 fn kind(run: &Run) -> &'static str {
@@ -534,16 +528,11 @@ fn fix(body: &str, lines: &LineIndex, open: Run, close: Run) -> Option<Edit> {
     };
     let prefix_end = open.start - before.len();
     let suffix_start = close.end + after.len();
-    verified(
-        body,
-        lines,
-        open,
-        close,
-        Edit {
-            range: prefix_end..suffix_start,
-            text: fixed,
-        },
-    )
+    let edit = Edit {
+        range: prefix_end..suffix_start,
+        text: fixed,
+    };
+    verified(body, lines, open, close, edit)
 }
 
 /// `edit` when, tried on the line of `open`..`close`, it makes one more strong (or emphasis)
