@@ -1,5 +1,5 @@
-//! `feedpost status`: where each delivery stands, from the store — mail (SMTP) and the outbox
-//! rehearsal apart.
+//! `feedpost status`: how many subscribers are in each state, and where each delivery stands,
+//! from the store — mail (SMTP) and the outbox rehearsal apart.
 
 use std::io::Write;
 
@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use crate::cmd::Ran;
 use crate::config::Config;
-use crate::store::{self, Channel, Counts, DeliveryRow, Open, Queue, State, Store};
+use crate::store::{
+    self, Channel, Counts, DeliveryRow, Open, Queue, State, Store, SubscriberCounts,
+};
 
 /// How many rows per state `status` shows per issue and channel.
 const SHOWN: usize = 50;
@@ -34,14 +36,18 @@ struct IssueStatus {
     outbox: Option<ChannelStatus>,
 }
 
-/// Prints, for `issue` (a file path, slug or permalink) or every issue in the ledger, the counts
-/// per state, attempts, and the rows deferred, failed or removed with their last replies — for
-/// SMTP, and apart from it for the outbox (a rehearsal, nothing mailed). `json` prints one JSON
-/// document: `{"issues": [{"issue", "counts", "problems", "outbox": null | {"counts",
-/// "problems"}}]}`, `counts` and `problems` being those of SMTP.
+/// Prints the subscribers per state (pending, confirmed, unsubscribed, bounced: the store's,
+/// and the readers of `subscribers.toml` no publish has read in yet, as confirmed), then, for
+/// `issue` (a file path, slug or permalink) or every issue in the ledger, the counts per state,
+/// attempts, and the rows deferred, failed or removed with their last replies — for SMTP, and
+/// apart from it for the outbox (a rehearsal, nothing mailed). `json` prints one JSON document:
+/// `{"subscribers": {"pending", "confirmed", "unsubscribed", "bounced"}, "issues": [{"issue",
+/// "counts", "problems", "outbox": null | {"counts", "problems"}}]}`, `counts` and `problems`
+/// being those of SMTP.
 ///
 /// # Errors
-/// The ledger cannot be read, or `issue` names no issue of the site and none in the ledger.
+/// The ledger or the subscriber file cannot be read, or `issue` names no issue of the site and
+/// none in the ledger.
 pub fn run(config: &Config, issue: Option<&str>, json: bool) -> Result<Ran> {
     super::block_on(async {
         let store = store::open(config, Open::IfExists).await?;
@@ -50,7 +56,8 @@ pub fn run(config: &Config, issue: Option<&str>, json: bool) -> Result<Ran> {
         for id in ids {
             out.push(issue_status(store.as_deref(), id).await?);
         }
-        print(config, store.is_some(), &out, json)?;
+        let subscribers = super::subscribers::counts(config).await?;
+        print(config, store.is_some(), &subscribers, &out, json)?;
         Ok(Ran::success())
     })?
 }
@@ -113,12 +120,28 @@ async fn issue_status(store: Option<&dyn Store>, id: String) -> Result<IssueStat
 ///
 /// # Errors
 /// Stdout cannot be written (a closed pipe ends the command quietly, see `main`).
-fn print(config: &Config, has_store: bool, out: &[IssueStatus], json: bool) -> Result<()> {
+fn print(
+    config: &Config,
+    has_store: bool,
+    subscribers: &SubscriberCounts,
+    out: &[IssueStatus],
+    json: bool,
+) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     if json {
-        writeln!(stdout, "{}", serde_json::json!({ "issues": out }))?;
+        writeln!(
+            stdout,
+            "{}",
+            serde_json::json!({ "subscribers": subscribers, "issues": out })
+        )?;
         return Ok(());
     }
+    let c = subscribers;
+    writeln!(
+        stdout,
+        "subscribers  confirmed {}  pending {}  unsubscribed {}  bounced {}",
+        c.confirmed, c.pending, c.unsubscribed, c.bounced
+    )?;
     if out.is_empty() {
         if has_store {
             writeln!(stdout, "nothing sent yet")?;

@@ -7,6 +7,7 @@
 //! live in the ledger, see [`crate::ledger`].
 
 pub mod check;
+pub mod csv;
 pub mod token;
 
 use std::fmt;
