@@ -29,6 +29,7 @@ mod serve;
 mod serve_browser;
 mod serve_local;
 mod status;
+mod subscribers;
 mod test_send;
 mod tls;
 mod tokens;
