@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use super::Ran;
 use crate::cli::PreviewArgs;
 use crate::config::Config;
-use crate::mail::{self, screenshot, IssueMail, Recipient};
+use crate::mail::{self, screenshot, IssueMail};
 use crate::site::Site;
 use crate::subscribers;
 
@@ -37,30 +37,21 @@ pub fn run(config: &Config, args: &PreviewArgs) -> Result<Ran> {
     }
     let (address, name) = match &args.to {
         Some(to) => (to.clone(), listed_name(config, to)),
-        None => first_subscriber(config).unwrap_or_else(|| ("reader@example.org".into(), None)),
+        None => subscribers::first(&config.site.subscribers)
+            .map(|s| (s.address, s.name))
+            .unwrap_or_else(|| ("reader@example.org".into(), None)),
     };
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| config.root.join(DEFAULT_OUT));
-    let message_id = IssueMail::message_id_for(
-        issue.permalink.as_str(),
-        &address.to_lowercase(),
-        &config.from_mailbox(),
-    );
-    let recipient = Recipient {
-        address: &address,
-        name: name.as_deref(),
-        message_id: &message_id,
-    };
-    let (_, eml) = mail.personalise(&recipient)?;
-    let (html, text) = mail.bodies(&recipient);
+    let sample = mail.sample(config, &address, name.as_deref())?;
     std::fs::create_dir_all(&out)
         .with_context(|| format!("failed to create `{}`", out.display()))?;
     for (ext, bytes) in [
-        ("eml", eml.as_slice()),
-        ("html", html.as_bytes()),
-        ("txt", text.as_bytes()),
+        ("eml", sample.eml.as_slice()),
+        ("html", sample.html.as_bytes()),
+        ("txt", sample.text.as_bytes()),
     ] {
         let path = out.join(format!("{}.{ext}", issue.slug));
         std::fs::write(&path, bytes)
@@ -105,19 +96,4 @@ fn listed_name(config: &Config, address: &str) -> Option<String> {
         );
     }
     name.flatten()
-}
-
-fn first_subscriber(config: &Config) -> Option<(String, Option<String>)> {
-    let mut first = None;
-    subscribers::read(
-        &config.site.subscribers,
-        |s| {
-            if first.is_none() {
-                first = Some((s.email, s.name));
-            }
-        },
-        |_| {},
-    )
-    .ok()?;
-    first
 }

@@ -399,17 +399,11 @@ fn rendered_fix(
         if space_before { " " } else { "" },
         if space_after { " " } else { "" }
     );
-    verified(
-        body,
-        lines,
-        open,
-        close,
-        Edit {
-            range: open.start..close.end,
-            text,
-        },
-    )
-    .or_else(fix)
+    let edit = Edit {
+        range: open.start..close.end,
+        text,
+    };
+    verified(body, lines, open, close, edit).or_else(fix)
 }
 
 fn kind(run: &Run) -> &'static str {
@@ -425,29 +419,13 @@ fn pair_message(body: &str, open: Run, close: Run, fix: Option<&Edit>) -> String
     let m = open.marker();
     let (open_before, open_after) = neighbours(body, &open);
     let (close_before, close_after) = neighbours(body, &close);
-    let mut reasons = Vec::new();
-    if is_space(close_before) {
-        reasons.push(format!(
-            "a space before the closing `{m}` keeps it from closing"
-        ));
-    } else if is_punct(close_before) && is_word(close_after) {
-        reasons.push(format!(
-            "a closing `{m}` between punctuation and a letter (`{}{m}{}`) does not close",
-            close_before.unwrap_or(' '),
-            close_after.unwrap_or(' ')
-        ));
-    }
-    if is_space(open_after) {
-        reasons.push(format!(
-            "a space after the opening `{m}` keeps it from opening"
-        ));
-    } else if is_punct(open_after) && is_word(open_before) {
-        reasons.push(format!(
-            "an opening `{m}` between a letter and punctuation (`{}{m}{}`) does not open",
-            open_before.unwrap_or(' '),
-            open_after.unwrap_or(' ')
-        ));
-    }
+    let mut reasons: Vec<String> = [
+        flank_reason(&m, Flank::Closing, close_before, close_after),
+        flank_reason(&m, Flank::Opening, open_after, open_before),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     if reasons.is_empty() {
         reasons.push(format!("the two `{m}` do not pair up"));
     }
@@ -464,6 +442,39 @@ fn pair_message(body: &str, open: Run, close: Run, fix: Option<&Edit>) -> String
         )),
     }
     message
+}
+
+/// Which marker of an emphasis [`flank_reason`] looks at.
+#[derive(Clone, Copy)]
+enum Flank {
+    Opening,
+    Closing,
+}
+
+/// Why the marker `m` cannot open (or close) with `inner` on its side towards the emphasised
+/// text and `outer` on the other (CommonMark's flanking rules): a space inside it, or
+/// punctuation inside and a letter outside. `None` when neither keeps it from working.
+fn flank_reason(m: &str, flank: Flank, inner: Option<char>, outer: Option<char>) -> Option<String> {
+    let (side, article, noun, verb) = match flank {
+        Flank::Opening => ("after", "an", "opening", "open"),
+        Flank::Closing => ("before", "a", "closing", "close"),
+    };
+    if is_space(inner) {
+        return Some(format!(
+            "a space {side} the {noun} `{m}` keeps it from {noun}"
+        ));
+    }
+    if !(is_punct(inner) && is_word(outer)) {
+        return None;
+    }
+    let (inner, outer) = (inner.unwrap_or(' '), outer.unwrap_or(' '));
+    let between = match flank {
+        Flank::Opening => format!("a letter and punctuation (`{outer}{m}{inner}`)"),
+        Flank::Closing => format!("punctuation and a letter (`{inner}{m}{outer}`)"),
+    };
+    Some(format!(
+        "{article} {noun} `{m}` between {between} does not {verb}"
+    ))
 }
 
 /// The text from `open` to `close` rewritten so that it renders as emphasis, with the
@@ -517,16 +528,11 @@ fn fix(body: &str, lines: &LineIndex, open: Run, close: Run) -> Option<Edit> {
     };
     let prefix_end = open.start - before.len();
     let suffix_start = close.end + after.len();
-    verified(
-        body,
-        lines,
-        open,
-        close,
-        Edit {
-            range: prefix_end..suffix_start,
-            text: fixed,
-        },
-    )
+    let edit = Edit {
+        range: prefix_end..suffix_start,
+        text: fixed,
+    };
+    verified(body, lines, open, close, edit)
 }
 
 /// `edit` when, tried on the line of `open`..`close`, it makes one more strong (or emphasis)

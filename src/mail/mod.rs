@@ -642,6 +642,18 @@ fn list_unsubscribe_line(value: String) -> String {
     fold_long_lines(&header_line(raw("List-Unsubscribe", value)))
 }
 
+/// One recipient's copy of an issue as `preview` and `serve --local` show it (see
+/// [`IssueMail::sample`]).
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// The whole message (RFC 5322), CRLF line ends, unsigned.
+    pub eml: Vec<u8>,
+    /// The HTML body, decoded.
+    pub html: String,
+    /// The plain-text body, decoded, LF line ends.
+    pub text: String,
+}
+
 impl IssueMail {
     /// The HTML and plain-text bodies a recipient gets, decoded (for `preview`).
     pub fn bodies(&self, r: &Recipient<'_>) -> (String, String) {
@@ -658,6 +670,27 @@ impl IssueMail {
             String::from_utf8_lossy(&bytes).replace("\r\n", "\n")
         };
         (decode(&self.html), decode(&self.text))
+    }
+
+    /// The copy `publish` would send to `address` (greeted as `name`), with the Message-ID that
+    /// recipient gets (the address compared as the subscriber list compares it, see
+    /// [`crate::subscribers::normalize`]); nothing is signed, sent or recorded.
+    ///
+    /// # Errors
+    /// `address` is not a valid address (RFC 5321), or the message cannot be encoded.
+    pub fn sample(&self, config: &Config, address: &str, name: Option<&str>) -> Result<Sample> {
+        let key = crate::subscribers::normalize(address)
+            .map(|(_, key)| key)
+            .unwrap_or_else(|_| address.to_lowercase());
+        let message_id = IssueMail::message_id_for(&self.permalink, &key, &config.from_mailbox());
+        let recipient = Recipient {
+            address,
+            name,
+            message_id: &message_id,
+        };
+        let (_, eml) = self.personalise(&recipient)?;
+        let (html, text) = self.bodies(&recipient);
+        Ok(Sample { eml, html, text })
     }
 }
 

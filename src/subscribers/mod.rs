@@ -140,6 +140,19 @@ pub fn read(
     Ok(())
 }
 
+/// The first valid entry of the subscriber file at `path` (the sample reader of `preview` and
+/// `serve --local`); `None` when the file is missing, unreadable or has no valid entry.
+pub fn first(path: &Path) -> Option<Subscriber> {
+    for entry in open(path).ok()? {
+        match entry {
+            Ok(Ok(subscriber)) => return Some(subscriber),
+            Ok(Err(_)) => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
 /// The entries of the subscriber file at `path`, read as they are taken (see [`Reader`]).
 ///
 /// # Errors

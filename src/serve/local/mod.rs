@@ -47,7 +47,7 @@ use build::Snapshot;
 use live::Builds;
 
 use crate::config::Config;
-use crate::mail::{IssueMail, Recipient};
+use crate::mail::IssueMail;
 use crate::site::Site;
 
 /// The port tried first when none is given (Zola's); when it is taken, any free one.
@@ -148,19 +148,10 @@ impl Preview {
         let issue = site.issue(index)?.clone();
         let now = crate::now()?;
         let mail = IssueMail::compose(&issue, config, &crate::mail::placeholder_secret(), now)?;
-        let (address, name) = first_subscriber(config);
-        let key = crate::subscribers::normalize(&address)
-            .map(|(_, key)| key)
-            .unwrap_or_else(|_| address.to_lowercase());
-        let message_id =
-            IssueMail::message_id_for(issue.permalink.as_str(), &key, &config.from_mailbox());
-        let recipient = Recipient {
-            address: &address,
-            name: name.as_deref(),
-            message_id: &message_id,
-        };
-        let (_, eml) = mail.personalise(&recipient)?;
-        let (html, text) = mail.bodies(&recipient);
+        let (address, name) = crate::subscribers::first(&config.site.subscribers)
+            .map(|s| (s.address, s.name))
+            .unwrap_or_else(|| ("reader@example.org".into(), None));
+        let sample = mail.sample(config, &address, name.as_deref())?;
         let to = match &name {
             Some(name) => format!("{name} <{address}>"),
             None => address.clone(),
@@ -172,27 +163,12 @@ impl Preview {
                 from: config.mail.from.clone(),
                 to,
                 preheader: issue.summary.clone(),
-                text,
-                size: eml.len(),
+                text: sample.text,
+                size: sample.eml.len(),
             },
-            html,
+            sample.html,
         )))
     }
-}
-
-/// The first valid subscriber of `config`'s list, (address, name), or `reader@example.org`.
-fn first_subscriber(config: &Config) -> (String, Option<String>) {
-    let mut first = None;
-    let _ = crate::subscribers::read(
-        &config.site.subscribers,
-        |s| {
-            if first.is_none() {
-                first = Some((s.address, s.name));
-            }
-        },
-        |_| {},
-    );
-    first.unwrap_or_else(|| ("reader@example.org".into(), None))
 }
 
 /// Runs the preview of the site whose config file is `config_path` (loaded as `config`): binds
