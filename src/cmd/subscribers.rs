@@ -214,6 +214,7 @@ async fn add(
             wanted.push(topic.to_string());
         }
     }
+    warn_unknown_topics(config, wanted.iter().map(|t| (t.as_str(), None)));
     let store = open_or_create(config).await?;
     let new = NewSubscriber {
         key: &key,
@@ -296,6 +297,11 @@ async fn import(config: &Config, file: &Path) -> Result<Ran> {
     let bytes =
         std::fs::read(file).with_context(|| format!("failed to read `{}`", file.display()))?;
     let (rows, bad) = csv::parse(&bytes, file)?;
+    warn_unknown_topics(
+        config,
+        rows.iter()
+            .flat_map(|r| r.topics.iter().map(|t| (t.as_str(), Some((file, r.line))))),
+    );
     let store = open_or_create(config).await?;
     let new: Vec<NewSubscriber<'_>> = rows
         .iter()
@@ -355,6 +361,36 @@ async fn export(config: &Config) -> Result<Ran> {
         .map(|s| (s.email.as_str(), s.name.as_deref(), s.topics.as_slice()));
     csv::write(std::io::stdout().lock(), confirmed)?;
     Ok(Ran::success())
+}
+
+/// Warns once per topic that is none of the site's categories or tags (compared ignoring
+/// case, as [`subscribers::wants`] does): a typo would quietly leave the reader without issues.
+/// `topics` are `(topic, where: file and line)`. A site that cannot be loaded is not checked.
+fn warn_unknown_topics<'a>(
+    config: &Config,
+    topics: impl IntoIterator<Item = (&'a str, Option<(&'a Path, u64)>)>,
+) {
+    let Ok(site) = crate::site::Site::load(config) else {
+        return;
+    };
+    let Ok(now) = crate::now() else { return };
+    let known: std::collections::HashSet<String> = crate::serve::topics(&site, now.fixed_offset())
+        .iter()
+        .map(|t| t.to_lowercase())
+        .collect();
+    let mut warned = std::collections::HashSet::new();
+    for (topic, at) in topics {
+        let lower = topic.to_lowercase();
+        if known.contains(&lower) || !warned.insert(lower) {
+            continue;
+        }
+        let at = at.map_or(String::new(), |(path, line)| {
+            format!("{}:{line}: ", path.display())
+        });
+        warn!(
+            "{at}the topic `{topic}` is none of the site's categories or tags yet; such a reader gets only issues that carry it"
+        );
+    }
 }
 
 async fn open_or_create(config: &Config) -> Result<Box<dyn Store>> {

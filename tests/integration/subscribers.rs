@@ -141,7 +141,12 @@ fn topics_choose_the_issues_of_readers_added_imported_and_listed() {
     );
     let csv = site.path().join("in.csv");
     site.run(&["subscribers", "import", csv.to_str().unwrap()])
-        .success();
+        .success()
+        .stderr_contains(&format!(
+            "{}:3: the topic `Nacos` is none of the site's categories or tags",
+            csv.display()
+        ))
+        .stderr_lacks("`MOSN` is none");
 
     // The older issue is tagged `mosn` only.
     publish(&site, OLDER);
