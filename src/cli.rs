@@ -87,14 +87,14 @@ pub enum Command {
     ///
     /// Adds no recipients: only those an earlier publish queued, still eligible.
     Retry(RetryArgs),
-    /// Show where deliveries stand, and which issue is due now and next
+    /// Show subscribers by state, where deliveries stand, and the issue due now and next
     ///
-    /// Per issue in the ledger: counts per state, attempts and the last replies, the mail
-    /// (SMTP) and the outbox rehearsal apart. Without ISSUE, then the schedule: the issue a
-    /// `publish` without an issue sends now (mailed or not yet), and the next issue by date
-    /// with when it becomes due.
+    /// First the subscribers per state; then, per issue in the ledger: counts per state,
+    /// attempts and the last replies, the mail (SMTP) and the outbox rehearsal apart. Without
+    /// ISSUE, then the schedule: the issue a `publish` without an issue sends now (mailed or not
+    /// yet), and the next issue by date with when it becomes due.
     Status(StatusArgs),
-    /// Inspect and edit the suppression list
+    /// List, add, remove, import and export subscribers; edit the suppression list
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
@@ -255,6 +255,38 @@ pub struct StatusArgs {
 /// `subscribers` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum SubscribersCommand {
+    /// List every subscriber (subscribers.toml and the store) with its state and source.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add EMAIL as a confirmed subscriber (no confirmation email: you vouch for it).
+    Add {
+        /// The address.
+        email: String,
+        /// The reader's name, for the greeting and the `To` header.
+        #[arg(long)]
+        name: Option<String>,
+        /// A topic (a category or tag of the site) the reader wants; repeat for more; none:
+        /// every issue.
+        #[arg(long = "topic", value_name = "TOPIC")]
+        topics: Vec<String>,
+    },
+    /// Remove EMAIL, added by `add`, `import` or on the web (edit subscribers.toml for its
+    /// readers).
+    Remove {
+        /// The address.
+        email: String,
+    },
+    /// Import subscribers from a CSV file with the header `email,name,topics` (topics
+    /// separated by `;`); bad rows are reported and skipped.
+    Import {
+        /// The CSV file.
+        file: std::path::PathBuf,
+    },
+    /// Export the confirmed subscribers as CSV (`email,name,topics`) on stdout.
+    Export,
     /// List suppressed addresses with the reply that suppressed them.
     Suppressed {
         /// Print JSON instead of text.

@@ -14,9 +14,9 @@ use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::deliver::transport;
 use crate::mail::sign::signer_for;
-use crate::serve::{self, Server, TransportMailer};
+use crate::serve::{self, Server, StoreSubscriptions, TransportMailer};
 use crate::site::Site;
-use crate::store::sqlite::LedgerSubscriptions;
+use crate::store::{self, Open};
 use crate::subscribers::token::Secret;
 
 /// The outbox folder of confirmation emails, under `mail.outbox` (issues use `<slug>/`).
@@ -24,7 +24,7 @@ const CONFIRMATIONS: &str = "_confirmations";
 
 /// With `--local`, previews the site (see [`serve::local`]); else serves `config`'s site as its
 /// `[serve]` table says: checks the secret, reads the topics from
-/// the site, opens the ledger's subscriber tables, binds `serve.listen`, prints
+/// the site, opens the store (the ledger, created if missing), binds `serve.listen`, prints
 /// `listening on http://ADDRESS/` on stdout, and serves until SIGINT or SIGTERM; then waits up
 /// to 30 s for queued confirmation emails.
 ///
@@ -53,12 +53,15 @@ pub fn run(config: Config, config_path: &Path, args: &ServeArgs) -> Result<Ran> 
     };
     let transport = transport::from_config(config, config.mail.outbox.join(CONFIRMATIONS))?;
     let signer = signer_for(config)?;
-    let subscriptions = LedgerSubscriptions::open(&config.mail.ledger)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
     runtime.block_on(async {
+        let store = store::open(config, Open::OrCreate)
+            .await?
+            .context("internal error: the store was not created")?;
+        let subscriptions = StoreSubscriptions::new(store);
         let listener = TcpListener::bind(serve.listen).await.with_context(|| {
             format!(
                 "cannot listen on {} (`serve.listen`): is another server using it?",

@@ -1,5 +1,6 @@
-//! `feedpost status`: where each delivery stands, from the store — mail (SMTP) and the outbox
-//! rehearsal apart — and, for the whole site, the schedule: the issue due now and the next.
+//! `feedpost status`: how many subscribers are in each state, where each delivery stands, from
+//! the store — mail (SMTP) and the outbox rehearsal apart — and, for the whole site, the
+//! schedule: the issue due now and the next.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -14,7 +15,9 @@ use crate::cmd::Ran;
 use crate::config::Config;
 use crate::issue::Listing;
 use crate::site::Site;
-use crate::store::{self, Channel, Counts, DeliveryRow, Open, Queue, State, Store};
+use crate::store::{
+    self, Channel, Counts, DeliveryRow, Open, Queue, State, Store, SubscriberCounts,
+};
 
 /// How many rows per state `status` shows per issue and channel.
 const SHOWN: usize = 50;
@@ -40,17 +43,20 @@ struct IssueStatus {
     outbox: Option<ChannelStatus>,
 }
 
-/// Prints, for `issue` (a file path, slug or permalink) or every issue in the ledger, the counts
-/// per state, attempts, and the rows deferred, failed or removed with their last replies — for
-/// SMTP, and apart from it for the outbox (a rehearsal, nothing mailed). `json` prints one JSON
-/// document: `{"issues": [{"issue", "counts", "problems", "outbox": null | {"counts",
-/// "problems"}}]}`, `counts` and `problems` being those of SMTP. Without `issue`, the schedule
-/// follows (JSON: `"schedule": {"due", "next"}`, each null or `{"issue", "title", "file",
-/// "date", "mailed"}`, `date` RFC 3339 in UTC): the issue a `publish` without an issue sends
-/// now, and the one due next.
+/// Prints the subscribers per state (pending, confirmed, unsubscribed, bounced: the store's,
+/// and the readers of `subscribers.toml` no publish has read in yet, as confirmed), then, for
+/// `issue` (a file path, slug or permalink) or every issue in the ledger, the counts per state,
+/// attempts, and the rows deferred, failed or removed with their last replies — for SMTP, and
+/// apart from it for the outbox (a rehearsal, nothing mailed). `json` prints one JSON document:
+/// `{"subscribers": {"pending", "confirmed", "unsubscribed", "bounced"}, "issues": [{"issue",
+/// "counts", "problems", "outbox": null | {"counts", "problems"}}]}`, `counts` and `problems`
+/// being those of SMTP. Without `issue`, the schedule follows (JSON: `"schedule": {"due",
+/// "next"}`, each null or `{"issue", "title", "file", "date", "mailed"}`, `date` RFC 3339 in
+/// UTC): the issue a `publish` without an issue sends now, and the one due next.
 ///
 /// # Errors
-/// The ledger cannot be read, or `issue` names no issue of the site and none in the ledger.
+/// The ledger or the subscriber file cannot be read, or `issue` names no issue of the site and
+/// none in the ledger.
 pub fn run(config: &Config, issue: Option<&str>, json: bool) -> Result<Ran> {
     let out = super::block_on(async {
         let store = store::open(config, Open::IfExists).await?;
@@ -59,9 +65,10 @@ pub fn run(config: &Config, issue: Option<&str>, json: bool) -> Result<Ran> {
         for id in ids {
             out.push(issue_status(store.as_deref(), id).await?);
         }
-        Ok::<_, anyhow::Error>((store.is_some(), out))
+        let subscribers = super::subscribers::counts(config).await?;
+        Ok::<_, anyhow::Error>((store.is_some(), subscribers, out))
     })??;
-    let (has_store, out) = out;
+    let (has_store, subscribers, out) = out;
     // The deliveries are what `status` is for: a site that cannot be read only hides the
     // schedule, with a warning.
     let schedule = match issue {
@@ -70,7 +77,14 @@ pub fn run(config: &Config, issue: Option<&str>, json: bool) -> Result<Ran> {
             .ok(),
         Some(_) => None,
     };
-    print(config, has_store, &out, schedule.as_ref(), json)?;
+    print(
+        config,
+        has_store,
+        &subscribers,
+        &out,
+        schedule.as_ref(),
+        json,
+    )?;
     Ok(Ran::success())
 }
 
@@ -192,19 +206,26 @@ async fn issue_status(store: Option<&dyn Store>, id: String) -> Result<IssueStat
 fn print(
     config: &Config,
     has_store: bool,
+    subscribers: &SubscriberCounts,
     out: &[IssueStatus],
     schedule: Option<&ScheduleStatus>,
     json: bool,
 ) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     if json {
-        let mut doc = serde_json::json!({ "issues": out });
+        let mut doc = serde_json::json!({ "subscribers": subscribers, "issues": out });
         if let Some(schedule) = schedule {
             doc["schedule"] = serde_json::to_value(schedule)?;
         }
         writeln!(stdout, "{doc}")?;
         return Ok(());
     }
+    let c = subscribers;
+    writeln!(
+        stdout,
+        "subscribers  confirmed {}  pending {}  unsubscribed {}  bounced {}",
+        c.confirmed, c.pending, c.unsubscribed, c.bounced
+    )?;
     if out.is_empty() {
         if has_store {
             writeln!(stdout, "nothing sent yet")?;

@@ -1,70 +1,26 @@
 //! The seam between the HTTP side of `feedpost serve` and what it acts on: [`Subscriptions`]
 //! (where requests, confirmations and unsubscribes are recorded: the store) and
-//! [`ConfirmationMailer`] (how a confirmation email leaves: the transport).
+//! [`ConfirmationMailer`] (how a confirmation email leaves: the transport). `feedpost serve`
+//! records through [`StoreSubscriptions`], the [`Store`] trait's subscriber operations.
 //!
 //! The handlers in `routes` only ever call these two traits, so the server runs on whichever
 //! store and transport `feedpost serve` is given; the unit tests use the in-memory
 //! `MemorySubscriptions` and a mailer that hands the mail to the test.
 
 use std::future::Future;
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use url::Url;
 
-/// A request to subscribe, as the form sent it and the server checked it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    /// The address as typed (trimmed; a valid RFC 5321 mailbox). Stores key it lowercased.
-    pub address: String,
-    /// The name given, trimmed, at most 100 characters, no control characters.
-    pub name: Option<String>,
-    /// Topics chosen, each one of the site's tags or categories as the site spells it; empty
-    /// means every issue.
-    pub topics: Vec<String>,
-    /// When the request lapses unless confirmed (UTC): now + `serve.confirm_expiry_hours`.
-    pub expires: DateTime<Utc>,
-}
-
-/// What recording a [`Request`] calls for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Requested {
-    /// The request is recorded (new address, pending, unsubscribed, or a confirmed reader asking
-    /// for other topics or another name): mail a confirmation. Nothing changes for the reader
-    /// until it is confirmed.
-    MailConfirmation,
-    /// The address is suppressed (it bounced, or the editor suppressed it): no mail. The
-    /// requester sees the same page as everyone else.
-    Suppressed,
-}
-
-/// What [`Subscriptions::confirm`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Confirmed {
-    /// The latest unexpired request for the address is now the reader's subscription (state
-    /// confirmed, with that request's name and topics).
-    Confirmed,
-    /// There is no unexpired request, and the reader is already confirmed: nothing changed (a
-    /// second click on the same link).
-    AlreadyConfirmed,
-    /// No unexpired request and not subscribed: the request lapsed, or the reader unsubscribed
-    /// after asking. Nothing changed.
-    NoRequest,
-}
-
-/// What [`Subscriptions::unsubscribe`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unsubscribed {
-    /// The address is now unsubscribed: the next send skips it, even when it is in the editor's
-    /// subscriber file.
-    Unsubscribed,
-    /// It already was.
-    AlreadyUnsubscribed,
-}
+use crate::store::Store;
+pub use crate::store::{Confirmed, Requested, SubscriptionRequest as Request, Unsubscribed};
 
 /// Where subscription requests, confirmations and unsubscribes are recorded: the store of
-/// subscribers. Every method is called from a blocking thread (`spawn_blocking`), so an
-/// implementation may do blocking I/O. Addresses passed in are lowercased by the caller for
-/// `confirm` and `unsubscribe` (they come from signed tokens); `Request::address` is as typed.
+/// subscribers ([`StoreSubscriptions`] in `feedpost serve`). The handlers run each call as a
+/// task of its own, so a panic in one is a 500 page, not a dead server. Addresses passed in are
+/// lowercased by the caller for `confirm` and `unsubscribe` (they come from signed tokens);
+/// `Request::address` is as typed.
 ///
 /// Errors are the server's (a database that cannot be written): the client sees a 500 page that
 /// says nothing about them, and the log has the chain.
@@ -74,20 +30,83 @@ pub trait Subscriptions: Send + Sync + 'static {
     ///
     /// # Errors
     /// The store cannot be read or written.
-    fn request(&self, request: &Request, now: DateTime<Utc>) -> anyhow::Result<Requested>;
+    fn request(
+        &self,
+        request: &Request,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = anyhow::Result<Requested>> + Send;
 
     /// Confirms the latest request of `address` (lowercased) if it has not expired at `now`.
     ///
     /// # Errors
     /// The store cannot be read or written.
-    fn confirm(&self, address: &str, now: DateTime<Utc>) -> anyhow::Result<Confirmed>;
+    fn confirm(
+        &self,
+        address: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = anyhow::Result<Confirmed>> + Send;
 
     /// Unsubscribes `address` (lowercased) at `now`, whatever its state, also one the store has
     /// not seen (a reader from the editor's file), and drops any pending request.
     ///
     /// # Errors
     /// The store cannot be read or written.
-    fn unsubscribe(&self, address: &str, now: DateTime<Utc>) -> anyhow::Result<Unsubscribed>;
+    fn unsubscribe(
+        &self,
+        address: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = anyhow::Result<Unsubscribed>> + Send;
+}
+
+/// How often, at most, lapsed requests are deleted, in seconds.
+const PURGE_EVERY: i64 = 60;
+
+/// The [`Store`] as the server's backend: every call is the store's subscriber operation of the
+/// same name ([`Store::request_subscription`], [`Store::confirm_subscription`],
+/// [`Store::unsubscribe`]); lapsed requests are purged at most once a minute, on the next
+/// request.
+pub struct StoreSubscriptions {
+    store: Box<dyn Store>,
+    /// When lapsed requests were last purged, Unix seconds.
+    last_purge: Mutex<i64>,
+}
+
+impl StoreSubscriptions {
+    /// The backend over `store`.
+    pub fn new(store: Box<dyn Store>) -> StoreSubscriptions {
+        StoreSubscriptions {
+            store,
+            last_purge: Mutex::new(0),
+        }
+    }
+
+    /// Whether a purge is due at `now`; marks it done if so.
+    fn purge_due(&self, now: DateTime<Utc>) -> bool {
+        let mut last = self.last_purge.lock().unwrap_or_else(|e| e.into_inner());
+        if now.timestamp() - *last >= PURGE_EVERY {
+            *last = now.timestamp();
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Subscriptions for StoreSubscriptions {
+    async fn request(&self, request: &Request, now: DateTime<Utc>) -> anyhow::Result<Requested> {
+        if self.purge_due(now) {
+            self.store.purge_lapsed_requests(now).await?;
+        }
+        self.store.request_subscription(request, now).await
+    }
+
+    async fn confirm(&self, address: &str, now: DateTime<Utc>) -> anyhow::Result<Confirmed> {
+        self.store.confirm_subscription(address, now).await
+    }
+
+    async fn unsubscribe(&self, address: &str, now: DateTime<Utc>) -> anyhow::Result<Unsubscribed> {
+        self.store.unsubscribe(address, now).await
+    }
 }
 
 /// A confirmation email to send.
@@ -163,7 +182,11 @@ pub(crate) mod memory {
     }
 
     impl Subscriptions for MemorySubscriptions {
-        fn request(&self, request: &Request, _now: DateTime<Utc>) -> anyhow::Result<Requested> {
+        async fn request(
+            &self,
+            request: &Request,
+            _now: DateTime<Utc>,
+        ) -> anyhow::Result<Requested> {
             let mut entries = self.entries.lock().unwrap();
             let entry = entries.entry(request.address.to_lowercase()).or_default();
             if entry.state == "bounced" {
@@ -176,7 +199,7 @@ pub(crate) mod memory {
             Ok(Requested::MailConfirmation)
         }
 
-        fn confirm(&self, address: &str, now: DateTime<Utc>) -> anyhow::Result<Confirmed> {
+        async fn confirm(&self, address: &str, now: DateTime<Utc>) -> anyhow::Result<Confirmed> {
             let mut entries = self.entries.lock().unwrap();
             let Some(entry) = entries.get_mut(address) else {
                 return Ok(Confirmed::NoRequest);
@@ -193,7 +216,11 @@ pub(crate) mod memory {
             }
         }
 
-        fn unsubscribe(&self, address: &str, _now: DateTime<Utc>) -> anyhow::Result<Unsubscribed> {
+        async fn unsubscribe(
+            &self,
+            address: &str,
+            _now: DateTime<Utc>,
+        ) -> anyhow::Result<Unsubscribed> {
             let mut entries = self.entries.lock().unwrap();
             let entry = entries.entry(address.to_string()).or_default();
             entry.pending = None;

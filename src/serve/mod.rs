@@ -55,7 +55,7 @@ use url::Url;
 
 pub use backend::{
     ConfirmationMail, ConfirmationMailer, Confirmed, Request as SubscriptionRequest, Requested,
-    Subscriptions, Unsubscribed,
+    StoreSubscriptions, Subscriptions, Unsubscribed,
 };
 pub use mailer::TransportMailer;
 pub use topics::topics;

@@ -2,7 +2,7 @@
 //! unsubscribe (RFC 8058).
 //!
 //! Each handler checks what the client sent — the form, the token — turns every mistake into a
-//! [`Problem`] (a 4xx page), and calls the [`Subscriptions`] backend on a blocking thread. A
+//! [`Problem`] (a 4xx page), and calls the [`Subscriptions`] backend in a task of its own. A
 //! backend error is logged and answered with the 500 page, which names nothing.
 //!
 //! | route | does |
@@ -81,7 +81,8 @@ pub(crate) async fn subscribe<S: Subscriptions>(
     };
     let requested = {
         let request = request.clone();
-        app.backend(move |subs| subs.request(&request, now)).await
+        app.backend(move |subs| async move { subs.request(&request, now).await })
+            .await
     };
     match requested {
         Ok(Requested::MailConfirmation) => {
@@ -123,7 +124,10 @@ pub(crate) async fn confirm<S: Subscriptions>(
         Err(problem) => return app.pages.problem(&problem),
     };
     let key = address.clone();
-    match app.backend(move |subs| subs.confirm(&key, now)).await {
+    match app
+        .backend(move |subs| async move { subs.confirm(&key, now).await })
+        .await
+    {
         Ok(Confirmed::Confirmed) => {
             info!(%address, "subscription confirmed");
             app.pages.confirmed(&address)
@@ -177,7 +181,10 @@ pub(crate) async fn unsubscribe<S: Subscriptions>(
         Err(problem) => return app.pages.problem(&problem),
     };
     let key = address.clone();
-    match app.backend(move |subs| subs.unsubscribe(&key, now)).await {
+    match app
+        .backend(move |subs| async move { subs.unsubscribe(&key, now).await })
+        .await
+    {
         Ok(outcome) => {
             info!(%address, ?outcome, "unsubscribed");
             app.pages.unsubscribed(&address)
@@ -218,15 +225,15 @@ impl<S: Subscriptions> App<S> {
         })
     }
 
-    /// Runs `call` on the backend on a blocking thread; an error (or a panic in it) is logged
-    /// and becomes [`Problem::Internal`].
-    async fn backend<T: Send + 'static>(
-        &self,
-        call: impl FnOnce(&S) -> anyhow::Result<T> + Send + 'static,
-    ) -> Result<T, Problem> {
-        let subs = Arc::clone(&self.subs);
+    /// Runs the backend call `call` makes as a task of its own; an error (or a panic in it) is
+    /// logged and becomes [`Problem::Internal`].
+    async fn backend<T, F>(&self, call: impl FnOnce(Arc<S>) -> F) -> Result<T, Problem>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+    {
         let started = std::time::Instant::now();
-        let result = tokio::task::spawn_blocking(move || call(&subs)).await;
+        let result = tokio::spawn(call(Arc::clone(&self.subs))).await;
         let took = started.elapsed();
         if took > SLOW_STORE {
             warn!(

@@ -35,14 +35,14 @@ struct Harness<S: Subscriptions> {
 struct Shared<S>(Arc<S>);
 
 impl<S: Subscriptions> Subscriptions for Shared<S> {
-    fn request(&self, r: &SubscriptionRequest, now: DateTime) -> anyhow::Result<Requested> {
-        self.0.request(r, now)
+    async fn request(&self, r: &SubscriptionRequest, now: DateTime) -> anyhow::Result<Requested> {
+        self.0.request(r, now).await
     }
-    fn confirm(&self, a: &str, now: DateTime) -> anyhow::Result<Confirmed> {
-        self.0.confirm(a, now)
+    async fn confirm(&self, a: &str, now: DateTime) -> anyhow::Result<Confirmed> {
+        self.0.confirm(a, now).await
     }
-    fn unsubscribe(&self, a: &str, now: DateTime) -> anyhow::Result<Unsubscribed> {
-        self.0.unsubscribe(a, now)
+    async fn unsubscribe(&self, a: &str, now: DateTime) -> anyhow::Result<Unsubscribed> {
+        self.0.unsubscribe(a, now).await
     }
 }
 
@@ -282,7 +282,7 @@ async fn a_confirmation_link_confirms_once_and_bad_ones_are_4xx() {
         assert!(a.body.contains("This link does not work"), "{uri}");
     }
     // A genuine link whose request is gone (unsubscribed since): 410, still unsubscribed.
-    h.subs.unsubscribe("b@x.org", Utc::now()).unwrap();
+    h.subs.unsubscribe("b@x.org", Utc::now()).await.unwrap();
     let lapsed = token::confirm_token(
         &secret(),
         "b@x.org",
@@ -461,16 +461,16 @@ async fn the_feeds_folder_is_served_with_feed_media_types_and_404_pages() {
 struct Broken(bool);
 
 impl Subscriptions for Broken {
-    fn request(&self, _: &SubscriptionRequest, _: DateTime) -> anyhow::Result<Requested> {
+    async fn request(&self, _: &SubscriptionRequest, _: DateTime) -> anyhow::Result<Requested> {
         if self.0 {
             panic!("the store panicked");
         }
         anyhow::bail!("disk I/O error at /secret/path/feedpost.sqlite")
     }
-    fn confirm(&self, _: &str, _: DateTime) -> anyhow::Result<Confirmed> {
+    async fn confirm(&self, _: &str, _: DateTime) -> anyhow::Result<Confirmed> {
         anyhow::bail!("disk I/O error at /secret/path/feedpost.sqlite")
     }
-    fn unsubscribe(&self, _: &str, _: DateTime) -> anyhow::Result<Unsubscribed> {
+    async fn unsubscribe(&self, _: &str, _: DateTime) -> anyhow::Result<Unsubscribed> {
         anyhow::bail!("disk I/O error at /secret/path/feedpost.sqlite")
     }
 }

@@ -1,5 +1,6 @@
-//! The store: for every (issue, channel, recipient), where its message stands; the suppression
-//! list; and what is known of each mailed issue.
+//! The store: for every (issue, channel, recipient), where its message stands; the subscribers
+//! (their state, source and topics, and the requests waiting for confirmation, see
+//! [`subscribers`]); the suppression list; and what is known of each mailed issue.
 //!
 //! The last stage of the pipeline and the source of truth for "who got what". [`Store`] is the
 //! seam: the delivery engine ([`crate::deliver`]) and the commands speak only to it, so a store
@@ -36,12 +37,19 @@
 //! seconds, UTC, except where a name says milliseconds.
 
 pub mod sqlite;
+pub mod subscribers;
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+pub use subscribers::{
+    Added, Confirmed, NewSubscriber, Removed, Requested, Source, SubscriberCounts, SubscriberRow,
+    SubscriberState, SubscriptionRequest, Unsubscribed, UNSUBSCRIBED,
+};
 
 use crate::config::Config;
 
@@ -396,7 +404,7 @@ pub struct Suppression {
     pub suppressed_at: i64,
 }
 
-/// Where deliveries, the suppression list and issue records are kept.
+/// Where deliveries, subscribers, the suppression list and issue records are kept.
 ///
 /// Every method is one transaction: it happens whole or not at all, and an error (the store
 /// cannot be read or written, a state this feedpost does not know) names the store. Claims are
@@ -428,7 +436,8 @@ pub trait Store: Send + Sync {
     async fn enqueue(&self, q: Queue<'_>, recipients: &[NewDelivery<'_>]) -> Result<Enqueued>;
 
     /// Records `outcomes` of attempts (a permanent failure of the recipient's own also puts the
-    /// address on the suppression list), then claims what `claim` asks for: `queued` rows first,
+    /// address on the suppression list, and makes its subscriber, if the store has one,
+    /// [`SubscriberState::Bounced`]), then claims what `claim` asks for: `queued` rows first,
     /// then due `deferred` ones, each `sending` under this sender's lease when returned — except
     /// those whose address is suppressed by now, which become `removed` instead. One
     /// transaction: the engine's group commit.
@@ -467,7 +476,8 @@ pub trait Store: Send + Sync {
     async fn begin_audience(&self) -> Result<()>;
 
     /// Records subscribers listed now: `(key, wants)`, `wants` saying whether the subscriber's
-    /// topics include the issue.
+    /// topics include the issue. A key admitted twice (in the file and confirmed on the web)
+    /// wants the issue if either admission says so.
     async fn admit(&self, listed: &[(&str, bool)]) -> Result<()>;
 
     /// After every subscriber was admitted: rows of `q` still to be sent (`queued`, `deferred`,
@@ -506,8 +516,81 @@ pub trait Store: Send + Sync {
     async fn suppress(&self, key: &str, reason: &str) -> Result<()>;
 
     /// Lifts the suppression of the recipient `key`; returns whether it was listed. Its failed
-    /// deliveries are queued again, so the next `publish` of those issues retries them.
+    /// deliveries are queued again, so the next `publish` of those issues retries them, and a
+    /// bounced subscriber is confirmed again (an unsubscribed one stays unsubscribed: only the
+    /// reader can come back).
     async fn unsuppress(&self, key: &str) -> Result<bool>;
+
+    // --- Subscribers (see [`subscribers`]) -------------------------------------------
+
+    /// Records `request` at `now` as the address's latest request, replacing an earlier
+    /// unconfirmed one, and adds the address as a `pending` web subscriber if the store has
+    /// never seen it. A request never changes an existing subscriber by itself (anyone can type
+    /// any address into the form). A suppressed address (other than by an unsubscribe) or a
+    /// bounced subscriber records nothing: [`Requested::Suppressed`].
+    async fn request_subscription(
+        &self,
+        request: &SubscriptionRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Requested>;
+
+    /// Confirms the latest request of `key` (lowercased) if it has not expired at `now`: the
+    /// subscriber becomes `confirmed` with the request's spelling, name and topics, its request
+    /// is deleted, and a suppression of reason [`UNSUBSCRIBED`] is lifted (never a bounce's).
+    async fn confirm_subscription(&self, key: &str, now: DateTime<Utc>) -> Result<Confirmed>;
+
+    /// Unsubscribes `key` (lowercased) at `now` whatever its state — also an address the store
+    /// has not seen (a reader of the editor's file, recorded with source `file`) — drops its
+    /// pending request, and puts it on the suppression list with reason [`UNSUBSCRIBED`] unless
+    /// it is there already, so a send in progress skips it at its next claim (RFC 8058).
+    async fn unsubscribe(&self, key: &str, now: DateTime<Utc>) -> Result<Unsubscribed>;
+
+    /// Deletes requests that lapsed before `now`, and the `pending` subscribers left with no
+    /// request; returns how many subscribers went.
+    async fn purge_lapsed_requests(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    /// The subscriber `key` (lowercased), if the store has it.
+    async fn subscriber(&self, key: &str) -> Result<Option<SubscriberRow>>;
+
+    /// Up to `limit` subscribers in every state whose key sorts after `after` (bytewise; `""`
+    /// for the first page), in key order: pages through a list of any length in flat memory.
+    async fn subscribers(&self, after: &str, limit: usize) -> Result<Vec<SubscriberRow>>;
+
+    /// Subscribers per state.
+    async fn subscriber_counts(&self) -> Result<SubscriberCounts>;
+
+    /// Adds or updates subscribers the editor vouches for (`add`, `import`: confirmed at
+    /// `now`), in one transaction; one answer per subscriber, in order. A subscriber that
+    /// unsubscribed, bounced or is suppressed (other than by its unsubscribe) is left alone.
+    /// Pending requests of those added are deleted (the editor's word replaces them).
+    async fn add_subscribers(
+        &self,
+        new: &[NewSubscriber<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Added>>;
+
+    /// Removes the pending or confirmed subscriber `key` and its pending request; an
+    /// unsubscribed or bounced one is kept (see [`Removed::Kept`]). The suppression list is
+    /// not touched.
+    async fn remove_subscriber(&self, key: &str) -> Result<Removed>;
+
+    /// Reads entries of the editor's `subscribers.toml` into the store (each with
+    /// [`Source::File`]) during the run stamped `run` (Unix milliseconds, the same for every
+    /// call of one run): a new address becomes `confirmed`; a confirmed file subscriber takes
+    /// the file's spelling, name and topics; every other subscriber (web, CLI, import;
+    /// pending, unsubscribed, bounced) is left as it is, only marked as listed. Returns the keys
+    /// among `listed` that must receive nothing: unsubscribed or bounced.
+    async fn list_file_subscribers(
+        &self,
+        listed: &[NewSubscriber<'_>],
+        run: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>>;
+
+    /// After the whole file was read in the run stamped `run` (see
+    /// [`Store::list_file_subscribers`]): deletes confirmed subscribers of source `file` that
+    /// it no longer lists. Returns how many went.
+    async fn prune_file_subscribers(&self, run: i64) -> Result<u64>;
 
     // --- Issue identity ---------------------------------------------------------------
 

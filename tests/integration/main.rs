@@ -33,6 +33,7 @@ mod serve_browser;
 mod serve_local;
 mod setup_mistakes;
 mod status;
+mod subscribers;
 mod test_send;
 mod tls;
 mod tokens;

@@ -336,3 +336,12 @@ pub fn assert_delivered_once(received: &[smtp_server::Received], expected: &[Str
     }
     extra
 }
+
+/// Runs `future` (a store call) to completion on a runtime of one thread.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(future)
+}

@@ -5,10 +5,9 @@
 //! migrations ([`schema`]), the lock that lets one sender at a time in ([`lock`]), and the
 //! write-ahead log checkpointed on a thread of its own ([`checkpoint`]). The queries are grouped
 //! by what they keep: the queue ([`queue`]), the audience of a run ([`audience`]), issue
-//! records ([`issues`]) and the suppression list ([`suppressions`]); each is a function of a
-//! connection, and [`SqliteStore`] is the [`Store`] over them. The readers who subscribed on
-//! the web ([`subscribers`]) are `feedpost serve`'s, through [`LedgerSubscriptions`], until the
-//! subscriber operations join the trait.
+//! records ([`issues`]), the suppression list ([`suppressions`]) and the subscribers with their
+//! requests ([`subscribers`]); each is a function of a connection, and [`SqliteStore`] is the
+//! [`Store`] over them.
 //!
 //! Durability: WAL with `synchronous=NORMAL`, so every committed transition survives a killed
 //! process. Leases: a sending run holds the file's lock, so no other sender can be alive while it
@@ -33,14 +32,16 @@ use anyhow::{Context, Result};
 use async_trait::async_trait;
 use rusqlite::Connection;
 
+use chrono::{DateTime, Utc};
+
 use super::{
-    Channel, Claim, Counts, DeliveryRow, EarlierIssue, Enqueued, IssueRecord, NewDelivery, Outcome,
-    Queue, Recorded, Settled, State, Store, Suppression,
+    Added, Channel, Claim, Confirmed, Counts, DeliveryRow, EarlierIssue, Enqueued, IssueRecord,
+    NewDelivery, NewSubscriber, Outcome, Queue, Recorded, Removed, Requested, Settled, State,
+    Store, SubscriberCounts, SubscriberRow, SubscriptionRequest, Suppression, Unsubscribed,
 };
 use checkpoint::Checkpointer;
 pub use file::canonical_path;
 use lock::LedgerLock;
-pub use subscribers::{LedgerSubscriptions, WebSubscriber, UNSUBSCRIBED};
 
 /// The ledger file as a [`Store`].
 ///
@@ -279,6 +280,73 @@ impl Store for SqliteStore {
 
     async fn unsuppress(&self, key: &str) -> Result<bool> {
         self.with("lift a suppression", |c| suppressions::lift(c, key))
+    }
+
+    async fn request_subscription(
+        &self,
+        request: &SubscriptionRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Requested> {
+        self.with("record a subscription request", |c| {
+            subscribers::request(c, request, now)
+        })
+    }
+
+    async fn confirm_subscription(&self, key: &str, now: DateTime<Utc>) -> Result<Confirmed> {
+        self.with("confirm a subscription", |c| {
+            subscribers::confirm(c, key, now)
+        })
+    }
+
+    async fn unsubscribe(&self, key: &str, now: DateTime<Utc>) -> Result<Unsubscribed> {
+        self.with("unsubscribe", |c| subscribers::unsubscribe(c, key, now))
+    }
+
+    async fn purge_lapsed_requests(&self, now: DateTime<Utc>) -> Result<u64> {
+        self.with("purge lapsed subscription requests", |c| {
+            subscribers::purge_lapsed(c, now)
+        })
+    }
+
+    async fn subscriber(&self, key: &str) -> Result<Option<SubscriberRow>> {
+        self.with("read a subscriber", |c| subscribers::get(c, key))
+    }
+
+    async fn subscribers(&self, after: &str, limit: usize) -> Result<Vec<SubscriberRow>> {
+        self.with("list subscribers", |c| subscribers::page(c, after, limit))
+    }
+
+    async fn subscriber_counts(&self) -> Result<SubscriberCounts> {
+        self.with("count subscribers", subscribers::counts)
+    }
+
+    async fn add_subscribers(
+        &self,
+        new: &[NewSubscriber<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Added>> {
+        self.with("add subscribers", |c| subscribers::add(c, new, now))
+    }
+
+    async fn remove_subscriber(&self, key: &str) -> Result<Removed> {
+        self.with("remove a subscriber", |c| subscribers::remove(c, key))
+    }
+
+    async fn list_file_subscribers(
+        &self,
+        listed: &[NewSubscriber<'_>],
+        run: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        self.with("read the subscriber file into the ledger", |c| {
+            subscribers::list_file(c, listed, run, now)
+        })
+    }
+
+    async fn prune_file_subscribers(&self, run: i64) -> Result<u64> {
+        self.with("forget readers no longer in the subscriber file", |c| {
+            subscribers::prune_file(c, run)
+        })
     }
 
     async fn earlier_copies(&self, r: &IssueRecord<'_>) -> Result<Vec<EarlierIssue>> {

@@ -225,6 +225,11 @@ fn record_in(tx: &Transaction<'_>, q: Queue<'_>, owner: &str, outcomes: &[Outcom
     let mut suppress = tx.prepare_cached(
         "INSERT OR REPLACE INTO suppressions (address, reason, issue, suppressed_at) VALUES (?1, ?2, ?3, ?4)",
     )?;
+    // The subscriber bounced — unless it had left already: that stays its state.
+    let mut bounce = tx.prepare_cached(
+        "UPDATE subscribers SET state = 'bounced', updated_at = ?2
+         WHERE address = ?1 AND state <> 'unsubscribed'",
+    )?;
     let mut requeue = tx.prepare_cached(&format!(
         "UPDATE deliveries SET state = 'queued', updated_at = ?5, {released} {LEASED}"
     ))?;
@@ -269,6 +274,7 @@ fn record_in(tx: &Transaction<'_>, q: Queue<'_>, owner: &str, outcomes: &[Outcom
                 let changed = failed.execute(params![q.issue, channel, key, owner, reply, now])?;
                 if changed == 1 && *with_suppression {
                     suppress.execute(params![key, reply, q.issue, now])?;
+                    bounce.execute(params![key, now])?;
                 }
                 changed
             }

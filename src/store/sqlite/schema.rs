@@ -5,7 +5,8 @@
 //! reads version 2 must not send with it (it would mail readers who unsubscribed); 4 adds the
 //! lease of a `sending` row (its sender and expiry) and removes the unsubscribe secret that
 //! earlier versions kept in `meta` (tokens are signed with `FEEDPOST_SECRET` now, never with a
-//! value stored beside the data).
+//! value stored beside the data); 5 lets a subscriber come from the command line (source `cli`)
+//! and records which publish last found it in `subscribers.toml` (`listed_run`).
 
 use std::path::Path;
 
@@ -13,9 +14,9 @@ use anyhow::{bail, Context, Result};
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
-/// The tables of a version-4 ledger, besides the subscribers' (`subscribers.rs`). `CREATE … IF
+/// The tables of a version-5 ledger, besides the subscribers' (`subscribers.rs`). `CREATE … IF
 /// NOT EXISTS` throughout: run on every open.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -127,12 +128,20 @@ pub fn upgrade(conn: &mut Connection, path: &Path) -> Result<()> {
         2 | 3 => tx.execute_batch(ADD_LEASES).with_context(|| migrating(4))?,
         _ => {}
     }
+    if matches!(version, 3 | 4) {
+        tx.execute_batch(super::subscribers::SET_ASIDE_4)
+            .with_context(|| migrating(5))?;
+    }
     tx.execute_batch(SCHEMA)
         .and_then(|()| tx.execute_batch(super::subscribers::SCHEMA))
         .with_context(|| named("cannot be set up"))?;
     if version < 2 {
         tx.execute_batch(COPY_1_TO_2)
             .with_context(|| migrating(2))?;
+    }
+    if matches!(version, 3 | 4) {
+        tx.execute_batch(super::subscribers::COPY_4_TO_5)
+            .with_context(|| migrating(5))?;
     }
     if version < 4 {
         tx.execute_batch(FORGET_SECRET)

@@ -1,21 +1,7 @@
-//! Readers who join and leave by themselves, kept in the ledger: the `subscribers` table (state,
-//! source, name, topics, timestamps) and the `subscription_requests` waiting for their
-//! confirmation (double opt-in).
-//!
-//! Written by `feedpost serve` through [`LedgerSubscriptions`], its [`Subscriptions`] backend,
-//! and read by whoever decides the audience of an issue: a `confirmed` row joins the readers of
-//! the subscriber file, an `unsubscribed` or `bounced` one is skipped even when the address is in
-//! the file. SQLite-only for now: the subscriber operations join the [`crate::store::Store`]
-//! trait in the next step (issue 10's store), when publish reads them into the audience.
-//!
-//! ```text
-//!             request                  confirm (link, before expiry)
-//! (none) ──────────────▶ pending ─────────────────────────────▶ confirmed
-//!   │                       │                                    │   ▲
-//!   │ unsubscribe           │ unsubscribe                        │   │ confirm a new request
-//!   ▼                       ▼                                    ▼   │
-//! unsubscribed ◀────────────┴──────────── unsubscribe ──────── (any state)
-//! ```
+//! Subscribers in the ledger: the `subscribers` table (state, source, name, topics, timestamps)
+//! and the `subscription_requests` waiting for their confirmation (double opt-in); the SQLite
+//! side of the subscriber operations of [`crate::store::Store`] (the states and what each
+//! operation answers are in [`crate::store::subscribers`]).
 //!
 //! A request never changes a subscriber by itself (anyone can type any address into the form):
 //! it waits in `subscription_requests` until its link is opened, so a confirmed reader's topics
@@ -23,17 +9,18 @@
 //! way. Suppressed (bounced) addresses get no confirmation email. Times are Unix seconds, UTC.
 //!
 //! An unsubscribe also puts the address on the suppression list (reason [`UNSUBSCRIBED`]), which
-//! every send already honours, so it holds for readers of the subscriber file too; confirming a
-//! new request lifts that suppression, never a bounce's.
-
-use std::sync::Mutex;
+//! every send and every claim already honours, so it holds for readers of the subscriber file
+//! too, during a send as well; confirming a new request lifts that suppression, never a
+//! bounce's.
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
-use super::SqliteStore;
-use crate::serve::{Confirmed, Requested, SubscriptionRequest, Subscriptions, Unsubscribed};
+use crate::store::{
+    Added, Confirmed, NewSubscriber, Removed, Requested, Source, SubscriberCounts, SubscriberRow,
+    SubscriberState, SubscriptionRequest, Unsubscribed, UNSUBSCRIBED,
+};
 
 /// The tables, created on every open (`IF NOT EXISTS`), by [`super::schema`].
 pub(super) const SCHEMA: &str = "
@@ -43,11 +30,12 @@ CREATE TABLE IF NOT EXISTS subscribers (
     name TEXT,
     topics TEXT NOT NULL DEFAULT '[]',  -- JSON array of strings; empty: every issue
     state TEXT NOT NULL CHECK (state IN ('pending','confirmed','unsubscribed','bounced')),
-    source TEXT NOT NULL CHECK (source IN ('file','web','import')),
+    source TEXT NOT NULL CHECK (source IN ('file','web','import','cli')),
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     confirmed_at INTEGER,
-    unsubscribed_at INTEGER
+    unsubscribed_at INTEGER,
+    listed_run INTEGER         -- the last publish (Unix ms) whose subscribers.toml listed it
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS subscription_requests (
     address TEXT PRIMARY KEY,  -- lowercased
@@ -60,274 +48,412 @@ CREATE TABLE IF NOT EXISTS subscription_requests (
 CREATE INDEX IF NOT EXISTS subscription_requests_expiry ON subscription_requests (expires_at);
 ";
 
-/// The suppression reason of an unsubscribe: a later confirmed subscription lifts it (a
-/// bounce's suppression stays).
-pub const UNSUBSCRIBED: &str = "unsubscribed";
+/// Versions 3 and 4 → 5, before [`SCHEMA`]: the table is set aside (its `CHECK` of the source
+/// gains `cli`, and it gains `listed_run`) ...
+pub(super) const SET_ASIDE_4: &str = "ALTER TABLE subscribers RENAME TO subscribers_v4;";
 
-/// How often, at most, lapsed requests are deleted, in seconds.
-const PURGE_EVERY: i64 = 60;
+/// ... and copied back after it.
+pub(super) const COPY_4_TO_5: &str = "
+INSERT INTO subscribers (address, email, name, topics, state, source, created_at, updated_at,
+                         confirmed_at, unsubscribed_at)
+SELECT address, email, name, topics, state, source, created_at, updated_at, confirmed_at,
+       unsubscribed_at
+FROM subscribers_v4;
+DROP TABLE subscribers_v4;
+";
 
-/// A subscriber row, as `status` and the audience read it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebSubscriber {
-    /// The lowercased address.
-    pub address: String,
-    /// The name given.
-    pub name: Option<String>,
-    /// The address as written.
-    pub email: String,
-    /// Topics; empty: every issue.
-    pub topics: Vec<String>,
-    /// `pending`, `confirmed`, `unsubscribed` or `bounced`.
-    pub state: String,
-    /// `file`, `web` or `import`.
-    pub source: String,
+const COLUMNS: &str = "address, email, name, topics, state, source, created_at, updated_at, \
+                       confirmed_at, unsubscribed_at";
+
+/// See [`crate::store::Store::request_subscription`].
+pub(super) fn request(
+    conn: &mut Connection,
+    request: &SubscriptionRequest,
+    now: DateTime<Utc>,
+) -> Result<Requested> {
+    let key = request.address.to_lowercase();
+    let now = now.timestamp();
+    let topics = serde_json::to_string(&request.topics)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if suppressed_otherwise(&tx, &key)? || state_of(&tx, &key)? == Some(SubscriberState::Bounced) {
+        return Ok(Requested::Suppressed);
+    }
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO subscription_requests
+             (address, email, name, topics, requested_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        key,
+        request.address,
+        request.name,
+        topics,
+        now,
+        request.expires.timestamp()
+    ])?;
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO subscribers
+             (address, email, name, topics, state, source, created_at, updated_at)
+         VALUES (?1, ?2, NULL, '[]', 'pending', 'web', ?3, ?3)",
+    )?
+    .execute(params![key, request.address, now])?;
+    tx.commit()?;
+    Ok(Requested::MailConfirmation)
 }
 
-impl SqliteStore {
-    /// Records a subscription request at `now` (see the module): the address's latest request,
-    /// replacing an unconfirmed one; a `pending` web subscriber when the address is new.
-    /// Suppressed and bounced addresses are left alone.
-    ///
-    /// # Errors
-    /// A database error; nothing is recorded then.
-    pub fn request_subscription(
-        &self,
-        request: &SubscriptionRequest,
-        now: DateTime<Utc>,
-    ) -> Result<Requested> {
-        let key = request.address.to_lowercase();
-        let now = now.timestamp();
-        let topics = serde_json::to_string(&request.topics)?;
-        self.with("record a subscription request", |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let suppressed = tx
-                .prepare_cached("SELECT 1 FROM suppressions WHERE address = ?1 AND reason <> ?2")?
-                .exists(params![key, UNSUBSCRIBED])?
-                || state_of(&tx, &key)?.as_deref() == Some("bounced");
-            if suppressed {
-                return Ok(Requested::Suppressed);
-            }
+/// See [`crate::store::Store::confirm_subscription`].
+pub(super) fn confirm(conn: &mut Connection, key: &str, now: DateTime<Utc>) -> Result<Confirmed> {
+    let now = now.timestamp();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let request: Option<(String, Option<String>, String)> = tx
+        .prepare_cached(
+            "SELECT email, name, topics FROM subscription_requests
+             WHERE address = ?1 AND expires_at > ?2",
+        )?
+        .query_row(params![key, now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let outcome = match request {
+        Some((email, name, topics)) => {
             tx.prepare_cached(
-                "INSERT OR REPLACE INTO subscription_requests
-                 (address, email, name, topics, requested_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO subscribers
+                     (address, email, name, topics, state, source, created_at, updated_at,
+                      confirmed_at)
+                 VALUES (?1, ?2, ?3, ?4, 'confirmed', 'web', ?5, ?5, ?5)
+                 ON CONFLICT (address) DO UPDATE SET
+                     email = excluded.email, name = excluded.name, topics = excluded.topics,
+                     state = 'confirmed', updated_at = ?5, confirmed_at = ?5",
+            )?
+            .execute(params![key, email, name, topics, now])?;
+            tx.prepare_cached("DELETE FROM subscription_requests WHERE address = ?1")?
+                .execute(params![key])?;
+            tx.prepare_cached("DELETE FROM suppressions WHERE address = ?1 AND reason = ?2")?
+                .execute(params![key, UNSUBSCRIBED])?;
+            Confirmed::Confirmed
+        }
+        None if state_of(&tx, key)? == Some(SubscriberState::Confirmed) => {
+            Confirmed::AlreadyConfirmed
+        }
+        None => Confirmed::NoRequest,
+    };
+    tx.commit()?;
+    Ok(outcome)
+}
+
+/// See [`crate::store::Store::unsubscribe`].
+pub(super) fn unsubscribe(
+    conn: &mut Connection,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<Unsubscribed> {
+    let now = now.timestamp();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.prepare_cached("DELETE FROM subscription_requests WHERE address = ?1")?
+        .execute(params![key])?;
+    let outcome = if state_of(&tx, key)? == Some(SubscriberState::Unsubscribed) {
+        Unsubscribed::AlreadyUnsubscribed
+    } else {
+        tx.prepare_cached(
+            "INSERT INTO subscribers
+                 (address, email, state, source, created_at, updated_at, unsubscribed_at)
+             VALUES (?1, ?1, 'unsubscribed', 'file', ?2, ?2, ?2)
+             ON CONFLICT (address) DO UPDATE SET
+                 state = 'unsubscribed', updated_at = ?2, unsubscribed_at = ?2",
+        )?
+        .execute(params![key, now])?;
+        Unsubscribed::Unsubscribed
+    };
+    // Honoured by the next send and the next claim whoever the reader is (file or web): a
+    // suppression, unless one is there already (a bounce keeps its reply).
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO suppressions (address, reason, issue, suppressed_at)
+         VALUES (?1, ?2, NULL, ?3)",
+    )?
+    .execute(params![key, UNSUBSCRIBED, now])?;
+    tx.commit()?;
+    Ok(outcome)
+}
+
+/// See [`crate::store::Store::purge_lapsed_requests`].
+pub(super) fn purge_lapsed(conn: &mut Connection, now: DateTime<Utc>) -> Result<u64> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "DELETE FROM subscription_requests WHERE expires_at <= ?1",
+        params![now.timestamp()],
+    )?;
+    let gone = tx.execute(
+        "DELETE FROM subscribers WHERE state = 'pending'
+         AND address NOT IN (SELECT address FROM subscription_requests)",
+        [],
+    )?;
+    tx.commit()?;
+    Ok(gone as u64)
+}
+
+/// See [`crate::store::Store::subscriber`].
+pub(super) fn get(conn: &mut Connection, key: &str) -> Result<Option<SubscriberRow>> {
+    let raw = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM subscribers WHERE address = ?1"
+        ))?
+        .query_row(params![key], RawRow::read)
+        .optional()?;
+    raw.map(RawRow::into_row).transpose()
+}
+
+/// See [`crate::store::Store::subscribers`].
+pub(super) fn page(conn: &mut Connection, after: &str, limit: usize) -> Result<Vec<SubscriberRow>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let raws = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM subscribers WHERE address > ?1 ORDER BY address LIMIT ?2"
+        ))?
+        .query_map(params![after, limit], RawRow::read)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    raws.into_iter().map(RawRow::into_row).collect()
+}
+
+/// See [`crate::store::Store::subscriber_counts`].
+pub(super) fn counts(conn: &mut Connection) -> Result<SubscriberCounts> {
+    let mut counts = SubscriberCounts::default();
+    let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM subscribers GROUP BY state")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    for row in rows {
+        let (state, n) = row?;
+        counts.add(SubscriberState::parse(&state)?, n as u64);
+    }
+    Ok(counts)
+}
+
+/// See [`crate::store::Store::add_subscribers`].
+pub(super) fn add(
+    conn: &mut Connection,
+    new: &[NewSubscriber<'_>],
+    now: DateTime<Utc>,
+) -> Result<Vec<Added>> {
+    let now = now.timestamp();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut answers = Vec::with_capacity(new.len());
+    for n in new {
+        let suppression = super::suppressions::reason(&tx, n.key)?;
+        let state = state_of(&tx, n.key)?;
+        let answer = match (state, suppression.as_deref()) {
+            (Some(SubscriberState::Unsubscribed), _) | (_, Some(UNSUBSCRIBED)) => {
+                Added::Unsubscribed
+            }
+            (Some(SubscriberState::Bounced), _) | (_, Some(_)) => Added::Suppressed,
+            (None, None) => Added::Added,
+            (Some(_), None) => Added::Updated,
+        };
+        if matches!(answer, Added::Added | Added::Updated) {
+            tx.prepare_cached(
+                "INSERT INTO subscribers
+                     (address, email, name, topics, state, source, created_at, updated_at,
+                      confirmed_at)
+                 VALUES (?1, ?2, ?3, ?4, 'confirmed', ?5, ?6, ?6, ?6)
+                 ON CONFLICT (address) DO UPDATE SET
+                     email = excluded.email, name = excluded.name, topics = excluded.topics,
+                     state = 'confirmed', source = excluded.source, updated_at = ?6,
+                     confirmed_at = ?6",
             )?
             .execute(params![
-                key,
-                request.address,
-                request.name,
-                topics,
-                now,
-                request.expires.timestamp()
+                n.key,
+                n.email,
+                n.name,
+                serde_json::to_string(n.topics)?,
+                n.source.as_str(),
+                now
             ])?;
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO subscribers
-                 (address, email, name, topics, state, source, created_at, updated_at)
-             VALUES (?1, ?2, NULL, '[]', 'pending', 'web', ?3, ?3)",
-            )?
-            .execute(params![key, request.address, now])?;
-            tx.commit()?;
-            Ok(Requested::MailConfirmation)
-        })
-    }
-
-    /// Confirms the latest request of `address` (lowercased) if it has not expired at `now`:
-    /// the subscriber becomes `confirmed` with the request's address spelling, name and topics.
-    ///
-    /// # Errors
-    /// A database error; nothing changes then.
-    pub fn confirm_subscription(&self, address: &str, now: DateTime<Utc>) -> Result<Confirmed> {
-        let now = now.timestamp();
-        self.with("confirm a subscription", |conn| {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let request: Option<(String, Option<String>, String)> = tx
-            .prepare_cached(
-                "SELECT email, name, topics FROM subscription_requests
-                 WHERE address = ?1 AND expires_at > ?2",
-            )?
-            .query_row(params![address, now], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()?;
-        let outcome = match request {
-            Some((email, name, topics)) => {
-                tx.prepare_cached(
-                    "INSERT INTO subscribers
-                         (address, email, name, topics, state, source, created_at, updated_at, confirmed_at)
-                     VALUES (?1, ?2, ?3, ?4, 'confirmed', 'web', ?5, ?5, ?5)
-                     ON CONFLICT (address) DO UPDATE SET
-                         email = excluded.email, name = excluded.name, topics = excluded.topics,
-                         state = 'confirmed', updated_at = ?5, confirmed_at = ?5",
-                )?
-                .execute(params![address, email, name, topics, now])?;
-                tx.prepare_cached("DELETE FROM subscription_requests WHERE address = ?1")?
-                    .execute(params![address])?;
-                tx.prepare_cached("DELETE FROM suppressions WHERE address = ?1 AND reason = ?2")?
-                    .execute(params![address, UNSUBSCRIBED])?;
-                Confirmed::Confirmed
-            }
-            None if state_of(&tx, address)?.as_deref() == Some("confirmed") => {
-                Confirmed::AlreadyConfirmed
-            }
-            None => Confirmed::NoRequest,
-        };
-        tx.commit()?;
-        Ok(outcome)
-        })
-    }
-
-    /// Unsubscribes `address` (lowercased) at `now`, whatever its state — also an address the
-    /// table has not seen, a reader of the subscriber file, recorded with source `file` — and
-    /// drops its pending request.
-    ///
-    /// # Errors
-    /// A database error; nothing changes then.
-    pub fn unsubscribe(&self, address: &str, now: DateTime<Utc>) -> Result<Unsubscribed> {
-        let now = now.timestamp();
-        self.with("unsubscribe", |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.prepare_cached("DELETE FROM subscription_requests WHERE address = ?1")?
-                .execute(params![address])?;
-            let outcome = if state_of(&tx, address)?.as_deref() == Some("unsubscribed") {
-                Unsubscribed::AlreadyUnsubscribed
-            } else {
-                tx.prepare_cached(
-                    "INSERT INTO subscribers
-                     (address, email, state, source, created_at, updated_at, unsubscribed_at)
-                 VALUES (?1, ?1, 'unsubscribed', 'file', ?2, ?2, ?2)
-                 ON CONFLICT (address) DO UPDATE SET
-                     state = 'unsubscribed', updated_at = ?2, unsubscribed_at = ?2",
-                )?
-                .execute(params![address, now])?;
-                Unsubscribed::Unsubscribed
-            };
-            // Honoured by the next send whoever the reader is (file or web): a suppression,
-            // unless one is there already (a bounce keeps its reply).
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO suppressions (address, reason, issue, suppressed_at)
-                 VALUES (?1, ?2, NULL, ?3)",
-            )?
-            .execute(params![address, UNSUBSCRIBED, now])?;
-            tx.commit()?;
-            Ok(outcome)
-        })
+                .execute(params![n.key])?;
+        }
+        answers.push(answer);
     }
-
-    /// Deletes requests that lapsed before `now`, and the `pending` subscribers left with no
-    /// request; returns how many subscribers went.
-    ///
-    /// # Errors
-    /// A database error.
-    pub fn purge_lapsed_requests(&self, now: DateTime<Utc>) -> Result<usize> {
-        self.with("purge lapsed subscription requests", |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "DELETE FROM subscription_requests WHERE expires_at <= ?1",
-                params![now.timestamp()],
-            )?;
-            let gone = tx.execute(
-                "DELETE FROM subscribers WHERE state = 'pending'
-             AND address NOT IN (SELECT address FROM subscription_requests)",
-                [],
-            )?;
-            tx.commit()?;
-            Ok(gone)
-        })
-    }
-
-    /// The subscriber row of `address` (lowercased), if any.
-    ///
-    /// # Errors
-    /// A database error, or topics that are not a JSON array of strings.
-    pub fn web_subscriber(&self, address: &str) -> Result<Option<WebSubscriber>> {
-        let row = self.with("read a subscriber", |conn| {
-            Ok(conn
-                .prepare_cached(
-                    "SELECT address, email, name, topics, state, source FROM subscribers
-                 WHERE address = ?1",
-                )?
-                .query_row(params![address], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, String>(5)?,
-                    ))
-                })
-                .optional()?)
-        })?;
-        row.map(|(address, email, name, topics, state, source)| {
-            let topics = serde_json::from_str(&topics)
-                .with_context(|| format!("the topics of `{address}` in the ledger are damaged"))?;
-            Ok(WebSubscriber {
-                address,
-                email,
-                name,
-                topics,
-                state,
-                source,
-            })
-        })
-        .transpose()
-    }
+    tx.commit()?;
+    Ok(answers)
 }
 
-fn state_of(conn: &rusqlite::Connection, address: &str) -> Result<Option<String>> {
-    Ok(conn
-        .prepare_cached("SELECT state FROM subscribers WHERE address = ?1")?
-        .query_row(params![address], |r| r.get(0))
-        .optional()?)
+/// See [`crate::store::Store::remove_subscriber`].
+pub(super) fn remove(conn: &mut Connection, key: &str) -> Result<Removed> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let outcome = match state_of(&tx, key)? {
+        None => Removed::NotFound,
+        Some(state @ (SubscriberState::Unsubscribed | SubscriberState::Bounced)) => {
+            Removed::Kept(state)
+        }
+        Some(SubscriberState::Pending | SubscriberState::Confirmed) => {
+            tx.prepare_cached("DELETE FROM subscribers WHERE address = ?1")?
+                .execute(params![key])?;
+            Removed::Removed
+        }
+    };
+    tx.prepare_cached("DELETE FROM subscription_requests WHERE address = ?1")?
+        .execute(params![key])?;
+    tx.commit()?;
+    Ok(outcome)
 }
 
-/// The ledger as `feedpost serve`'s backend: one connection, one call at a time (each is a
-/// short transaction; `publish` may write the same file meanwhile, WAL lets both). Lapsed
-/// requests are purged at most once a minute, on the next request.
-pub struct LedgerSubscriptions {
-    store: SqliteStore,
-    /// When lapsed requests were last purged, Unix seconds.
-    last_purge: Mutex<i64>,
-}
-
-impl LedgerSubscriptions {
-    /// Opens the ledger at `path` (creating it and its tables if needed).
-    ///
-    /// # Errors
-    /// See [`SqliteStore::open`].
-    pub fn open(path: &std::path::Path) -> Result<LedgerSubscriptions> {
-        Ok(LedgerSubscriptions {
-            store: SqliteStore::open(path)?,
-            last_purge: Mutex::new(0),
-        })
-    }
-}
-
-impl Subscriptions for LedgerSubscriptions {
-    fn request(&self, request: &SubscriptionRequest, now: DateTime<Utc>) -> Result<Requested> {
-        {
-            let mut last = self.last_purge.lock().unwrap_or_else(|e| e.into_inner());
-            if now.timestamp() - *last >= PURGE_EVERY {
-                self.store.purge_lapsed_requests(now)?;
-                *last = now.timestamp();
+/// See [`crate::store::Store::list_file_subscribers`].
+pub(super) fn list_file(
+    conn: &mut Connection,
+    listed: &[NewSubscriber<'_>],
+    run: i64,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>> {
+    let now = now.timestamp();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut blocked = Vec::new();
+    {
+        // A confirmed subscriber of the file takes the file's word; any other is only marked.
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO subscribers
+                 (address, email, name, topics, state, source, created_at, updated_at,
+                  confirmed_at, listed_run)
+             VALUES (?1, ?2, ?3, ?4, 'confirmed', 'file', ?5, ?5, ?5, ?6)
+             ON CONFLICT (address) DO UPDATE SET
+                 listed_run = ?6,
+                 updated_at = CASE WHEN source = 'file' AND state = 'confirmed'
+                     AND (email IS NOT excluded.email OR name IS NOT excluded.name
+                          OR topics IS NOT excluded.topics)
+                     THEN ?5 ELSE updated_at END,
+                 email = CASE WHEN source = 'file' AND state = 'confirmed'
+                     THEN excluded.email ELSE email END,
+                 name = CASE WHEN source = 'file' AND state = 'confirmed'
+                     THEN excluded.name ELSE name END,
+                 topics = CASE WHEN source = 'file' AND state = 'confirmed'
+                     THEN excluded.topics ELSE topics END",
+        )?;
+        let mut state = tx.prepare_cached("SELECT state FROM subscribers WHERE address = ?1")?;
+        for n in listed {
+            upsert.execute(params![
+                n.key,
+                n.email,
+                n.name,
+                serde_json::to_string(n.topics)?,
+                now,
+                run
+            ])?;
+            let s: String = state.query_row(params![n.key], |r| r.get(0))?;
+            if matches!(s.as_str(), "unsubscribed" | "bounced") {
+                blocked.push(n.key.to_string());
             }
         }
-        self.store.request_subscription(request, now)
+    }
+    tx.commit()?;
+    Ok(blocked)
+}
+
+/// See [`crate::store::Store::prune_file_subscribers`].
+pub(super) fn prune_file(conn: &mut Connection, run: i64) -> Result<u64> {
+    let gone = conn.execute(
+        "DELETE FROM subscribers WHERE source = 'file' AND state = 'confirmed'
+         AND (listed_run IS NULL OR listed_run <> ?1)",
+        params![run],
+    )?;
+    Ok(gone as u64)
+}
+
+/// Whether `key` is on the suppression list for another reason than its unsubscribe.
+fn suppressed_otherwise(conn: &Connection, key: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM suppressions WHERE address = ?1 AND reason <> ?2")?
+        .exists(params![key, UNSUBSCRIBED])?)
+}
+
+fn state_of(conn: &Connection, key: &str) -> Result<Option<SubscriberState>> {
+    conn.prepare_cached("SELECT state FROM subscribers WHERE address = ?1")?
+        .query_row(params![key], |r| r.get::<_, String>(0))
+        .optional()?
+        .map(|s| SubscriberState::parse(&s))
+        .transpose()
+}
+
+/// A row as read, before its text columns are parsed.
+struct RawRow {
+    address: String,
+    email: String,
+    name: Option<String>,
+    topics: String,
+    state: String,
+    source: String,
+    times: [Option<i64>; 4],
+}
+
+impl RawRow {
+    fn read(r: &Row<'_>) -> rusqlite::Result<RawRow> {
+        Ok(RawRow {
+            address: r.get(0)?,
+            email: r.get(1)?,
+            name: r.get(2)?,
+            topics: r.get(3)?,
+            state: r.get(4)?,
+            source: r.get(5)?,
+            times: [r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?],
+        })
     }
 
-    fn confirm(&self, address: &str, now: DateTime<Utc>) -> Result<Confirmed> {
-        self.store.confirm_subscription(address, now)
-    }
-
-    fn unsubscribe(&self, address: &str, now: DateTime<Utc>) -> Result<Unsubscribed> {
-        self.store.unsubscribe(address, now)
+    fn into_row(self) -> Result<SubscriberRow> {
+        let topics = serde_json::from_str(&self.topics).with_context(|| {
+            format!("the topics of `{}` in the ledger are damaged", self.address)
+        })?;
+        let [created_at, updated_at, confirmed_at, unsubscribed_at] = self.times;
+        Ok(SubscriberRow {
+            state: SubscriberState::parse(&self.state)?,
+            source: Source::parse(&self.source)?,
+            address: self.address,
+            email: self.email,
+            name: self.name,
+            topics,
+            created_at: created_at.unwrap_or_default(),
+            updated_at: updated_at.unwrap_or_default(),
+            confirmed_at,
+            unsubscribed_at,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    /// The operations called straight on the connection, without a runtime.
+    trait Ops {
+        fn request_subscription(
+            &self,
+            r: &SubscriptionRequest,
+            now: DateTime<Utc>,
+        ) -> Result<Requested>;
+        fn confirm_subscription(&self, key: &str, now: DateTime<Utc>) -> Result<Confirmed>;
+        fn unsubscribe(&self, key: &str, now: DateTime<Utc>) -> Result<Unsubscribed>;
+        fn purge_lapsed_requests(&self, now: DateTime<Utc>) -> Result<u64>;
+        fn web_subscriber(&self, key: &str) -> Result<Option<SubscriberRow>>;
+        fn add(&self, new: &[NewSubscriber<'_>], now: DateTime<Utc>) -> Vec<Added>;
+    }
+
+    impl Ops for SqliteStore {
+        fn request_subscription(
+            &self,
+            r: &SubscriptionRequest,
+            now: DateTime<Utc>,
+        ) -> Result<Requested> {
+            self.with("t", |c| super::request(c, r, now))
+        }
+        fn confirm_subscription(&self, key: &str, now: DateTime<Utc>) -> Result<Confirmed> {
+            self.with("t", |c| confirm(c, key, now))
+        }
+        fn unsubscribe(&self, key: &str, now: DateTime<Utc>) -> Result<Unsubscribed> {
+            self.with("t", |c| unsubscribe(c, key, now))
+        }
+        fn purge_lapsed_requests(&self, now: DateTime<Utc>) -> Result<u64> {
+            self.with("t", |c| purge_lapsed(c, now))
+        }
+        fn web_subscriber(&self, key: &str) -> Result<Option<SubscriberRow>> {
+            self.with("t", |c| get(c, key))
+        }
+        fn add(&self, new: &[NewSubscriber<'_>], now: DateTime<Utc>) -> Vec<Added> {
+            self.with("t", |c| add(c, new, now)).unwrap()
+        }
+    }
 
     fn at(hours: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap() + chrono::Duration::hours(hours)
@@ -353,7 +479,9 @@ mod tests {
     }
 
     fn state(l: &SqliteStore, address: &str) -> Option<String> {
-        l.web_subscriber(address).unwrap().map(|s| s.state)
+        l.web_subscriber(address)
+            .unwrap()
+            .map(|s| s.state.as_str().to_string())
     }
 
     #[test]
@@ -483,16 +611,131 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_backend_purges_lapsed_requests_as_it_goes() {
+    #[tokio::test]
+    async fn the_backend_purges_lapsed_requests_as_it_goes() {
+        use crate::serve::{StoreSubscriptions, Subscriptions};
         let dir = tempfile::tempdir().unwrap();
-        let subs = LedgerSubscriptions::open(&dir.path().join("l.sqlite")).unwrap();
+        let path = dir.path().join("l.sqlite");
+        let subs = StoreSubscriptions::new(Box::new(SqliteStore::open(&path).unwrap()));
         subs.request(&request("a@x.org", &[], at(0)), at(0))
+            .await
             .unwrap();
         subs.request(&request("b@x.org", &[], at(50)), at(50))
+            .await
             .unwrap();
-        let l = SqliteStore::open(&dir.path().join("l.sqlite")).unwrap();
+        let l = SqliteStore::open(&path).unwrap();
         assert_eq!(state(&l, "a@x.org"), None);
         assert_eq!(state(&l, "b@x.org").as_deref(), Some("pending"));
+    }
+
+    fn new<'a>(key: &'a str, topics: &'a [String], source: Source) -> NewSubscriber<'a> {
+        NewSubscriber {
+            key,
+            email: key,
+            name: None,
+            topics,
+            source,
+        }
+    }
+
+    #[test]
+    fn the_editor_adds_and_updates_but_never_brings_back_who_left() {
+        let (_dir, l) = ledger();
+        let rust = vec!["Rust".to_string()];
+        l.request_subscription(&request("p@x.org", &[], at(0)), at(0))
+            .unwrap();
+        l.unsubscribe("gone@x.org", at(0)).unwrap();
+        l.with("suppress", |c| {
+            super::super::suppressions::add(c, "bad@x.org", "550 5.1.1 no such user")
+        })
+        .unwrap();
+        let answers = l.add(
+            &[
+                new("a@x.org", &rust, Source::Cli),
+                new("p@x.org", &[], Source::Import),
+                new("gone@x.org", &[], Source::Import),
+                new("bad@x.org", &[], Source::Import),
+            ],
+            at(1),
+        );
+        assert_eq!(
+            answers,
+            [
+                Added::Added,
+                Added::Updated,
+                Added::Unsubscribed,
+                Added::Suppressed
+            ]
+        );
+        let a = l.web_subscriber("a@x.org").unwrap().unwrap();
+        assert_eq!(
+            (a.state, a.source, a.topics),
+            (SubscriberState::Confirmed, Source::Cli, rust.clone())
+        );
+        let p = l.web_subscriber("p@x.org").unwrap().unwrap();
+        assert_eq!(
+            (p.state, p.source),
+            (SubscriberState::Confirmed, Source::Import)
+        );
+        // The editor's word replaced the request: its link confirms nothing now.
+        assert_eq!(
+            l.confirm_subscription("p@x.org", at(2)).unwrap(),
+            Confirmed::AlreadyConfirmed
+        );
+        assert_eq!(state(&l, "gone@x.org").as_deref(), Some("unsubscribed"));
+        assert_eq!(state(&l, "bad@x.org"), None);
+        // Removing: a confirmed one goes, the record of one who left stays.
+        assert_eq!(
+            l.with("t", |c| remove(c, "a@x.org")).unwrap(),
+            Removed::Removed
+        );
+        assert_eq!(
+            l.with("t", |c| remove(c, "a@x.org")).unwrap(),
+            Removed::NotFound
+        );
+        assert_eq!(
+            l.with("t", |c| remove(c, "gone@x.org")).unwrap(),
+            Removed::Kept(SubscriberState::Unsubscribed)
+        );
+        let counts = l.with("t", counts).unwrap();
+        assert_eq!(
+            (counts.confirmed, counts.unsubscribed, counts.pending),
+            (1, 1, 0)
+        );
+    }
+
+    #[test]
+    fn the_file_is_read_in_and_what_left_it_is_pruned() {
+        let (_dir, l) = ledger();
+        let mosn = vec!["MOSN".to_string()];
+        let run1 = [
+            new("f@x.org", &mosn, Source::File),
+            new("g@x.org", &[], Source::File),
+        ];
+        assert!(l
+            .with("t", |c| list_file(c, &run1, 1, at(0)))
+            .unwrap()
+            .is_empty());
+        assert_eq!(l.with("t", |c| prune_file(c, 1)).unwrap(), 0);
+        // g unsubscribes; a web reader confirms who is also in the file.
+        l.unsubscribe("g@x.org", at(1)).unwrap();
+        l.request_subscription(&request("w@x.org", &["Rust"], at(1)), at(1))
+            .unwrap();
+        l.confirm_subscription("w@x.org", at(1)).unwrap();
+        // The next run: f left the file, g and w are in it.
+        let run2 = [
+            new("g@x.org", &[], Source::File),
+            new("w@x.org", &[], Source::File),
+        ];
+        let blocked = l.with("t", |c| list_file(c, &run2, 2, at(2))).unwrap();
+        assert_eq!(blocked, ["g@x.org"]);
+        assert_eq!(l.with("t", |c| prune_file(c, 2)).unwrap(), 1);
+        assert_eq!(state(&l, "f@x.org"), None);
+        let w = l.web_subscriber("w@x.org").unwrap().unwrap();
+        assert_eq!(
+            (w.source, w.topics),
+            (Source::Web, vec!["Rust".to_string()])
+        );
+        assert_eq!(state(&l, "g@x.org").as_deref(), Some("unsubscribed"));
     }
 }

@@ -24,7 +24,7 @@ pub(super) fn list(conn: &mut Connection) -> Result<Vec<Suppression>> {
 }
 
 /// See [`crate::store::Store::suppression_of`].
-pub(super) fn reason(conn: &mut Connection, key: &str) -> Result<Option<String>> {
+pub(super) fn reason(conn: &Connection, key: &str) -> Result<Option<String>> {
     Ok(conn
         .prepare_cached("SELECT reason FROM suppressions WHERE address = ?1")?
         .query_row(params![key], |r| r.get(0))
@@ -48,6 +48,11 @@ pub(super) fn lift(conn: &mut Connection, key: &str) -> Result<bool> {
         tx.execute(
             "UPDATE deliveries SET state = 'queued', run_attempts = 0, updated_at = ?2
              WHERE recipient = ?1 AND state = 'failed'",
+            params![key, now_unix()],
+        )?;
+        tx.execute(
+            "UPDATE subscribers SET state = 'confirmed', updated_at = ?2
+             WHERE address = ?1 AND state = 'bounced'",
             params![key, now_unix()],
         )?;
     }
