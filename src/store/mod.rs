@@ -530,7 +530,9 @@ pub trait Store: Send + Sync {
     async fn suppress(&self, key: &str, reason: &str) -> Result<()>;
 
     /// Lifts the suppression of the recipient `key`; returns whether it was listed. Its failed
-    /// deliveries are queued again, so the next `publish` of those issues retries them.
+    /// deliveries are queued again, so the next `publish` of those issues retries them, and a
+    /// bounced subscriber is confirmed again (an unsubscribed one stays unsubscribed: only the
+    /// reader can come back).
     async fn unsuppress(&self, key: &str) -> Result<bool>;
 
     // --- Subscribers (see [`subscribers`]) -------------------------------------------

@@ -7,6 +7,7 @@
 //! live in the ledger, see [`crate::ledger`].
 
 pub mod check;
+pub mod csv;
 pub mod token;
 
 use std::fmt;
@@ -42,13 +43,20 @@ impl Subscriber {
     /// Whether this subscriber receives `issue`: no topics, or a topic equal (ignoring case) to one
     /// of the issue's categories or tags.
     pub fn wants(&self, issue: &Issue) -> bool {
-        self.topics.is_empty()
-            || issue.terms().iter().any(|term| {
-                self.topics
-                    .iter()
-                    .any(|t| t.to_lowercase() == term.to_lowercase())
-            })
+        wants(&self.topics, issue)
     }
+}
+
+/// Whether a reader with `topics` receives `issue`: no topics (every issue), or a topic equal,
+/// ignoring case, to one of the issue's categories or tags — the terms the subscription form
+/// offers (see [`crate::serve::topics()`]). The same rule for readers of the file and readers
+/// in the store.
+pub fn wants(topics: &[String], issue: &Issue) -> bool {
+    topics.is_empty()
+        || issue.terms().iter().any(|term| {
+            let term = term.to_lowercase();
+            topics.iter().any(|t| t.to_lowercase() == term)
+        })
 }
 
 /// An address as feedpost sends to it and compares it: `(address, key)`. The domain of

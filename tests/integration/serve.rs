@@ -173,7 +173,7 @@ pub fn subscriber(site: &Site, address: &str) -> Option<(String, Vec<String>)> {
 }
 
 /// The confirmation link in a received message's plain-text part.
-fn confirm_link(message: &[u8]) -> String {
+pub fn confirm_link(message: &[u8]) -> String {
     let parsed = MessageParser::default().parse(message).unwrap();
     let text = parsed.body_text(0).unwrap();
     text.split_whitespace()
@@ -438,7 +438,7 @@ fn the_feeds_folder_is_served_with_feed_media_types() {
 }
 
 #[test]
-fn secrets_never_reach_the_logs_the_pages_the_mail_or_the_files() {
+fn secrets_never_reach_the_logs_the_pages_the_mail_the_commands_or_the_files() {
     const PASSWORD: &str = "smtp-password-never-shown-7f3a";
     let smtp = SmtpServer::start(Faults::default());
     // The Ed25519 key of the DKIM tests (RSA signs the same way, only slower).
@@ -472,11 +472,43 @@ fn secrets_never_reach_the_logs_the_pages_the_mail_or_the_files() {
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("TRACE") || log.contains("DEBUG") || log.contains("INFO"));
 
+    // The editor's commands, with their logs at trace: what they print, errors included.
+    site.write(
+        "in.csv",
+        "email,name,topics\nb@x.org,B,MOSN\nnot-an-address,,\n",
+    );
+    let csv = site.path().join("in.csv");
+    let csv = csv.to_str().unwrap();
+    let commands: [&[&str]; 12] = [
+        &["subscribers", "add", "c@x.org", "--name", "C"],
+        &["subscribers", "import", csv],
+        &["subscribers", "import", "/nonexistent/in.csv"],
+        &["subscribers", "list"],
+        &["subscribers", "list", "--json"],
+        &["subscribers", "export"],
+        &["subscribers", "remove", "c@x.org"],
+        &["subscribers", "remove", "nobody@x.org"],
+        &["subscribers", "add", "not-an-address"],
+        &["publish"],
+        &["status"],
+        &["status", "--json"],
+    ];
+    let mut outputs = String::new();
+    for args in commands {
+        let out = site.cmd(args).run();
+        outputs += &format!("{args:?}\n{}\n{}\n", out.stdout, out.stderr);
+    }
+    assert!(
+        outputs.contains("not-an-address") && outputs.contains("c@x.org"),
+        "{outputs}"
+    );
+
     let key_lines: Vec<&str> = key.lines().filter(|l| !l.starts_with("-----")).collect();
     let mut haystacks = vec![
         ("the log".to_string(), log.into_bytes()),
         ("the pages".to_string(), pages.into_bytes()),
         ("the mail".to_string(), message),
+        ("the commands' output".to_string(), outputs.into_bytes()),
     ];
     for entry in walk(site.path()) {
         if entry.file_name().is_some_and(|n| n == "dkim.pem") {

@@ -1,5 +1,12 @@
-//! The subscriber list as it concerns one issue: read in chunks, each entry judged (bad, repeated, not wanting the issue's topics, wanting it), then queued in the store
-//! by a publish, admitted as eligible by a publish or a retry, or counted by a dry run.
+//! The audience of one issue: (the entries of `subscribers.toml` ∪ the confirmed readers of
+//! the store who came by the web, `subscribers add` or `import`) − unsubscribed − bounced −
+//! suppressed, filtered by topics ([`crate::subscribers::wants`]).
+//!
+//! The file is read in chunks, each entry judged (bad, repeated, not wanting the issue's
+//! topics, wanting it) and read into the store (source `file`, so `status` and `subscribers
+//! list` know it, and an unsubscribe holds though the address stays in the file); then the
+//! store's own confirmed readers are paged through. Each reader is queued by a publish,
+//! admitted as eligible by a publish or a retry, or counted by a dry run.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -13,8 +20,10 @@ use tracing::warn;
 use crate::config::Config;
 use crate::issue::Issue;
 use crate::mail::IssueMail;
-use crate::store::{NewDelivery, Queue, State, Store};
-use crate::subscribers::{self, EntryError, Reader, Subscriber};
+use crate::store::{
+    NewDelivery, NewSubscriber, Queue, Source, State, Store, SubscriberRow, SubscriberState,
+};
+use crate::subscribers::{self, normalize, EntryError, Reader, Subscriber};
 
 /// How many entries of the subscriber list are judged, queued and admitted at a time (one
 /// transaction each).
@@ -138,10 +147,11 @@ fn judge(
     }
 }
 
-/// Reads the subscriber list into the store: with `enqueue` (a publish) queues every subscriber
-/// who wants `issue`; always records who may receive it now, for
-/// [`Store::settle_audience`]. Returns how many entries were skipped (bad entries, repeats, topic
-/// filter, suppression list).
+/// Reads the audience into the store: the subscriber file (each entry also recorded in the
+/// store, see [`Store::list_file_subscribers`]), then the store's confirmed opt-ins. With
+/// `enqueue` (a publish) queues every reader who wants `issue`; always records who may receive
+/// it now, for [`Store::settle_audience`]. Returns how many readers were skipped (bad entries,
+/// repeats, topic filter, unsubscribed or bounced, suppression list).
 ///
 /// # Errors
 /// The subscriber file cannot be read, or the store cannot be written.
@@ -153,53 +163,207 @@ pub(super) async fn admit(
     enqueue: bool,
 ) -> Result<u64> {
     let from = config.from_mailbox();
+    let now = crate::now()?;
+    // The stamp of this reading of the file: the real clock, even when FEEDPOST_NOW is pinned.
+    let run = chrono::Utc::now().timestamp_millis();
     store.begin_audience().await?;
     let mut entries = Entries::read(config, issue);
     let mut skipped = 0u64;
     while let Some(chunk) = entries.next()? {
-        let mut listed = Vec::with_capacity(chunk.len());
-        let mut deliveries = Vec::with_capacity(if enqueue { chunk.len() } else { 0 });
-        let mut wanted = Vec::new();
-        for entry in &chunk {
-            match entry {
-                Entry::Bad | Entry::Repeated => skipped += 1,
-                Entry::NotWanted(s) => {
-                    skipped += 1;
-                    listed.push((s.key.as_str(), false));
-                }
-                Entry::Wanted(s) => {
-                    listed.push((s.key.as_str(), true));
-                    if enqueue {
-                        deliveries.push(NewDelivery {
-                            key: &s.key,
-                            address: &s.address,
-                            name: s.name.as_deref(),
-                            message_id: IssueMail::message_id_for(queue.issue, &s.key, &from),
-                        });
-                    } else {
-                        wanted.push(s);
-                    }
-                }
-            }
-        }
-        skipped += if enqueue {
-            store.enqueue(queue, &deliveries).await?.suppressed
-        } else {
-            suppressed_among(store, &wanted).await?
-        };
-        store.admit(&listed).await?;
+        let readers: Vec<(&Subscriber, bool)> = chunk
+            .iter()
+            .filter_map(|entry| match entry {
+                Entry::Bad | Entry::Repeated => None,
+                Entry::NotWanted(s) => Some((s, false)),
+                Entry::Wanted(s) => Some((s, true)),
+            })
+            .collect();
+        skipped += (chunk.len() - readers.len()) as u64;
+        let listed: Vec<NewSubscriber<'_>> = readers
+            .iter()
+            .map(|(s, _)| NewSubscriber {
+                key: &s.key,
+                email: &s.email,
+                name: s.name.as_deref(),
+                topics: &s.topics,
+                source: Source::File,
+            })
+            .collect();
+        let left: HashSet<String> = store
+            .list_file_subscribers(&listed, run, now)
+            .await?
+            .into_iter()
+            .collect();
+        let readers: Vec<Recipient<'_>> = readers
+            .into_iter()
+            .filter(|(s, _)| !left.contains(&s.key))
+            .map(|(s, wants)| Recipient {
+                key: &s.key,
+                address: &s.address,
+                name: s.name.as_deref(),
+                wants,
+            })
+            .collect();
+        skipped += left.len() as u64;
+        skipped += admit_readers(store, queue, &from, &readers, enqueue).await?;
+    }
+    store.prune_file_subscribers(run).await?;
+    let mut opt_ins = OptIns::new(issue, &entries.seen);
+    while let Some(page) = opt_ins.next(store).await? {
+        let readers: Vec<Recipient<'_>> = page.iter().map(OptIn::reader).collect();
+        skipped += opt_ins.take_skipped();
+        skipped += admit_readers(store, queue, &from, &readers, enqueue).await?;
     }
     Ok(skipped)
 }
 
-async fn suppressed_among(store: &dyn Store, wanted: &[&Subscriber]) -> Result<u64> {
+/// A reader of the audience, from the file or the store.
+struct Recipient<'a> {
+    key: &'a str,
+    address: &'a str,
+    name: Option<&'a str>,
+    /// Whether its topics select the issue.
+    wants: bool,
+}
+
+/// Queues (with `enqueue`) and admits `readers`; returns how many were skipped (topic filter,
+/// suppression list).
+async fn admit_readers(
+    store: &dyn Store,
+    queue: Queue<'_>,
+    from: &lettre::message::Mailbox,
+    readers: &[Recipient<'_>],
+    enqueue: bool,
+) -> Result<u64> {
+    let mut skipped = 0;
+    let mut deliveries = Vec::new();
+    let mut wanted = Vec::new();
+    for r in readers {
+        if !r.wants {
+            skipped += 1;
+        } else if enqueue {
+            deliveries.push(NewDelivery {
+                key: r.key,
+                address: r.address,
+                name: r.name,
+                message_id: IssueMail::message_id_for(queue.issue, r.key, from),
+            });
+        } else {
+            wanted.push(r.key);
+        }
+    }
+    skipped += if enqueue {
+        store.enqueue(queue, &deliveries).await?.suppressed
+    } else {
+        suppressed_among(store, &wanted).await?
+    };
+    let listed: Vec<(&str, bool)> = readers.iter().map(|r| (r.key, r.wants)).collect();
+    store.admit(&listed).await?;
+    Ok(skipped)
+}
+
+async fn suppressed_among(store: &dyn Store, keys: &[&str]) -> Result<u64> {
     let mut n = 0;
-    for s in wanted {
-        if store.suppression_of(&s.key).await?.is_some() {
+    for key in keys {
+        if store.suppression_of(key).await?.is_some() {
             n += 1;
         }
     }
     Ok(n)
+}
+
+/// A confirmed reader of the store (web, `subscribers add`, `import`), as it concerns an issue.
+struct OptIn {
+    key: String,
+    address: String,
+    name: Option<String>,
+    wants: bool,
+}
+
+impl OptIn {
+    fn reader(&self) -> Recipient<'_> {
+        Recipient {
+            key: &self.key,
+            address: &self.address,
+            name: self.name.as_deref(),
+            wants: self.wants,
+        }
+    }
+}
+
+/// The store's confirmed readers who did not come from the file, a page at a time, judged
+/// against an issue. A reader the file lists too was judged with the file's entry; it is taken
+/// again only when its own topics want the issue (the store's `admit` then counts it wanted).
+struct OptIns<'a> {
+    issue: &'a Issue,
+    in_file: &'a Seen,
+    after: String,
+    done: bool,
+    skipped: u64,
+}
+
+impl<'a> OptIns<'a> {
+    fn new(issue: &'a Issue, in_file: &'a Seen) -> OptIns<'a> {
+        OptIns {
+            issue,
+            in_file,
+            after: String::new(),
+            done: false,
+            skipped: 0,
+        }
+    }
+
+    /// The next page of readers ([`CHUNK`] rows of the store at most); `None` at the end.
+    async fn next(&mut self, store: &dyn Store) -> Result<Option<Vec<OptIn>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = store.subscribers(&self.after, CHUNK).await?;
+        let Some(last) = page.last() else {
+            self.done = true;
+            return Ok(None);
+        };
+        self.after = last.address.clone();
+        Ok(Some(
+            page.into_iter().filter_map(|row| self.judge(row)).collect(),
+        ))
+    }
+
+    /// Readers left out of the last pages for their topics or a bad address (logged).
+    fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
+    }
+
+    fn judge(&mut self, row: SubscriberRow) -> Option<OptIn> {
+        if row.state != SubscriberState::Confirmed || row.source == Source::File {
+            return None;
+        }
+        let wants = subscribers::wants(&row.topics, self.issue);
+        let in_file = self.in_file.contains(&row.address);
+        if in_file && !wants {
+            return None;
+        }
+        let (address, key) = match normalize(&row.email) {
+            Ok(normalized) => normalized,
+            Err(message) => {
+                warn!(
+                    "subscriber `{}` in the store: {message} (skipped)",
+                    row.address
+                );
+                self.skipped += 1;
+                return None;
+            }
+        };
+        if !wants {
+            self.skipped += 1;
+        }
+        Some(OptIn {
+            key,
+            address,
+            name: row.name,
+            wants,
+        })
+    }
 }
 
 /// What a dry run counts: as a publish would queue and send, reading the same list, the topic
@@ -212,8 +376,43 @@ pub(super) struct DryCount {
     pub skipped: u64,
 }
 
+impl DryCount {
+    /// Counts `key`, who wants the issue, as a publish would.
+    async fn wanted(
+        &mut self,
+        store: Option<&dyn Store>,
+        queue: Queue<'_>,
+        key: &str,
+    ) -> Result<()> {
+        let Some(store) = store else {
+            self.would_send += 1;
+            return Ok(());
+        };
+        if store.suppression_of(key).await?.is_some() {
+            self.skipped += 1;
+            return Ok(());
+        }
+        let left = store.subscriber(key).await?.is_some_and(|s| {
+            matches!(
+                s.state,
+                SubscriberState::Unsubscribed | SubscriberState::Bounced
+            )
+        });
+        if left {
+            self.skipped += 1;
+            return Ok(());
+        }
+        match store.state_of(queue, key).await? {
+            Some(State::Sent) => self.already += 1,
+            Some(State::Failed) => self.failed += 1,
+            _ => self.would_send += 1,
+        }
+        Ok(())
+    }
+}
+
 /// Counts as a publish of `issue` on `queue` would, from the store if there is one (`None`: a
-/// store that does not exist yet, so nothing was sent).
+/// store that does not exist yet, so nothing was sent and nobody subscribed on the web).
 ///
 /// # Errors
 /// The subscriber file or the store cannot be read.
@@ -225,27 +424,27 @@ pub(super) async fn dry_count(
 ) -> Result<DryCount> {
     let mut count = DryCount::default();
     let mut entries = Entries::read(config, issue);
+    let mut wanted_in_file = Seen::default();
     while let Some(chunk) = entries.next()? {
         for entry in chunk {
-            let s = match entry {
-                Entry::Bad | Entry::Repeated | Entry::NotWanted(_) => {
-                    count.skipped += 1;
-                    continue;
+            match entry {
+                Entry::Bad | Entry::Repeated | Entry::NotWanted(_) => count.skipped += 1,
+                Entry::Wanted(s) => {
+                    wanted_in_file.insert(&s.key);
+                    count.wanted(store, queue, &s.key).await?;
                 }
-                Entry::Wanted(s) => s,
-            };
-            let Some(store) = store else {
-                count.would_send += 1;
-                continue;
-            };
-            if store.suppression_of(&s.key).await?.is_some() {
-                count.skipped += 1;
-                continue;
             }
-            match store.state_of(queue, &s.key).await? {
-                Some(State::Sent) => count.already += 1,
-                Some(State::Failed) => count.failed += 1,
-                _ => count.would_send += 1,
+        }
+    }
+    let Some(store) = store else {
+        return Ok(count);
+    };
+    let mut opt_ins = OptIns::new(issue, &entries.seen);
+    while let Some(page) = opt_ins.next(store).await? {
+        count.skipped += opt_ins.take_skipped();
+        for r in page.iter().filter(|r| r.wants) {
+            if !wanted_in_file.contains(&r.key) {
+                count.wanted(Some(store), queue, &r.key).await?;
             }
         }
     }
@@ -279,9 +478,18 @@ struct Seen(HashSet<[u8; 16]>);
 impl Seen {
     /// Whether `key` is new (and now remembered).
     fn insert(&mut self, key: &str) -> bool {
+        self.0.insert(Seen::digest(key))
+    }
+
+    /// Whether `key` was met.
+    fn contains(&self, key: &str) -> bool {
+        self.0.contains(&Seen::digest(key))
+    }
+
+    fn digest(key: &str) -> [u8; 16] {
         let digest = Sha256::digest(key.as_bytes());
         let mut short = [0u8; 16];
         short.copy_from_slice(&digest[..16]);
-        self.0.insert(short)
+        short
     }
 }

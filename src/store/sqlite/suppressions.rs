@@ -50,6 +50,11 @@ pub(super) fn lift(conn: &mut Connection, key: &str) -> Result<bool> {
              WHERE recipient = ?1 AND state = 'failed'",
             params![key, now_unix()],
         )?;
+        tx.execute(
+            "UPDATE subscribers SET state = 'confirmed', updated_at = ?2
+             WHERE address = ?1 AND state = 'bounced'",
+            params![key, now_unix()],
+        )?;
     }
     tx.commit()?;
     Ok(removed > 0)
