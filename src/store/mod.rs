@@ -3,9 +3,10 @@
 //! [`subscribers`]); the suppression list; and what is known of each mailed issue.
 //!
 //! The last stage of the pipeline and the source of truth for "who got what". [`Store`] is the
-//! seam: the delivery engine ([`crate::deliver`]) and the commands speak only to it, so a store
-//! of another kind (PostgreSQL, shared by several senders) goes beside [`sqlite`] without the
-//! engine changing. Each delivery moves through durable states:
+//! seam: the delivery engine ([`crate::deliver`]) and the commands speak only to it, and
+//! [`open`] picks the store from the config: the SQLite file ([`sqlite`], one sender at a time)
+//! or PostgreSQL ([`postgres`], `[store] url`, shared by several senders and servers on several
+//! hosts). Each delivery moves through durable states:
 //!
 //! ```text
 //! queued ──claim──▶ sending ──250──▶ sent
@@ -21,7 +22,8 @@
 //! names the sender that holds it ([`Store::owner`]) and until when ([`LEASE`], renewed while the
 //! sender works, [`Store::renew_leases`]). A row whose sender is gone — its lease expired, or,
 //! where the store lets one sender at a time in (the SQLite file's lock), any row not leased by
-//! this sender — goes back to `queued` at the start of the next run ([`Store::begin_run`]) and is
+//! this sender — goes back to `queued` at the start of the next run ([`Store::begin_run`]), or,
+//! in a store shared by several senders, is taken over by a claim of any of them, and is
 //! sent again with the same Message-ID, so the only possible duplicates are the messages in
 //! flight when a sender died. Every transition is durable before anything depends on it.
 //!
