@@ -138,9 +138,31 @@ fn open_at(path: PathBuf, existed: bool) -> Result<(Connection, PathBuf)> {
     Ok((conn, path))
 }
 
+/// How long a connection waits for another's write lock before its call fails, in
+/// milliseconds (see [`wait_for_lock`]).
+const LOCK_WAIT_MS: i32 = 10_000;
+
+/// How long [`wait_for_lock`] sleeps between tries, in microseconds.
+const LOCK_POLL_US: u64 = 500;
+
+/// The busy handler of every connection: while another connection (the other process: a
+/// publish beside `feedpost serve`) holds the write lock, try again every [`LOCK_POLL_US`]
+/// for up to [`LOCK_WAIT_MS`]. SQLite's own `busy_timeout` backs off to sleeps of 25–100 ms, so
+/// a lock freed after one millisecond was taken up to 100 ms late: the latency tail of every
+/// subscribe and unsubscribe answered during a publish. `tries` is how many times the handler
+/// was called for this wait; returning `false` gives up (the call fails with SQLITE_BUSY).
+fn wait_for_lock(tries: i32) -> bool {
+    let max_tries = i64::from(LOCK_WAIT_MS) * 1000 / LOCK_POLL_US as i64;
+    if i64::from(tries) >= max_tries {
+        return false;
+    }
+    std::thread::sleep(std::time::Duration::from_micros(LOCK_POLL_US));
+    true
+}
+
 /// The PRAGMAs and settings of every connection to a ledger.
 fn set_up(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_handler(Some(wait_for_lock))?;
     // Plans must not depend on bound values: otherwise every rebinding of a statement that can
     // use a partial index forces SQLite to prepare it again (4% of a send's CPU time).
     conn.set_db_config(
