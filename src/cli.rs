@@ -77,14 +77,24 @@ pub enum Command {
     /// of it (600 and 375 px, light and dark) when Chromium is installed.
     Preview(PreviewArgs),
     /// Build, then send an issue to every subscriber who has not received it
+    ///
+    /// Without ISSUE, the newest issue whose date has come (not a draft): run it from cron or a
+    /// systemd timer and each issue goes out on its date, once. Older issues never mailed are
+    /// left alone (a new list never gets a backlog; name one to send it), and a run with
+    /// nothing due says when the next issue is and exits 0.
     Publish(PublishArgs),
     /// Send again what an earlier publish of ISSUE left queued or deferred
     ///
     /// Adds no recipients: only those an earlier publish queued, still eligible.
     Retry(RetryArgs),
-    /// Show subscribers by state, and where deliveries stand: counts per state and the last replies
+    /// Show subscribers by state, where deliveries stand, and the issue due now and next
+    ///
+    /// First the subscribers per state; then, per issue in the ledger: counts per state,
+    /// attempts and the last replies, the mail (SMTP) and the outbox rehearsal apart. Without
+    /// ISSUE, then the schedule: the issue a `publish` without an issue sends now (mailed or not
+    /// yet), and the next issue by date with when it becomes due.
     Status(StatusArgs),
-    /// List, add, remove, import and export subscribers; inspect and edit the suppression list
+    /// List, add, remove, import and export subscribers; edit the suppression list
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
@@ -178,7 +188,8 @@ pub struct ManArgs {
 /// `publish` options.
 #[derive(Debug, Args)]
 pub struct PublishArgs {
-    /// The issue file; default: the newest issue that is not a draft and not dated in the future.
+    /// The issue file; default: the newest issue whose date has come (not a draft), and none
+    /// older.
     pub issue: Option<PathBuf>,
     /// Show what would be sent and to how many; write and send nothing.
     #[arg(long)]
@@ -196,6 +207,10 @@ pub struct PublishArgs {
     /// already mailed under another slug or base URL (same title and date, or same content).
     #[arg(long)]
     pub as_new_issue: bool,
+    /// Print the summary as one JSON object on stdout, with the same numbers as the text line
+    /// (see the README's "Publishing from scripts").
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `retry` options.
@@ -203,6 +218,9 @@ pub struct PublishArgs {
 pub struct RetryArgs {
     /// The issue file.
     pub issue: PathBuf,
+    /// Print the summary as one JSON object on stdout, as `publish --json` does.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `preview` options.

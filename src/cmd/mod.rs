@@ -1,4 +1,5 @@
-//! The subcommands, one file each.
+//! The subcommands, one file each (and `schedule`, the issue a `publish` without one sends,
+//! which `publish` and `status` share).
 //!
 //! A command that could run returns a [`Ran`]: everything done (exit code 0), or some items
 //! failed ([`ITEMS_FAILED`]) — a bad issue file that `build` left out, a recipient left
@@ -13,6 +14,7 @@ mod init;
 mod new;
 mod preview;
 mod publish;
+mod schedule;
 mod serve;
 mod status;
 mod subscribers;
@@ -109,10 +111,18 @@ pub fn run(cli: Cli) -> Result<Ran> {
         Command::Completions(args) => completions::completions(args.shell),
         Command::Man(args) => completions::man(args.out.as_deref()),
         Command::Build => build::run(&config()?),
-        Command::Publish(args) => {
-            publish::run(&config()?, args.issue.as_deref(), publish::Mode::of(&args))
-        }
-        Command::Retry(args) => publish::run(&config()?, Some(&args.issue), publish::Mode::Retry),
+        Command::Publish(args) => publish::run(
+            &config()?,
+            args.issue.as_deref(),
+            publish::Mode::of(&args),
+            args.json,
+        ),
+        Command::Retry(args) => publish::run(
+            &config()?,
+            Some(&args.issue),
+            publish::Mode::Retry,
+            args.json,
+        ),
         Command::Preview(args) => preview::run(&config()?, &args),
         Command::Serve(args) => serve::run(config()?, path, &args),
         Command::Status(args) => status::run(&config()?, args.issue.as_deref(), args.json),

@@ -1,13 +1,20 @@
-//! `feedpost status`: how many subscribers are in each state, and where each delivery stands,
-//! from the store — mail (SMTP) and the outbox rehearsal apart.
+//! `feedpost status`: how many subscribers are in each state, where each delivery stands, from
+//! the store — mail (SMTP) and the outbox rehearsal apart — and, for the whole site, the
+//! schedule: the issue due now and the next.
 
+use std::collections::HashSet;
 use std::io::Write;
 
 use anyhow::{bail, Result};
+use chrono::Utc;
 use serde::Serialize;
+use tracing::warn;
 
+use crate::cmd::schedule::{self, Schedule};
 use crate::cmd::Ran;
 use crate::config::Config;
+use crate::issue::Listing;
+use crate::site::Site;
 use crate::store::{
     self, Channel, Counts, DeliveryRow, Open, Queue, State, Store, SubscriberCounts,
 };
@@ -43,13 +50,15 @@ struct IssueStatus {
 /// apart from it for the outbox (a rehearsal, nothing mailed). `json` prints one JSON document:
 /// `{"subscribers": {"pending", "confirmed", "unsubscribed", "bounced"}, "issues": [{"issue",
 /// "counts", "problems", "outbox": null | {"counts", "problems"}}]}`, `counts` and `problems`
-/// being those of SMTP.
+/// being those of SMTP. Without `issue`, the schedule follows (JSON: `"schedule": {"due",
+/// "next"}`, each null or `{"issue", "title", "file", "date", "mailed"}`, `date` RFC 3339 in
+/// UTC): the issue a `publish` without an issue sends now, and the one due next.
 ///
 /// # Errors
 /// The ledger or the subscriber file cannot be read, or `issue` names no issue of the site and
 /// none in the ledger.
 pub fn run(config: &Config, issue: Option<&str>, json: bool) -> Result<Ran> {
-    super::block_on(async {
+    let out = super::block_on(async {
         let store = store::open(config, Open::IfExists).await?;
         let ids = issue_ids(config, store.as_deref(), issue).await?;
         let mut out = Vec::with_capacity(ids.len());
@@ -57,9 +66,83 @@ pub fn run(config: &Config, issue: Option<&str>, json: bool) -> Result<Ran> {
             out.push(issue_status(store.as_deref(), id).await?);
         }
         let subscribers = super::subscribers::counts(config).await?;
-        print(config, store.is_some(), &subscribers, &out, json)?;
-        Ok(Ran::success())
-    })?
+        Ok::<_, anyhow::Error>((store.is_some(), subscribers, out))
+    })??;
+    let (has_store, subscribers, out) = out;
+    // The deliveries are what `status` is for: a site that cannot be read only hides the
+    // schedule, with a warning.
+    let schedule = match issue {
+        None => schedule_status(config)
+            .inspect_err(|e| warn!("the schedule is not shown: {e:#}"))
+            .ok(),
+        Some(_) => None,
+    };
+    print(
+        config,
+        has_store,
+        &subscribers,
+        &out,
+        schedule.as_ref(),
+        json,
+    )?;
+    Ok(Ran::success())
+}
+
+/// One issue of the schedule, as `status` shows it.
+#[derive(Serialize)]
+struct Scheduled {
+    /// The permalink.
+    issue: String,
+    title: String,
+    /// The issue file.
+    file: String,
+    /// The front-matter date, RFC 3339 in UTC: when it is (or was) due.
+    date: String,
+    /// Whether it has deliveries on the channel the config sends through.
+    mailed: bool,
+    /// The date as text (`2026-12-04 09:00 UTC`), and how far from now.
+    #[serde(skip)]
+    when: String,
+}
+
+/// The schedule: the issue a `publish` without an issue sends now, and the one due next.
+#[derive(Serialize)]
+struct ScheduleStatus {
+    due: Option<Scheduled>,
+    next: Option<Scheduled>,
+}
+
+/// Where the schedule stands now (see [`Schedule`]).
+///
+/// # Errors
+/// The issues folder or the ledger cannot be read.
+fn schedule_status(config: &Config) -> Result<ScheduleStatus> {
+    let now = crate::now()?.fixed_offset();
+    let site = Site::load(config)?;
+    let mailed: HashSet<String> = super::mailed_issues(config)?.into_iter().collect();
+    let listings: Vec<&Listing> = site.listings().collect();
+    let schedule = Schedule::of(&listings, &mailed, now);
+    let entry = |i: usize| {
+        let l = listings[i];
+        Scheduled {
+            issue: l.permalink.clone(),
+            title: l.title.clone(),
+            file: site
+                .path_of(i)
+                .map_or(String::new(), |p| p.display().to_string()),
+            date: l.date.with_timezone(&Utc).to_rfc3339(),
+            mailed: mailed.contains(&l.permalink),
+            when: format!(
+                "{} ({})",
+                schedule::when(l.date),
+                schedule::from_now(l.date, now)
+            ),
+        }
+    };
+    Ok(ScheduleStatus {
+        due: schedule.due.map(entry),
+        next: schedule.next.map(entry),
+    })
 }
 
 /// The issues to show: `wanted` (a file, slug or permalink) if given, else every issue in the
@@ -125,15 +208,16 @@ fn print(
     has_store: bool,
     subscribers: &SubscriberCounts,
     out: &[IssueStatus],
+    schedule: Option<&ScheduleStatus>,
     json: bool,
 ) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     if json {
-        writeln!(
-            stdout,
-            "{}",
-            serde_json::json!({ "subscribers": subscribers, "issues": out })
-        )?;
+        let mut doc = serde_json::json!({ "subscribers": subscribers, "issues": out });
+        if let Some(schedule) = schedule {
+            doc["schedule"] = serde_json::to_value(schedule)?;
+        }
+        writeln!(stdout, "{doc}")?;
         return Ok(());
     }
     let c = subscribers;
@@ -170,7 +254,35 @@ fn print(
             write_problems(&mut stdout, &outbox.problems)?;
         }
     }
+    if let Some(schedule) = schedule {
+        write_schedule(&mut stdout, schedule)?;
+    }
     Ok(())
+}
+
+/// The schedule's lines: the issue due now (mailed or not yet), and the next one.
+fn write_schedule(out: &mut impl Write, s: &ScheduleStatus) -> std::io::Result<()> {
+    writeln!(out, "schedule")?;
+    match &s.due {
+        Some(d) if d.mailed => writeln!(
+            out,
+            "  due     `{}` ({}), dated {}: mailed",
+            d.title, d.file, d.when
+        )?,
+        Some(d) => writeln!(
+            out,
+            "  due     `{}` ({}), dated {}: not mailed yet; the next `feedpost publish` sends it",
+            d.title, d.file, d.when
+        )?,
+        None => writeln!(out, "  due     none: no issue is due yet")?,
+    }
+    match &s.next {
+        Some(n) => writeln!(out, "  next    `{}` ({}), due {}", n.title, n.file, n.when),
+        None => writeln!(
+            out,
+            "  next    none: no issue is dated in the future (drafts are never scheduled)"
+        ),
+    }
 }
 
 fn counts_line(c: &Counts) -> String {

@@ -15,7 +15,7 @@ use crate::issue::Issue;
 const ATOM: &str = "application/atom+xml";
 
 /// Renders an Atom feed for `issues` (newest first) described by `meta`, with the
-/// `atom_syndication` crate; returns the whole document, UTF-8, indented by two spaces.
+/// `atom_syndication` crate; returns the whole document as UTF-8 bytes, indented by two spaces.
 ///
 /// After the XML declaration comes an `xml-stylesheet` instruction naming `meta.stylesheet`.
 /// The feed's `id` is the subscription document's URL (an archive document shares it); it has
@@ -27,7 +27,7 @@ const ATOM: &str = "application/atom+xml";
 /// `category` per category and tag, an `alternate` link, the cover image as a `rel="enclosure"`
 /// link with its type, `summary` (text) and `content type="html"`. Characters XML 1.0 forbids
 /// are dropped from all text. The same input gives the same bytes.
-pub fn render(issues: &[&Issue], meta: &FeedMeta) -> String {
+pub fn render(issues: &[&Issue], meta: &FeedMeta) -> Vec<u8> {
     let mut links = vec![
         link("self", meta.self_url.as_str(), Some(ATOM)),
         link("alternate", meta.home.as_str(), Some("text/html")),
@@ -72,11 +72,10 @@ pub fn render(issues: &[&Issue], meta: &FeedMeta) -> String {
         write_document_declaration: false,
         indent_size: Some(2),
     };
-    let buf = feed
+    let mut out = feed
         .write_with_config(buf, config)
         .expect("writing XML into a Vec<u8> cannot fail");
-    let mut out = String::from_utf8(buf).expect("atom_syndication writes the UTF-8 it is given");
-    out.push('\n');
+    out.push(b'\n');
     out
 }
 

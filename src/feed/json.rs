@@ -57,9 +57,9 @@ struct Item<'a> {
 /// WebSub, `hubs`; each item has `id` and `url` (the permalink, the same value as the RSS guid and
 /// the Atom id), `title`, `content_html`, `summary`, `image` (the cover), `date_published`
 /// (RFC 3339, the issue's offset), `authors` and `tags` (its categories and tags). JSON Feed has
-/// no archive documents, so `meta.history` is not written. Pretty-printed, UTF-8, ends in a
+/// no archive documents, so `meta.history` is not written. Pretty-printed, UTF-8 bytes, ends in a
 /// newline.
-pub fn render(issues: &[&Issue], meta: &FeedMeta) -> String {
+pub fn render(issues: &[&Issue], meta: &FeedMeta) -> Vec<u8> {
     let feed = Feed {
         version: VERSION,
         title: &meta.title,
@@ -81,9 +81,9 @@ pub fn render(issues: &[&Issue], meta: &FeedMeta) -> String {
             .collect(),
         items: issues.iter().map(|i| item(i)).collect(),
     };
-    let mut text = serde_json::to_string_pretty(&feed).expect("a JSON Feed always serialises");
-    text.push('\n');
-    text
+    let mut bytes = serde_json::to_vec_pretty(&feed).expect("a JSON Feed always serialises");
+    bytes.push(b'\n');
+    bytes
 }
 
 fn item(issue: &Issue) -> Item<'_> {

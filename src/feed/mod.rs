@@ -84,8 +84,8 @@ impl Format {
         }
     }
 
-    /// Renders a document in this format.
-    pub fn render(self, issues: &[&Issue], meta: &FeedMeta) -> String {
+    /// Renders a document in this format: the whole file, UTF-8 bytes.
+    pub fn render(self, issues: &[&Issue], meta: &FeedMeta) -> Vec<u8> {
         match self {
             Format::Rss => rss::render(issues, meta),
             Format::Atom => atom::render(issues, meta),

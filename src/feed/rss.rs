@@ -18,7 +18,7 @@ const RSS: &str = "application/rss+xml";
 const MEDIA: &str = "http://search.yahoo.com/mrss/";
 
 /// Renders an RSS 2.0 document for `issues` (newest first) described by `meta`, with the `rss`
-/// crate; returns the whole document, UTF-8, indented by two spaces.
+/// crate; returns the whole document as UTF-8 bytes, indented by two spaces.
 ///
 /// After the XML declaration comes an `xml-stylesheet` instruction naming `meta.stylesheet`.
 /// The channel has `atom:link` `self` (and `hub` with WebSub), and its RFC 5005 state:
@@ -33,7 +33,7 @@ const MEDIA: &str = "http://search.yahoo.com/mrss/";
 /// image as `media:content` with its type (not `enclosure`, whose required length we cannot know
 /// without fetching the image). Characters XML 1.0 forbids are dropped from all text.
 /// The same input gives the same bytes.
-pub fn render(issues: &[&Issue], meta: &FeedMeta) -> String {
+pub fn render(issues: &[&Issue], meta: &FeedMeta) -> Vec<u8> {
     let updated = rfc822(updated(issues, meta));
     let mut links = vec![link("self", meta.self_url.as_str(), Some(RSS))];
     links.extend(hub_and_history_links(meta, RSS));
@@ -63,16 +63,15 @@ pub fn render(issues: &[&Issue], meta: &FeedMeta) -> String {
         ..Channel::default()
     };
     let size: usize = issues.iter().map(|i| i.content_html.len() + 1024).sum();
-    let buf = channel
+    let mut out = channel
         .pretty_write_to(Vec::with_capacity(size + 2048), b' ', 2)
         .expect("writing XML into a Vec<u8> cannot fail");
-    let mut out = String::from_utf8(buf).expect("the rss crate writes the UTF-8 it is given");
     // The crate writes the XML declaration and then the `<rss>` element on a new line; the
     // stylesheet instruction goes between them.
-    let after_declaration = out.find("?>").map_or(0, |i| i + 2);
-    let instruction = stylesheet_pi(&meta.stylesheet);
-    out.insert_str(after_declaration, &format!("\n{}", instruction.trim_end()));
-    out.push('\n');
+    let after_declaration = out.windows(2).position(|w| w == b"?>").map_or(0, |i| i + 2);
+    let instruction = format!("\n{}", stylesheet_pi(&meta.stylesheet).trim_end());
+    out.splice(after_declaration..after_declaration, instruction.bytes());
+    out.push(b'\n');
     out
 }
 
@@ -156,7 +155,7 @@ mod tests {
             entries: vec![0],
             month_start: None,
         };
-        let rss = render(&[&issue], &doc.meta(&config).unwrap());
+        let rss = String::from_utf8(render(&[&issue], &doc.meta(&config).unwrap())).unwrap();
         assert!(
             rss.contains("<description><![CDATA[Vec&lt;T&gt; &amp; SOFAStack&amp;MOSN &lt;b&gt;x&lt;/b&gt;]]></description>"),
             "{rss}"

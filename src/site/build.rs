@@ -292,7 +292,7 @@ impl Site<'_> {
                             .map(|&e| self.sources[plan.published[e]].issue.as_deref())
                             .collect();
                         match issues {
-                            Some(issues) => doc.format.render(&issues, &doc.meta(config)?).into(),
+                            Some(issues) => doc.format.render(&issues, &doc.meta(config)?),
                             None => return Ok(None),
                         }
                     }

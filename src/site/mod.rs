@@ -366,6 +366,11 @@ impl<'c> Site<'c> {
         self.sources.iter().map(|s| &s.listing)
     }
 
+    /// The file of the good issue at `index` (an index into [`Site::listings`]).
+    pub fn path_of(&self, index: usize) -> Option<&Path> {
+        self.sources.get(index).map(|s| s.path.as_path())
+    }
+
     /// Which issue was loaded from `path` (compared after canonicalising both), as an index
     /// for [`Site::issue`].
     ///

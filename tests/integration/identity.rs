@@ -65,7 +65,11 @@ fn a_sent_issue_renamed_is_refused_naming_its_earlier_slug_and_the_ways_out() {
     );
     assert_eq!(server.received_count(), 4, "nothing was sent");
     let status = site.run(&["status", "--json"]).success().stdout;
-    assert!(!status.contains("weekly-8"), "nothing was queued: {status}");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(
+        !status["issues"].to_string().contains("weekly-8"),
+        "nothing was queued: {status}"
+    );
 
     // Edited a little as well (same title and date): still recognised.
     site.write(

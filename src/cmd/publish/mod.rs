@@ -1,8 +1,9 @@
 //! `feedpost publish` and `feedpost retry`: build, queue the issue for its subscribers in the
 //! store, and run the delivery engine until every recipient is sent, failed, or deferred.
 //!
-//! The steps of a run ([`Mode::Publish`], [`Mode::Retry`]), in order: pick the issue (refusing
-//! drafts, and a future date without `--future`); open the store to send (for the SQLite ledger,
+//! The steps of a run ([`Mode::Publish`], [`Mode::Retry`]), in order: pick the issue (without
+//! one named, the newest due, see [`crate::cmd::schedule`]; refusing drafts, and a future date
+//! without `--future`), issues already mailed counting as published whatever their date; open the store to send (for the SQLite ledger,
 //! its lock first); the unsubscribe secret; refuse an issue the store knows under another
 //! permalink; build the site; compose the message; read the subscriber list into the store
 //! (queueing who wants the issue, and taking out of the queue who no longer does); send; print
@@ -13,6 +14,7 @@ mod audience;
 mod report;
 mod test_send;
 
+use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -25,11 +27,12 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::cli::PublishArgs;
+use crate::cmd::schedule::{self, Schedule};
 use crate::cmd::Ran;
 use crate::config::Config;
 use crate::deliver::{self, Engine, Settings};
 use crate::feed::websub;
-use crate::issue::Issue;
+use crate::issue::{Issue, Listing};
 use crate::mail::sign::SigningPool;
 use crate::mail::{self, IssueMail};
 use crate::site::{self, Site};
@@ -62,6 +65,18 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// This mode, allowing an issue dated in the future (as `--future` does).
+    fn with_future(self) -> Mode {
+        match self {
+            Mode::Publish { as_new_issue, .. } => Mode::Publish {
+                as_new_issue,
+                future: true,
+            },
+            Mode::DryRun { .. } => Mode::DryRun { future: true },
+            other => other,
+        }
+    }
+
     /// The mode `publish`'s options ask for.
     pub fn of(args: &PublishArgs) -> Mode {
         match (&args.to, args.dry_run) {
@@ -78,32 +93,163 @@ impl Mode {
 }
 
 /// `feedpost publish` and `retry`: see the module docs. `issue` is the issue file; without one,
-/// the newest issue that is not a draft and not dated in the future.
+/// the newest issue whose date has come (see [`scheduled`]). `json`: the summary as one JSON
+/// object on stdout instead of the text line (see [`report`]).
 ///
 /// # Errors
 /// A bad issue file anywhere in the site (nothing is sent), an issue that cannot be published (a
 /// draft, dated in the future without `--future`, or already mailed under another permalink), a
 /// held lock, a missing `FEEDPOST_SECRET`, a server that refuses us or the message, or a store
 /// error.
-pub fn run(config: &Config, issue: Option<&Path>, mode: Mode) -> Result<Ran> {
+pub fn run(config: &Config, issue: Option<&Path>, mut mode: Mode, json: bool) -> Result<Ran> {
     let mut site = Site::load(config)?;
     super::refuse_bad_issues(site.errors())?;
     let now = crate::now()?;
+    // Issues already mailed stay published whatever their date: their emails link their pages.
+    let mailed: HashSet<String> = super::mailed_issues(config)?.into_iter().collect();
+    site.count_as_published(mailed.iter().cloned());
     let index = match issue {
         Some(path) => site.find(path)?,
-        None => site.newest_published(now.fixed_offset()).context(
-            "there is no issue to publish: every issue is a draft or dated in the future",
-        )?,
+        None => match scheduled(&site, &mailed, now, json)? {
+            Some((index, early)) => {
+                warn_unfinished(config, &site, index)?;
+                if early {
+                    // Sent early with `--future`: a scheduled run goes on with it.
+                    mode = mode.with_future();
+                }
+                index
+            }
+            None => return Ok(Ran::success()),
+        },
     };
     let issue = site.issue(index)?.clone();
     check_publishable(&issue, now, &mode)?;
     super::block_on(async {
         match mode {
-            Mode::DryRun { .. } => dry_run(config, &issue).await,
-            Mode::TestSend { to } => test_send::run(config, &issue, &to, now).await,
-            Mode::Publish { .. } | Mode::Retry => send(config, site, &issue, &mode, now).await,
+            Mode::DryRun { .. } => dry_run(config, &issue, json).await,
+            Mode::TestSend { to } => test_send::run(config, &issue, &to, now, json).await,
+            Mode::Publish { .. } | Mode::Retry => {
+                send(config, site, &issue, &mode, now, json).await
+            }
         }
     })?
+}
+
+/// The issue a `publish` without an issue sends: the newest due one (see [`Schedule`]); older
+/// due issues never mailed are left, with a line saying so (a new list never gets a backlog).
+/// Returns its index and whether it is dated in the future (mailed early with `--future`);
+/// `None`, with a line on stdout saying when the next one is due, when no issue is due yet.
+/// `mailed`: the permalinks of the issues with deliveries on the config's channel.
+///
+/// # Errors
+/// No issue is due and none is scheduled (every issue a draft, or none at all), or stdout
+/// cannot be written.
+fn scheduled(
+    site: &Site,
+    mailed: &HashSet<String>,
+    now: DateTime<Utc>,
+    json: bool,
+) -> Result<Option<(usize, bool)>> {
+    let listings: Vec<&Listing> = site.listings().collect();
+    let now = now.fixed_offset();
+    let schedule = Schedule::of(&listings, mailed, now);
+    let path = |i: usize| {
+        site.path_of(i)
+            .map_or(String::new(), |p| p.display().to_string())
+    };
+    let Some(due) = schedule.due else {
+        let Some(next) = schedule.next else {
+            bail!("there is no issue to publish: every issue is a draft (set `draft: false` in its front matter), or there is none (`feedpost new issues/NAME.md` writes one)");
+        };
+        let l = listings[next];
+        let line = if json {
+            serde_json::json!({
+                "action": "nothing_due",
+                "sent": 0,
+                "next": {
+                    "issue": l.permalink,
+                    "title": l.title,
+                    "file": path(next),
+                    "date": l.date.with_timezone(&Utc).to_rfc3339(),
+                },
+            })
+            .to_string()
+        } else {
+            format!(
+                "nothing to publish yet: the next issue, `{}` ({}), is due {} ({}); nothing was sent",
+                l.title,
+                path(next),
+                schedule::when(l.date),
+                schedule::from_now(l.date, now),
+            )
+        };
+        writeln!(std::io::stdout().lock(), "{line}")?;
+        return Ok(None);
+    };
+    if let Some(&newest) = schedule.skipped.first() {
+        let n = schedule.skipped.len();
+        info!(
+            "left {} never mailed, the newest `{}` ({}): a publish without an issue sends only the newest due issue, `{}`; `feedpost publish FILE` sends an older one",
+            super::count(n, "older issue", "older issues"),
+            listings[newest].title,
+            path(newest),
+            listings[due].title,
+        );
+    }
+    if let Some(next) = schedule.next {
+        info!(
+            "the next scheduled issue, `{}`, is due {} ({})",
+            listings[next].title,
+            schedule::when(listings[next].date),
+            schedule::from_now(listings[next].date, now),
+        );
+    }
+    Ok(Some((due, listings[due].date > now)))
+}
+
+/// Warns about each issue other than the one at `due` that an earlier run left with recipients
+/// to send (queued, deferred, or sending at a crash): a scheduled run goes on with the newest
+/// due issue only, so `feedpost retry FILE` must send those.
+///
+/// # Errors
+/// The ledger exists but cannot be read.
+fn warn_unfinished(config: &Config, site: &Site, due: usize) -> Result<()> {
+    let channel = Channel::of(config);
+    let due_issue = site.listings().nth(due).map(|l| l.permalink.clone());
+    let unfinished = super::block_on(async {
+        let Some(store) = store::open(config, Open::IfExists).await? else {
+            return Ok::<_, anyhow::Error>(Vec::new());
+        };
+        let mut unfinished = Vec::new();
+        for (issue, _) in store.issues().await? {
+            if Some(&issue) == due_issue.as_ref() {
+                continue;
+            }
+            let pending = store
+                .counts(Queue {
+                    issue: &issue,
+                    channel,
+                })
+                .await?
+                .pending();
+            if pending > 0 {
+                unfinished.push((issue, pending));
+            }
+        }
+        Ok(unfinished)
+    })??;
+    for (issue, pending) in unfinished {
+        let file = site
+            .listings()
+            .position(|l| l.permalink == issue)
+            .and_then(|i| site.path_of(i))
+            .map_or_else(|| issue.clone(), |p| p.display().to_string());
+        warn!(
+            "{} of `{issue}` left by an earlier run still to send; a publish without an issue goes on with the newest due issue only: `feedpost retry {file}` sends them",
+            super::count(usize::try_from(pending).unwrap_or(usize::MAX), "recipient", "recipients"),
+        );
+    }
+    Ok(())
 }
 
 /// Refuses a draft, and an issue dated after `now` unless `--future` allows it; a test send
@@ -196,6 +342,7 @@ async fn send(
     issue: &Issue,
     mode: &Mode,
     now: DateTime<Utc>,
+    json: bool,
 ) -> Result<Ran> {
     let channel = Channel::of(config);
     let queue = Queue {
@@ -253,13 +400,26 @@ async fn send(
     let report = report?;
     let after = store.counts(queue).await?;
     let summary = report::Summary {
+        action: if *mode == Mode::Retry {
+            "retry"
+        } else {
+            "publish"
+        },
+        issue,
+        channel,
         sent: report.sent,
         already: before.sent,
         skipped,
         failed: report.failed,
         after,
     };
-    report::print_summary(channel, &summary, &outbox)?;
+    report::print_summary(&summary, &outbox, json)?;
+    if report.sent == 0 && report.failed == 0 && before.sent > 0 && after.pending() == 0 {
+        info!(
+            "nothing new to send: `{}` already went to every eligible reader on the list",
+            issue.title
+        );
+    }
     report::conclude(config, issue, store, queue, report, after).await
 }
 
@@ -329,20 +489,41 @@ fn ping_hub(hub: &url::Url, built: &site::Report) {
 
 /// `--dry-run`: counts as the real run would — the same reading of the subscriber list, the
 /// topic filter and the suppression list — and writes nothing (not even a store).
-async fn dry_run(config: &Config, issue: &Issue) -> Result<Ran> {
+async fn dry_run(config: &Config, issue: &Issue, json: bool) -> Result<Ran> {
+    let channel = Channel::of(config);
     let queue = Queue {
         issue: issue.permalink.as_str(),
-        channel: Channel::of(config),
+        channel,
     };
     let store = store::open(config, Open::IfExists).await?;
     let count = audience::dry_count(config, issue, store.as_deref(), queue).await?;
-    let transport = deliver::transport::from_config(config, config.mail.outbox.join(&issue.slug))?;
+    let via = dry_run_transport(config, &issue.slug);
+    if json {
+        let doc = serde_json::json!({
+            "action": "dry_run",
+            "issue": issue.permalink.as_str(),
+            "title": issue.title,
+            "file": issue.path.display().to_string(),
+            "channel": channel.as_str(),
+            "via": via,
+            "would_send": count.would_send,
+            "already_sent": count.already,
+            "skipped": count.skipped,
+            "failed_before": count.failed,
+        });
+        writeln!(std::io::stdout().lock(), "{doc}")?;
+        return Ok(Ran::success());
+    }
     let mut line = format!(
-        "dry run: `{}` ({}) would go to {} recipients via {}; already sent {}, skipped {}",
+        "dry run: `{}` ({}) would go to {} via {}; already sent {}, skipped {}",
         issue.title,
         issue.permalink,
-        count.would_send,
-        transport.describe(),
+        super::count(
+            usize::try_from(count.would_send).unwrap_or(usize::MAX),
+            "recipient",
+            "recipients"
+        ),
+        via,
         count.already,
         count.skipped
     );
@@ -351,6 +532,22 @@ async fn dry_run(config: &Config, issue: &Issue) -> Result<Ran> {
     }
     writeln!(std::io::stdout().lock(), "{line}")?;
     Ok(Ran::success())
+}
+
+/// Where a publish would send, for the dry run's line (`smtp://HOST:PORT`, or `outbox DIR`).
+/// What the real run would stop on first — a password missing from the environment, an
+/// unreadable `smtp.ca_file` — is a warning here: a dry run opens no connection and needs no
+/// secret.
+fn dry_run_transport(config: &Config, slug: &str) -> String {
+    match &config.smtp {
+        Some(smtp) => {
+            if let Err(e) = deliver::transport::SmtpSettings::from_config(smtp) {
+                warn!("{e:#}; a real publish stops there");
+            }
+            format!("smtp://{}:{}", smtp.host, smtp.port)
+        }
+        None => format!("outbox {}", config.mail.outbox.join(slug).display()),
+    }
 }
 
 /// A progress bar with rate and ETA on a terminal; hidden otherwise.

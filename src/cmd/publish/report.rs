@@ -17,7 +17,13 @@ use crate::store::{Channel, Counts, Queue, State, Store};
 const DEFERRED_SHOWN: usize = 10;
 
 /// The numbers of the one-line summary of a run.
-pub(super) struct Summary {
+pub(super) struct Summary<'a> {
+    /// `publish` or `retry`.
+    pub action: &'static str,
+    /// The issue sent.
+    pub issue: &'a Issue,
+    /// Where it went.
+    pub channel: Channel,
     /// Sent in this run.
     pub sent: u64,
     /// Sent before this run.
@@ -34,11 +40,16 @@ pub(super) struct Summary {
 /// Prints the summary: `sent S, already sent A, skipped K, failed F, deferred D, queued Q` (and
 /// `removed R` when some readers were no longer eligible), after `outbox (a rehearsal, nothing
 /// mailed): ` for the outbox. Deferred, queued and removed are the store's counts, which
-/// `status` shows too.
+/// `status` shows too. With `json`, the same numbers as one JSON object (see [`json_summary`]).
 ///
 /// # Errors
 /// Stdout cannot be written (a closed pipe ends the command quietly, see `main`).
-pub(super) fn print_summary(channel: Channel, s: &Summary, outbox: &Path) -> Result<()> {
+pub(super) fn print_summary(s: &Summary, outbox: &Path, json: bool) -> Result<()> {
+    if json {
+        writeln!(std::io::stdout().lock(), "{}", json_summary(s, outbox))?;
+        return Ok(());
+    }
+    let channel = s.channel;
     let mut line = match channel {
         Channel::Smtp => String::new(),
         Channel::Outbox => "outbox (a rehearsal, nothing mailed): ".to_string(),
@@ -61,6 +72,29 @@ pub(super) fn print_summary(channel: Channel, s: &Summary, outbox: &Path) -> Res
     }
     writeln!(std::io::stdout().lock(), "{line}")?;
     Ok(())
+}
+
+/// The summary as one JSON object: `{"action": "publish" | "retry", "issue" (permalink),
+/// "title", "file", "channel": "smtp" | "outbox", "sent", "already_sent", "skipped", "failed",
+/// "deferred", "queued", "sending", "removed", "outbox": the outbox folder or null}` — the
+/// numbers of the text line, every one always present.
+fn json_summary(s: &Summary, outbox: &Path) -> serde_json::Value {
+    serde_json::json!({
+        "action": s.action,
+        "issue": s.issue.permalink.as_str(),
+        "title": s.issue.title,
+        "file": s.issue.path.display().to_string(),
+        "channel": s.channel.as_str(),
+        "sent": s.sent,
+        "already_sent": s.already,
+        "skipped": s.skipped,
+        "failed": s.failed,
+        "deferred": s.after.deferred,
+        "queued": s.after.queued,
+        "sending": s.after.sending,
+        "removed": s.after.removed,
+        "outbox": (s.channel == Channel::Outbox).then(|| outbox.display().to_string()),
+    })
 }
 
 /// After the summary: an error if the server stopped the run; else, what is left to send and

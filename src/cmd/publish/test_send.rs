@@ -23,7 +23,8 @@ use crate::mail::{IssueMail, Recipient};
 use crate::store::Channel;
 use crate::subscribers;
 
-/// Sends the test copy and prints where it went on stdout.
+/// Sends the test copy and prints where it went on stdout (`json`: as one JSON object,
+/// `{"action": "test_send", "issue", "title", "file", "to", "via", "reply"}`).
 ///
 /// # Errors
 /// `to` is not a valid address, the secret is missing, the message cannot be signed, or the
@@ -33,6 +34,7 @@ pub(super) async fn run(
     issue: &Issue,
     to: &str,
     now: DateTime<Utc>,
+    json: bool,
 ) -> Result<Ran> {
     let (address, key) = subscribers::normalize(to).map_err(|e| anyhow!(e))?;
     let name = audience::name_of(config, issue, &key).await?;
@@ -67,13 +69,26 @@ pub(super) async fn run(
         Some(name) => format!("{name} <{address}>"),
         None => address.clone(),
     };
-    writeln!(
-        std::io::stdout().lock(),
-        "test copy of `{}` sent to {shown} via {}: {} (recorded nowhere)",
-        issue.title,
-        transport.describe(),
-        sent.reply
-    )?;
+    let line = if json {
+        serde_json::json!({
+            "action": "test_send",
+            "issue": issue.permalink.as_str(),
+            "title": issue.title,
+            "file": issue.path.display().to_string(),
+            "to": address,
+            "via": transport.describe(),
+            "reply": sent.reply,
+        })
+        .to_string()
+    } else {
+        format!(
+            "test copy of `{}` sent to {shown} via {}: {} (recorded nowhere)",
+            issue.title,
+            transport.describe(),
+            sent.reply
+        )
+    };
+    writeln!(std::io::stdout().lock(), "{line}")?;
     Ok(Ran::success())
 }
 

@@ -3,13 +3,15 @@
 //! A file appears under its final name only whole and on disk: it is written to a temporary
 //! file in the same folder, synced, then renamed (atomic on POSIX file systems), and the folder
 //! is synced so the rename survives a crash. A failed write (a full disk) leaves no file behind,
-//! under either name. Files are named after the message's `Message-ID`, so a message written
-//! again replaces itself.
+//! under either name. Files are named after the folder (the issue's slug) and the recipient,
+//! `<slug>--reader@example.org.eml` (see [`file_name`]), so the editor sees who each file is
+//! for, and a message written again replaces itself.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::{Connection, Failure, Outgoing, Sent, Transport};
@@ -46,9 +48,49 @@ impl Transport for Outbox {
     }
 }
 
-/// The file name of a message: its `Message-ID` without the angle brackets, then `.eml`.
-pub fn file_name(message_id: &str) -> String {
-    format!("{}.eml", message_id.trim_matches(|c| c == '<' || c == '>'))
+/// The longest file name [`file_name`] makes, in bytes (file systems allow 255).
+const NAME_MAX: usize = 200;
+
+/// The file name of a message to `recipient` in the folder named `prefix` (the issue's slug):
+/// `<prefix>--<recipient>.eml`, the address in lower case (as the ledger keys it). Characters
+/// a file system may refuse or a shell may trip on (`/ \ : * ? " < > |`, spaces, control
+/// characters...) become `_`; letters of any script, digits and `@ . _ + - =` stay. A name that
+/// had to change that way, or grew past 200 bytes (cut there), ends with 8 hex digits of the
+/// SHA-256 of the address, so two recipients never share a file. Without a recipient, the
+/// `Message-ID` (without its angle brackets) stands in for the address.
+pub fn file_name(prefix: &str, recipient: Option<&str>, message_id: &str) -> String {
+    let wanted = match recipient {
+        Some(r) => r.to_lowercase(),
+        None => message_id
+            .trim_matches(|c| c == '<' || c == '>')
+            .to_string(),
+    };
+    let keep = |c: char| c.is_alphanumeric() || "@._+-=".contains(c);
+    let mut name = format!("{prefix}--");
+    let mut changed = false;
+    for c in wanted.chars() {
+        if keep(c) {
+            name.push(c);
+        } else {
+            name.push('_');
+            changed = true;
+        }
+    }
+    if name.len() > NAME_MAX {
+        let mut end = NAME_MAX;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name.truncate(end);
+        changed = true;
+    }
+    if changed {
+        let digest = Sha256::digest(wanted.as_bytes());
+        name.push('.');
+        name.push_str(&hex::encode(&digest[..4]));
+    }
+    name.push_str(".eml");
+    name
 }
 
 #[async_trait]
@@ -65,10 +107,15 @@ impl Connection for Outbox {
         Ok(())
     }
 
-    /// Writes the message as `<Message-ID>.eml`; a file that cannot be written is
-    /// [`Failure::Transient`] (a full disk may be emptied).
+    /// Writes the message as `<slug>--<recipient>.eml` (see [`file_name`]); a file that cannot
+    /// be written is [`Failure::Transient`] (a full disk may be emptied).
     async fn finish(&mut self, message: &Outgoing<'_>) -> Result<Sent, Failure> {
-        let name = file_name(message.message_id);
+        let prefix = self
+            .dir
+            .file_name()
+            .map_or_else(|| "message".into(), |n| n.to_string_lossy());
+        let recipient = message.envelope.to().first().map(|a| a.as_ref());
+        let name = file_name(&prefix, recipient, message.message_id);
         let path = write(&self.dir, &name, message.bytes).await.map_err(|e| {
             Failure::Transient(format!(
                 "cannot write `{}`: {e}",
@@ -128,5 +175,25 @@ mod tests {
         let mut names = names;
         names.sort();
         assert_eq!(names, ["a.eml", "b.eml"]);
+    }
+
+    #[test]
+    fn file_names_show_the_recipient_and_are_safe() {
+        let id = "<x.1@example.org>";
+        assert_eq!(
+            file_name("2024-03-08-weekly", Some("Reader+news@Example.org"), id),
+            "2024-03-08-weekly--reader+news@example.org.eml"
+        );
+        assert_eq!(
+            file_name("周刊", Some("读者@例子.中国"), id),
+            "周刊--读者@例子.中国.eml"
+        );
+        let odd = file_name("w", Some("\"a/b c\"@example.org"), id);
+        assert!(odd.starts_with("w--_a_b_c_@example.org."), "{odd}");
+        assert_ne!(odd, file_name("w", Some("\"a_b c\"@example.org"), id));
+        assert!(!odd.contains('/') && !odd.contains('"') && odd.ends_with(".eml"));
+        let long = file_name("w", Some(&format!("{}@example.org", "a".repeat(300))), id);
+        assert!(long.len() <= NAME_MAX + 13, "{}", long.len());
+        assert_eq!(file_name("w", None, id), "w--x.1@example.org.eml");
     }
 }

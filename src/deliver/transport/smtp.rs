@@ -116,6 +116,34 @@ fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whether a failed TLS handshake failed because the server answered with something that is no
+/// TLS record at all: a plain-text SMTP greeting (`220 ...`), as a port without implicit TLS
+/// sends first.
+fn answered_in_plain_text(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        let rustls = err
+            .downcast_ref::<tokio_rustls::rustls::Error>()
+            .or_else(|| {
+                err.downcast_ref::<std::io::Error>()
+                    .and_then(|io| io.get_ref())
+                    .and_then(|inner| inner.downcast_ref::<tokio_rustls::rustls::Error>())
+            });
+        if let Some(tokio_rustls::rustls::Error::InvalidMessage(_)) = rustls {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// The error of `security = "tls"` against a port that speaks plain SMTP: what to change.
+fn plain_port(server: &str) -> Failure {
+    Failure::Fatal(format!(
+        "{server} answered in plain text, not TLS, so it does not take implicit TLS (`smtp.security = \"tls\"`): set `smtp.security = \"starttls\"` for a submission port (587, or 25), `smtp.port = 465` if the relay takes implicit TLS there, or `smtp.security = \"none\"` for a relay on this machine"
+    ))
+}
+
 /// The text of the deepest cause of `e`: what actually went wrong, without lettre's wrappers.
 fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
     let mut last = e;
@@ -176,12 +204,34 @@ async fn read_reply(reader: &mut BufReader<TcpStream>) -> std::io::Result<Reply>
 }
 
 /// The plain-text part of a `STARTTLS` session (RFC 3207): greeting, `EHLO`, `STARTTLS`. Returns
-/// the socket, ready for the TLS handshake.
-async fn starttls(tcp: TcpStream, hello: &ClientId, server: &str) -> Result<TcpStream, Failure> {
+/// the socket, ready for the TLS handshake. A server silent for `timeout_secs` after the
+/// connection is likely an implicit-TLS port waiting for our handshake: the error says so (and
+/// stops the run on port 465, the implicit-TLS port of RFC 8314).
+async fn starttls(
+    tcp: TcpStream,
+    hello: &ClientId,
+    server: &str,
+    timeout_secs: u64,
+) -> Result<TcpStream, Failure> {
     let lost =
         |e: std::io::Error| Failure::Transient(format!("cannot open a session with {server}: {e}"));
     let mut reader = BufReader::new(tcp);
-    let greeting = read_reply(&mut reader).await.map_err(lost)?;
+    let greeting = tokio::time::timeout(
+        Duration::from_secs(timeout_secs),
+        read_reply(&mut reader),
+    )
+    .await
+    .map_err(|_| {
+        let hint = format!(
+            "{server} sent no greeting in {timeout_secs} s (`smtp.timeout_secs`); a port with implicit TLS waits for the TLS handshake instead: if this is one (465 usually), set `smtp.security = \"tls\"`"
+        );
+        if server.ends_with(":465") {
+            Failure::Fatal(hint)
+        } else {
+            Failure::Transient(hint)
+        }
+    })?
+    .map_err(lost)?;
     if greeting.code != 220 {
         return Err(session_refused(server, Some(greeting), String::new()));
     }
@@ -200,7 +250,7 @@ async fn starttls(tcp: TcpStream, hello: &ClientId, server: &str) -> Result<TcpS
         .any(|word| word.eq_ignore_ascii_case("STARTTLS"));
     if !offers_starttls {
         return Err(Failure::Fatal(format!(
-            "{server} does not offer STARTTLS; set `smtp.security = \"tls\"` (or `\"none\"` for a relay on this machine)"
+            "{server} does not offer STARTTLS (`smtp.security = \"starttls\"`), so it takes no encryption after a plain greeting: check `smtp.host` and `smtp.port` (a mail provider's submission port, 587, offers STARTTLS), or set `smtp.security = \"none\"` for a relay on this machine"
         )));
     }
     reader
@@ -246,16 +296,18 @@ impl Session {
                 AsyncSmtpConnection::connect_with_transport(Box::new(wire), &hello).await
             }
             Security::Tls => {
-                let tls = s
-                    .roots
-                    .connect(&smtp.host, tcp)
-                    .await
-                    .map_err(|e| tls_failed("the TLS handshake", &server, &e))?;
+                let tls = s.roots.connect(&smtp.host, tcp).await.map_err(|e| {
+                    if answered_in_plain_text(&e) {
+                        plain_port(&server)
+                    } else {
+                        tls_failed("the TLS handshake", &server, &e)
+                    }
+                })?;
                 let wire = Wire::new(tls, Vec::new(), capture.clone());
                 AsyncSmtpConnection::connect_with_transport(Box::new(wire), &hello).await
             }
             Security::Starttls => {
-                let tcp = starttls(tcp, &hello, &server).await?;
+                let tcp = starttls(tcp, &hello, &server, smtp.timeout_secs).await?;
                 let tls = s
                     .roots
                     .connect(&smtp.host, tcp)
