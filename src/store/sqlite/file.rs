@@ -282,6 +282,62 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_version_4_ledger_keeps_its_subscribers_and_takes_cli_ones() {
+        use crate::store::{NewSubscriber, Source, SubscriberState};
+        let (_dir, path) = written_by(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+             INSERT INTO meta VALUES ('schema_version', 4);
+             CREATE TABLE deliveries (
+                issue TEXT NOT NULL, channel TEXT NOT NULL, recipient TEXT NOT NULL,
+                address TEXT NOT NULL, name TEXT, message_id TEXT NOT NULL,
+                state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+                run_attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER,
+                last_reply TEXT, updated_at INTEGER NOT NULL, lease_owner TEXT,
+                lease_expires_at INTEGER,
+                PRIMARY KEY (issue, channel, recipient)) WITHOUT ROWID;
+             CREATE TABLE subscribers (
+                address TEXT PRIMARY KEY, email TEXT NOT NULL, name TEXT,
+                topics TEXT NOT NULL DEFAULT '[]',
+                state TEXT NOT NULL CHECK (state IN ('pending','confirmed','unsubscribed','bounced')),
+                source TEXT NOT NULL CHECK (source IN ('file','web','import')),
+                created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+                confirmed_at INTEGER, unsubscribed_at INTEGER) WITHOUT ROWID;
+             INSERT INTO subscribers VALUES
+                ('a@x.org', 'A@x.org', '甲', '[\"MOSN\"]', 'confirmed', 'web', 1, 2, 2, NULL);",
+        );
+        let s = SqliteStore::open(&path).unwrap();
+        let a = s.subscriber("a@x.org").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                a.email.as_str(),
+                a.name.as_deref(),
+                a.state,
+                a.source,
+                a.topics
+            ),
+            (
+                "A@x.org",
+                Some("甲"),
+                SubscriberState::Confirmed,
+                Source::Web,
+                vec!["MOSN".to_string()]
+            )
+        );
+        let new = NewSubscriber {
+            key: "b@x.org",
+            email: "b@x.org",
+            name: None,
+            topics: &[],
+            source: Source::Cli,
+        };
+        s.add_subscribers(&[new], chrono::Utc::now()).await.unwrap();
+        assert_eq!(
+            s.subscriber("b@x.org").await.unwrap().unwrap().source,
+            Source::Cli
+        );
+    }
+
+    #[tokio::test]
     async fn a_version_2_ledger_gains_leases_and_forgets_its_secret() {
         // A version-2 ledger as the previous release wrote it, with a row in flight.
         let (_dir, path) = written_by(
