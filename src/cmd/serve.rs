@@ -58,7 +58,7 @@ pub fn run(config: Config, config_path: &Path, args: &ServeArgs) -> Result<Ran> 
         .build()
         .context("failed to start the async runtime")?;
     runtime.block_on(async {
-        let store = store::open(config, Open::OrCreate)
+        let store = store::open(config, Open::ToServe)
             .await?
             .context("internal error: the store was not created")?;
         let subscriptions = StoreSubscriptions::new(store);

@@ -635,6 +635,10 @@ pub enum Open {
     /// To send: created when missing, and, for the SQLite file, locked for this process alone
     /// (another `publish` is refused) with its write-ahead log checkpointed in the background.
     ToSend,
+    /// To answer readers (`feedpost serve`) for as long as the server runs, beside publishes:
+    /// created when missing, not locked, and, for the SQLite file, its write-ahead log
+    /// checkpointed in the background, never on the commit of a reader's request.
+    ToServe,
 }
 
 /// Opens the store `config` names — the PostgreSQL store of a `[store]` table, else the SQLite
@@ -662,6 +666,7 @@ pub async fn open(config: &Config, how: Open) -> Result<Option<Box<dyn Store>>> 
         Open::IfExists => sqlite::SqliteStore::open_existing(path)?,
         Open::OrCreate => Some(sqlite::SqliteStore::open(path)?),
         Open::ToSend => Some(sqlite::SqliteStore::open_to_send(path)?),
+        Open::ToServe => Some(sqlite::SqliteStore::open_to_serve(path)?),
     };
     Ok(store.map(|s| Box::new(s) as Box<dyn Store>))
 }

@@ -138,9 +138,31 @@ fn open_at(path: PathBuf, existed: bool) -> Result<(Connection, PathBuf)> {
     Ok((conn, path))
 }
 
+/// How long a connection waits for another's write lock before its call fails, in
+/// milliseconds (see [`wait_for_lock`]).
+const LOCK_WAIT_MS: i32 = 10_000;
+
+/// How long [`wait_for_lock`] sleeps between tries, in microseconds.
+const LOCK_POLL_US: u64 = 500;
+
+/// The busy handler of every connection: while another connection (the other process: a
+/// publish beside `feedpost serve`) holds the write lock, try again every [`LOCK_POLL_US`]
+/// for up to [`LOCK_WAIT_MS`]. SQLite's own `busy_timeout` backs off to sleeps of 25–100 ms, so
+/// a lock freed after one millisecond was taken up to 100 ms late: the latency tail of every
+/// subscribe and unsubscribe answered during a publish. `tries` is how many times the handler
+/// was called for this wait; returning `false` gives up (the call fails with SQLITE_BUSY).
+fn wait_for_lock(tries: i32) -> bool {
+    let max_tries = i64::from(LOCK_WAIT_MS) * 1000 / LOCK_POLL_US as i64;
+    if i64::from(tries) >= max_tries {
+        return false;
+    }
+    std::thread::sleep(std::time::Duration::from_micros(LOCK_POLL_US));
+    true
+}
+
 /// The PRAGMAs and settings of every connection to a ledger.
 fn set_up(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_handler(Some(wait_for_lock))?;
     // Plans must not depend on bound values: otherwise every rebinding of a statement that can
     // use a partial index forces SQLite to prepare it again (4% of a send's CPU time).
     conn.set_db_config(
@@ -257,6 +279,62 @@ mod tests {
         drop(s);
         assert!(!secret_kept(&path), "the secret is gone from the file");
         open(&path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_version_4_ledger_keeps_its_subscribers_and_takes_cli_ones() {
+        use crate::store::{NewSubscriber, Source, SubscriberState};
+        let (_dir, path) = written_by(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+             INSERT INTO meta VALUES ('schema_version', 4);
+             CREATE TABLE deliveries (
+                issue TEXT NOT NULL, channel TEXT NOT NULL, recipient TEXT NOT NULL,
+                address TEXT NOT NULL, name TEXT, message_id TEXT NOT NULL,
+                state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+                run_attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER,
+                last_reply TEXT, updated_at INTEGER NOT NULL, lease_owner TEXT,
+                lease_expires_at INTEGER,
+                PRIMARY KEY (issue, channel, recipient)) WITHOUT ROWID;
+             CREATE TABLE subscribers (
+                address TEXT PRIMARY KEY, email TEXT NOT NULL, name TEXT,
+                topics TEXT NOT NULL DEFAULT '[]',
+                state TEXT NOT NULL CHECK (state IN ('pending','confirmed','unsubscribed','bounced')),
+                source TEXT NOT NULL CHECK (source IN ('file','web','import')),
+                created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+                confirmed_at INTEGER, unsubscribed_at INTEGER) WITHOUT ROWID;
+             INSERT INTO subscribers VALUES
+                ('a@x.org', 'A@x.org', '甲', '[\"MOSN\"]', 'confirmed', 'web', 1, 2, 2, NULL);",
+        );
+        let s = SqliteStore::open(&path).unwrap();
+        let a = s.subscriber("a@x.org").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                a.email.as_str(),
+                a.name.as_deref(),
+                a.state,
+                a.source,
+                a.topics
+            ),
+            (
+                "A@x.org",
+                Some("甲"),
+                SubscriberState::Confirmed,
+                Source::Web,
+                vec!["MOSN".to_string()]
+            )
+        );
+        let new = NewSubscriber {
+            key: "b@x.org",
+            email: "b@x.org",
+            name: None,
+            topics: &[],
+            source: Source::Cli,
+        };
+        s.add_subscribers(&[new], chrono::Utc::now()).await.unwrap();
+        assert_eq!(
+            s.subscriber("b@x.org").await.unwrap().unwrap().source,
+            Source::Cli
+        );
     }
 
     #[tokio::test]

@@ -43,6 +43,10 @@ use checkpoint::Checkpointer;
 pub use file::canonical_path;
 use lock::LedgerLock;
 
+/// A call on the ledger slower than this is logged at debug level: while it writes, it holds
+/// the write lock every other process (`feedpost serve` beside a publish) waits for.
+const SLOW_CALL: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The ledger file as a [`Store`].
 ///
 /// One connection, behind a mutex (a connection is used by one thread at a time; SQLite writes
@@ -114,6 +118,18 @@ impl SqliteStore {
         Ok(SqliteStore::new(conn, path, Some(lock), Some(checkpoints)))
     }
 
+    /// Opens the ledger at `path` for `feedpost serve`: as [`SqliteStore::open`], with its
+    /// write-ahead log checkpointed on a thread of its own (see [`checkpoint`]), so no reader's
+    /// request pays for copying a publish's pages back into the file.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`], or the checkpoint thread cannot start.
+    pub fn open_to_serve(path: &Path) -> Result<SqliteStore> {
+        let (conn, path) = file::open(path)?;
+        let checkpoints = Checkpointer::start(&conn, &path)?;
+        Ok(SqliteStore::new(conn, path, None, Some(checkpoints)))
+    }
+
     fn new(
         conn: Connection,
         path: PathBuf,
@@ -134,7 +150,7 @@ impl SqliteStore {
         &self.path
     }
 
-    /// The background checkpointer of a store opened to send.
+    /// The background checkpointer of a store opened to send or to serve.
     pub fn checkpointer(&self) -> Option<&Checkpointer> {
         self._checkpoints.as_ref()
     }
@@ -145,7 +161,13 @@ impl SqliteStore {
             // A panic while the connection was held leaves no transaction open (rusqlite rolls
             // back on drop), so the connection is still good.
             let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut conn)
+            let started = std::time::Instant::now();
+            let result = f(&mut conn);
+            let took = started.elapsed();
+            if took > SLOW_CALL {
+                tracing::debug!(ms = took.as_millis() as u64, "ledger: {what} was slow");
+            }
+            result
         })
         .with_context(|| format!("ledger `{}`: failed to {what}", self.path.display()))
     }
