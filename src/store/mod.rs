@@ -656,7 +656,7 @@ pub async fn open(config: &Config, how: Open) -> Result<Option<Box<dyn Store>>> 
     if let Some(pg) = &config.store {
         let missing = match how {
             Open::IfExists => postgres::Missing::Skip,
-            Open::OrCreate | Open::ToSend => postgres::Missing::Migrate,
+            Open::OrCreate | Open::ToSend | Open::ToServe => postgres::Missing::Migrate,
         };
         let store = postgres::PgStore::connect(pg, missing).await?;
         return Ok(store.map(|s| Box::new(s) as Box<dyn Store>));
