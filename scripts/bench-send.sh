@@ -16,7 +16,9 @@
 #   - DKIM signing per core: `examples/sign_bench` (RSA-2048 signatures per core and per message
 #     through the signing pool) beside `openssl speed rsa2048`;
 #   - feedpost's peak RSS and rate with 100,000 subscribers, beside smtp-source's rate for as many
-#     messages (goal: at most 60 MiB, and far less growth than the list's).
+#     messages (goal: at most 60 MiB, and far less growth than the list's);
+#   - scripts/bench-store.sh: the PostgreSQL store against the SQLite store, one and three
+#     senders (goal: one PostgreSQL sender at least 0.80x SQLite); STORE_BENCH=skip skips it.
 # feedpost's rate = messages the sink counted during the run / wall time of the whole `publish`
 # (which also builds the feeds, loads the subscriber list and queues it in the ledger); a run must
 # deliver every message. The machine's load average is printed before and after: other work on
@@ -215,6 +217,11 @@ if [ "$BIG" -gt 0 ]; then
     printf "feedpost peak RSS: %d subscribers %.1f MiB, %d subscribers %.1f MiB (x%.2f for x%d subscribers; goal <= 60 MiB: %s)\n",
       n, a / 1024, m, b / 1024, b / a, m / n, (b <= 60 * 1024 ? "met" : "NOT met")
     exit (b <= 60 * 1024 ? 0 : 1) }' || missed=1
+fi
+# --- the PostgreSQL store against the SQLite store ------------------------------------------
+if [ "${STORE_BENCH:-}" != skip ]; then
+  echo "--- scripts/bench-store.sh: PostgreSQL store vs SQLite store ---"
+  FEEDPOST="$FEEDPOST" "$SCRIPT_DIR/bench-store.sh" || missed=1
 fi
 # A goal missed is the exit status, so a change that brings back a stall (Nagle's delayed ACK
 # costs ~40 ms a message) or a list-sized allocation does not go unnoticed.

@@ -97,6 +97,14 @@ pub enum Command {
     /// List, add, remove, import and export subscribers; edit the suppression list
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
+    /// Migrate, inspect, or fill the store (the SQLite ledger, or PostgreSQL with `[store]`)
+    ///
+    /// `feedpost store migrate` applies the schema migrations the store lacks (every command
+    /// that writes does so too); `status` shows where the store is, its schema version, the
+    /// senders at work and what it holds; `copy --from feedpost.sqlite` copies an SQLite ledger
+    /// into the PostgreSQL store of the `[store]` table, to send from several hosts.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     ///
     /// For bash: `feedpost completions bash > ~/.local/share/bash-completion/completions/feedpost`;
@@ -250,6 +258,28 @@ pub struct StatusArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `store` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Apply the schema migrations the store lacks, and print its schema version
+    Migrate,
+    /// Show where the store is, its schema version, the senders at work, and what it holds
+    Status,
+    /// Copy an SQLite ledger into the PostgreSQL store of the `[store]` table
+    ///
+    /// Deliveries (one left `sending` by a run that died is queued again), the suppression
+    /// list, issue records and subscribers, in one transaction. The ledger is locked meanwhile
+    /// (no publish may run on it). Refuses a store that already holds data unless `--force`.
+    Copy {
+        /// The SQLite ledger to copy (`mail.ledger`, by default `feedpost.sqlite`).
+        #[arg(long, value_name = "LEDGER")]
+        from: PathBuf,
+        /// Copy into a store that already holds data: rows it has already (same key) are kept.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `subscribers` subcommands.

@@ -17,6 +17,8 @@ mod publish;
 mod schedule;
 mod serve;
 mod status;
+#[path = "store.rs"]
+mod store_cmd;
 mod subscribers;
 
 use std::process::ExitCode;
@@ -127,6 +129,7 @@ pub fn run(cli: Cli) -> Result<Ran> {
         Command::Serve(args) => serve::run(config()?, path, &args),
         Command::Status(args) => status::run(&config()?, args.issue.as_deref(), args.json),
         Command::Subscribers(sub) => subscribers::run(&config()?, sub),
+        Command::Store(sub) => store_cmd::run(&config()?, sub),
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod dkim;
 mod serve;
+mod store;
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,7 @@ use url::Url;
 
 pub use dkim::Dkim;
 pub use serve::Serve;
+pub use store::{redact, Store, PASSWORD_VAR};
 
 /// The whole configuration of one site, with every path made absolute.
 #[derive(Debug, Clone)]
@@ -29,6 +31,9 @@ pub struct Config {
     pub dkim: Option<Dkim>,
     /// The `[serve]` table; `None` when the site has no subscription server.
     pub serve: Option<Serve>,
+    /// The `[store]` table: a PostgreSQL store; `None` keeps deliveries in the SQLite file
+    /// `mail.ledger`.
+    pub store: Option<Store>,
     /// The folder holding the config file; relative paths were resolved against it.
     pub root: PathBuf,
 }
@@ -115,7 +120,7 @@ pub struct Mail {
     /// Folder for `.eml` files when there is no `[smtp]` table.
     #[serde(default = "default_outbox")]
     pub outbox: PathBuf,
-    /// The SQLite ledger of deliveries.
+    /// The SQLite ledger of deliveries (unless a `[store]` table names a PostgreSQL store).
     #[serde(default = "default_ledger")]
     pub ledger: PathBuf,
     /// The sender's postal address, one line, shown in every email's footer (CAN-SPAM asks for
@@ -249,6 +254,7 @@ struct RawConfig {
     smtp: Option<Smtp>,
     dkim: Option<Dkim>,
     serve: Option<serve::RawServe>,
+    store: Option<store::RawStore>,
 }
 
 impl Config {
@@ -344,6 +350,11 @@ impl Config {
             dkim: raw.dkim,
             serve: raw
                 .serve
+                .map(|s| s.validate(text))
+                .transpose()
+                .map_err(anyhow::Error::new)?,
+            store: raw
+                .store
                 .map(|s| s.validate(text))
                 .transpose()
                 .map_err(anyhow::Error::new)?,

@@ -26,11 +26,14 @@ use super::worker::{self, loud, Attempted, Crew, Done, Shared};
 use super::{Report, Settings};
 use crate::mail::sign::{SigningPool, Unsigned};
 use crate::mail::{IssueMail, Recipient};
-use crate::store::{Claim, Job, Outcome, Queue, Store, LEASE};
+use crate::store::{Claim, Job, Outcome, Queue, Store};
 
 /// Longest an outcome waits to be recorded when no worker needs it yet (e.g. all are waiting for
 /// a rate limit): the bound on how long an accepted message stays unrecorded.
 const MAX_HOLD: Duration = Duration::from_millis(5);
+
+/// How often the limits are shared with the other senders of a shared store.
+const SHARE_LIMITS: Duration = Duration::from_secs(2);
 
 /// One run of the delivery engine over one queue: what it sends, through what, and how.
 pub struct Engine<'a> {
@@ -338,6 +341,10 @@ struct Commits<'e> {
     transient_logged: AtomicU64,
     failed_logged: AtomicU64,
     last_renewal: Instant,
+    /// When the limits were last shared; `None` before the first time (at the first claim).
+    last_shared: Option<Instant>,
+    /// Whether other senders were at work at the last look (their share to give back).
+    shared_before: bool,
 }
 
 impl<'e> Commits<'e> {
@@ -354,6 +361,8 @@ impl<'e> Commits<'e> {
             transient_logged: AtomicU64::new(0),
             failed_logged: AtomicU64::new(0),
             last_renewal: Instant::now(),
+            last_shared: None,
+            shared_before: false,
         }
     }
 
@@ -373,6 +382,7 @@ impl<'e> Commits<'e> {
                 self.dispatch(crew, jobs).await?;
             }
             self.renew_leases().await?;
+            self.share_limits().await?;
             let Some(wait) = self.idle_wait(stopping).await? else {
                 break;
             };
@@ -471,12 +481,31 @@ impl<'e> Commits<'e> {
         Ok(())
     }
 
-    /// Renews this sender's leases every quarter of [`LEASE`].
+    /// Renews this sender's leases every quarter of the store's lease ([`Store::lease`]).
     async fn renew_leases(&mut self) -> Result<()> {
-        if self.last_renewal.elapsed() >= LEASE / 4 {
+        if self.last_renewal.elapsed() >= self.engine.store.lease() / 4 {
             self.last_renewal = Instant::now();
             let engine = self.engine;
             engine.store.renew_leases(engine.queue).await?;
+        }
+        Ok(())
+    }
+
+    /// With a rate limit or an hourly cap, every [`SHARE_LIMITS`] counts what the other
+    /// senders of a shared store ([`Store::senders`] more than one) sent and how many are at
+    /// work, so the limits hold across processes.
+    async fn share_limits(&mut self) -> Result<()> {
+        let limiter = &self.shared.limiter;
+        if !limiter.is_limited() || self.last_shared.is_some_and(|t| t.elapsed() < SHARE_LIMITS) {
+            return Ok(());
+        }
+        self.last_shared = Some(Instant::now());
+        let store = self.engine.store;
+        let senders = store.senders().await?;
+        if senders > 1 || self.shared_before {
+            let hour_ago = chrono::Utc::now().timestamp() - 3600;
+            limiter.share(&store.sent_times_since(hour_ago).await?, senders);
+            self.shared_before = senders > 1;
         }
         Ok(())
     }

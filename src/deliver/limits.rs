@@ -111,6 +111,28 @@ pub struct CapReached {
 struct LimiterState {
     next_slot: Instant,
     window: VecDeque<Instant>,
+    /// The pause between two of this sender's messages: the configured one times the senders
+    /// sharing the relay (see [`Limiter::share`]).
+    interval: Option<Duration>,
+}
+
+/// How long a message of this sender may go unrecorded in the store: its reservations younger
+/// than this are kept when the window is rebuilt from the store (counted twice at worst, so the
+/// cap still holds).
+const UNRECORDED: Duration = Duration::from_secs(2);
+
+/// `sent_times` (Unix seconds) as instants of the monotonic clock, oldest first.
+fn instants(sent_times: &[i64], now: Instant) -> VecDeque<Instant> {
+    let now_unix = chrono::Utc::now().timestamp();
+    let mut window: VecDeque<Instant> = sent_times
+        .iter()
+        .filter_map(|&t| {
+            let age = Duration::from_secs(now_unix.saturating_sub(t).max(0) as u64);
+            now.checked_sub(age)
+        })
+        .collect();
+    window.make_contiguous().sort();
+    window
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -126,26 +148,21 @@ impl Limiter {
         sent_times: &[i64],
     ) -> Limiter {
         let now = Instant::now();
-        let now_unix = chrono::Utc::now().timestamp();
         let window = if hourly_cap > 0 {
-            sent_times
-                .iter()
-                .filter_map(|&t| {
-                    let age = Duration::from_secs(now_unix.saturating_sub(t).max(0) as u64);
-                    now.checked_sub(age)
-                })
-                .collect()
+            instants(sent_times, now)
         } else {
             VecDeque::new()
         };
+        let interval =
+            (rate_per_second > 0.0).then(|| Duration::from_secs_f64(1.0 / rate_per_second));
         Limiter {
-            interval: (rate_per_second > 0.0)
-                .then(|| Duration::from_secs_f64(1.0 / rate_per_second)),
+            interval,
             hourly_cap,
             max_wait,
             state: Mutex::new(LimiterState {
                 next_slot: now,
                 window,
+                interval,
             }),
             paced: AtomicU64::new(0),
         }
@@ -177,6 +194,36 @@ impl Limiter {
         }
     }
 
+    /// Whether a rate limit or an hourly cap is set.
+    pub fn is_limited(&self) -> bool {
+        self.interval.is_some() || self.hourly_cap > 0
+    }
+
+    /// Shares the limits with the other senders of a shared store: the hour's window becomes
+    /// `sent_times` (Unix seconds: every sender's messages recorded sent in the last hour) plus
+    /// this sender's reservations of the last moments, which may not be recorded yet (counted
+    /// twice at worst, so the cap still holds); and the pause between two messages grows by the
+    /// number of `senders` at work (this one included), so that together they keep
+    /// `rate_per_second`.
+    pub fn share(&self, sent_times: &[i64], senders: u32) {
+        let Ok(mut s) = self.state.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if self.hourly_cap > 0 {
+            let mut window = instants(sent_times, now);
+            window.extend(
+                s.window
+                    .iter()
+                    .copied()
+                    .filter(|&t| now.saturating_duration_since(t) < UNRECORDED),
+            );
+            window.make_contiguous().sort();
+            s.window = window;
+        }
+        s.interval = self.interval.map(|i| i * senders.max(1));
+    }
+
     /// How many messages so far had to wait for their slot (the limits held them back).
     pub fn paced(&self) -> u64 {
         self.paced.load(Ordering::Relaxed)
@@ -203,7 +250,7 @@ impl Limiter {
             );
         }
         let slot = s.next_slot.max(now);
-        if let Some(interval) = self.interval {
+        if let Some(interval) = s.interval {
             s.next_slot = slot + interval;
         }
         if self.hourly_cap > 0 {
@@ -230,6 +277,26 @@ enum Reservation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn shared_limits_count_the_other_senders() {
+        let now = chrono::Utc::now().timestamp();
+        let l = Limiter::new(10.0, 3, Duration::ZERO, &[]);
+        // Two other senders at work: each message of this one waits three intervals.
+        l.share(&[], 3);
+        let start = tokio::time::Instant::now();
+        l.acquire().await.unwrap();
+        l.acquire().await.unwrap();
+        assert!(
+            start.elapsed() >= Duration::from_millis(299),
+            "{:?}",
+            start.elapsed()
+        );
+        // The others sent two in the last hour: with this sender's two (just reserved, maybe not
+        // recorded yet), the cap of three is reached, and the wait is over the longest.
+        l.share(&[now - 10, now - 5], 1);
+        assert!(l.acquire().await.is_err(), "the shared cap holds");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn rate_limit_spaces_messages() {

@@ -3,9 +3,10 @@
 //! [`subscribers`]); the suppression list; and what is known of each mailed issue.
 //!
 //! The last stage of the pipeline and the source of truth for "who got what". [`Store`] is the
-//! seam: the delivery engine ([`crate::deliver`]) and the commands speak only to it, so a store
-//! of another kind (PostgreSQL, shared by several senders) goes beside [`sqlite`] without the
-//! engine changing. Each delivery moves through durable states:
+//! seam: the delivery engine ([`crate::deliver`]) and the commands speak only to it, and
+//! [`open`] picks the store from the config: the SQLite file ([`sqlite`], one sender at a time)
+//! or PostgreSQL ([`postgres`], `[store] url`, shared by several senders and servers on several
+//! hosts). Each delivery moves through durable states:
 //!
 //! ```text
 //! queued ──claim──▶ sending ──250──▶ sent
@@ -21,7 +22,8 @@
 //! names the sender that holds it ([`Store::owner`]) and until when ([`LEASE`], renewed while the
 //! sender works, [`Store::renew_leases`]). A row whose sender is gone — its lease expired, or,
 //! where the store lets one sender at a time in (the SQLite file's lock), any row not leased by
-//! this sender — goes back to `queued` at the start of the next run ([`Store::begin_run`]) and is
+//! this sender — goes back to `queued` at the start of the next run ([`Store::begin_run`]), or,
+//! in a store shared by several senders, is taken over by a claim of any of them, and is
 //! sent again with the same Message-ID, so the only possible duplicates are the messages in
 //! flight when a sender died. Every transition is durable before anything depends on it.
 //!
@@ -36,6 +38,7 @@
 //! blocking work inline (off the async workers on a multi-thread runtime). Times are Unix
 //! seconds, UTC, except where a name says milliseconds.
 
+pub mod postgres;
 pub mod sqlite;
 pub mod subscribers;
 
@@ -419,6 +422,12 @@ pub trait Store: Send + Sync {
     /// The sender this store claims for: who holds the leases it takes (host, process, start).
     fn owner(&self) -> &str;
 
+    /// How long a claim holds a delivery unless renewed: [`LEASE`], or the PostgreSQL store's
+    /// `store.lease_seconds`. The engine renews every quarter of it.
+    fn lease(&self) -> Duration {
+        LEASE
+    }
+
     // --- A run over one queue ------------------------------------------------------------
 
     /// Starts a run of `q`: rows left `sending` by a sender that is gone go back to `queued`
@@ -465,6 +474,13 @@ pub trait Store: Send + Sync {
     /// `max_run_attempts` attempts in it) becomes due, Unix milliseconds; `None` when there is
     /// none.
     async fn next_retry_at(&self, q: Queue<'_>, max_run_attempts: u32) -> Result<Option<i64>>;
+
+    /// How many senders are at work on this store now (holding unexpired leases, on any
+    /// queue), this one included: at least 1. A store that lets one sender in at a time (the
+    /// SQLite file) answers 1.
+    async fn senders(&self) -> Result<u32> {
+        Ok(1)
+    }
 
     /// The times (Unix seconds) of the messages recorded sent by SMTP since `since`, oldest
     /// first, over every issue: what an hourly cap has already used. Outbox files do not count.
@@ -625,12 +641,26 @@ pub enum Open {
     ToServe,
 }
 
-/// Opens the store `config` names — today the SQLite file `mail.ledger` — as `how` says.
+/// Opens the store `config` names — the PostgreSQL store of a `[store]` table, else the SQLite
+/// file `mail.ledger` — as `how` says.
+///
+/// A PostgreSQL store is shared: [`Open::ToSend`] lets several senders in at once (they share
+/// the work through leases), and every open but [`Open::IfExists`] applies the migrations the
+/// database lacks.
 ///
 /// # Errors
-/// Another process is sending with it ([`Open::ToSend`]), or it cannot be opened, is not a
-/// feedpost store, or was written by a newer feedpost; every message names it.
+/// Another process is sending with the SQLite file ([`Open::ToSend`]), or the store cannot be
+/// opened or reached, is not a feedpost store, or was written by a newer feedpost; every message
+/// names it (a server without its password).
 pub async fn open(config: &Config, how: Open) -> Result<Option<Box<dyn Store>>> {
+    if let Some(pg) = &config.store {
+        let missing = match how {
+            Open::IfExists => postgres::Missing::Skip,
+            Open::OrCreate | Open::ToSend | Open::ToServe => postgres::Missing::Migrate,
+        };
+        let store = postgres::PgStore::connect(pg, missing).await?;
+        return Ok(store.map(|s| Box::new(s) as Box<dyn Store>));
+    }
     let path = &config.mail.ledger;
     let store = match how {
         Open::IfExists => sqlite::SqliteStore::open_existing(path)?,
@@ -639,4 +669,19 @@ pub async fn open(config: &Config, how: Open) -> Result<Option<Box<dyn Store>>> 
         Open::ToServe => Some(sqlite::SqliteStore::open_to_serve(path)?),
     };
     Ok(store.map(|s| Box::new(s) as Box<dyn Store>))
+}
+
+/// This process as a lease owner: host name, process id and start time (Unix milliseconds), so
+/// two runs never share a name even when the process id comes round again.
+pub(crate) fn owner_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    format!(
+        "{host}:{}:{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
+    )
 }

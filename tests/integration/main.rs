@@ -21,6 +21,7 @@ mod invalid_site;
 mod ledger_file;
 mod limits;
 mod pipelining;
+mod postgres;
 mod preview;
 mod publish;
 mod publish_json;

@@ -5,6 +5,7 @@
 
 pub mod http_server;
 mod output;
+pub mod postgres;
 pub mod smtp_server;
 pub mod tls_front;
 
@@ -25,6 +26,7 @@ pub struct Site {
     mail: String,
     smtp: Option<String>,
     dkim: Option<String>,
+    store: Option<String>,
     env: Vec<(String, String)>,
 }
 
@@ -49,6 +51,7 @@ impl Site {
             mail: "from = \"SOFA Weekly <weekly@example.org>\"\nunsubscribe_url = \"https://www.sofastack.tech/unsubscribe?token={token}\"\nunsubscribe_mailto = \"unsubscribe@example.org\"\n".into(),
             smtp: None,
             dkim: None,
+            store: None,
             env: vec![],
         }
     }
@@ -110,6 +113,13 @@ impl Site {
         self
     }
 
+    /// Keeps deliveries in the PostgreSQL database at `url` (a `[store]` table with `extra`
+    /// lines) instead of the SQLite file.
+    pub fn store(mut self, url: &str, extra: &str) -> Site {
+        self.store = Some(format!("url = \"{url}\"\n{extra}\n"));
+        self
+    }
+
     /// Writes `issues/<name>` with `text`.
     pub fn issue(self, name: &str, text: &str) -> Site {
         self.write(&format!("issues/{name}"), text);
@@ -152,12 +162,21 @@ impl Site {
         if let Some(dkim) = &self.dkim {
             text.push_str(&format!("\n[dkim]\n{dkim}"));
         }
+        if let Some(store) = &self.store {
+            text.push_str(&format!("\n[store]\n{store}"));
+        }
         text
     }
 
     /// A `Command` for the real binary with `--config` pointing at this site (config written now).
+    /// The file is rewritten only when its text changed, so that a process started earlier
+    /// never reads it half-written.
     pub fn command(&self, args: &[&str]) -> Command {
-        std::fs::write(self.dir.path().join("feedpost.toml"), self.config_text()).expect("config");
+        let config = self.dir.path().join("feedpost.toml");
+        let text = self.config_text();
+        if std::fs::read_to_string(&config).ok().as_deref() != Some(text.as_str()) {
+            std::fs::write(&config, text).expect("config");
+        }
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_feedpost"));
         cmd.arg("--config")
             .arg(self.dir.path().join("feedpost.toml"))

@@ -436,12 +436,35 @@ fn build_site(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let horizon = now.max(issue.date.with_timezone(&Utc));
+    // Several publishes of one issue may share a PostgreSQL store from one folder: they build
+    // one after the other, never into each other's half-written files.
+    let _building = lock_build(config)?;
     let built = site.build(horizon.fixed_offset())?;
     super::refuse_bad_issues(&built.errors)?;
     if let (Mode::Publish { .. }, Some(hub)) = (mode, &config.site.websub_hub) {
         ping_hub(hub, &built);
     }
     Ok(())
+}
+
+/// Takes the site's build lock (`.feedpost-cache/build.lock`, an advisory file lock), waiting
+/// for another process building the same folder; held until the returned file drops.
+///
+/// # Errors
+/// The lock file cannot be created or locked.
+fn lock_build(config: &Config) -> Result<std::fs::File> {
+    let dir = config.root.join(".feedpost-cache");
+    let path = dir.join("build.lock");
+    let locked = std::fs::create_dir_all(&dir)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        })
+        .and_then(|file| file.lock().map(|()| file));
+    locked.with_context(|| format!("failed to lock the site's build `{}`", path.display()))
 }
 
 /// Says so when an issue rehearsed in the outbox is now mailed for the first time.

@@ -74,25 +74,6 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-/// This process as a lease owner: host name, process id and start time (Unix milliseconds), so
-/// two runs never share a name even when the process id comes round again.
-fn owner_name() -> String {
-    let host = hostname();
-    format!(
-        "{host}:{}:{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_millis()
-    )
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
-}
-
 /// Runs `f`, which blocks on the file, off the async workers of a multi-thread runtime; inline
 /// anywhere else (the delivery engine's one-thread runtime, no runtime).
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
@@ -158,7 +139,7 @@ impl SqliteStore {
         SqliteStore {
             conn: Mutex::new(conn),
             path,
-            owner: owner_name(),
+            owner: crate::store::owner_name(),
             _lock: lock,
             _checkpoints: checkpoints,
         }
