@@ -39,6 +39,10 @@ impl SmtpTransport {
     }
 }
 
+/// How many `smtp.timeout_secs` opening a session may take in all: each step has one (the TCP
+/// connection, the greeting, each reply), and a backstop bounds the whole.
+const OPENING_STEPS: u32 = 4;
+
 #[async_trait]
 impl Transport for SmtpTransport {
     fn describe(&self) -> String {
@@ -48,16 +52,20 @@ impl Transport for SmtpTransport {
         )
     }
 
-    /// Opens a [`Session`] within `smtp.timeout_secs`.
+    /// Opens a [`Session`]: the TCP connection and the greeting each within `smtp.timeout_secs`
+    /// (so a silent server gets the greeting's hint, see [`Session::open`]), the whole opening
+    /// (EHLO, STARTTLS, the TLS handshake, AUTH) within [`OPENING_STEPS`] times that.
     async fn connect(&self) -> Result<Box<dyn Connection>, Failure> {
         let smtp = &self.settings.smtp;
-        let timeout = Duration::from_secs(smtp.timeout_secs);
+        let timeout = Duration::from_secs(smtp.timeout_secs) * OPENING_STEPS;
         let session = tokio::time::timeout(timeout, Session::open(&self.settings))
             .await
             .map_err(|_| {
                 Failure::Transient(format!(
-                    "timed out connecting to {}:{}",
-                    smtp.host, smtp.port
+                    "timed out opening an SMTP session with {}:{} ({} s)",
+                    smtp.host,
+                    smtp.port,
+                    timeout.as_secs()
                 ))
             })??;
         Ok(Box::new(session))
@@ -284,9 +292,18 @@ impl Session {
         let smtp = &s.smtp;
         let server = format!("{}:{}", smtp.host, smtp.port);
         let hello = hello_name(smtp);
-        let tcp = TcpStream::connect((smtp.host.as_str(), smtp.port))
-            .await
-            .map_err(|e| Failure::Transient(format!("cannot connect to {server}: {e}")))?;
+        let tcp = tokio::time::timeout(
+            Duration::from_secs(smtp.timeout_secs),
+            TcpStream::connect((smtp.host.as_str(), smtp.port)),
+        )
+        .await
+        .map_err(|_| {
+            Failure::Transient(format!(
+                "timed out connecting to {server} ({} s, `smtp.timeout_secs`)",
+                smtp.timeout_secs
+            ))
+        })?
+        .map_err(|e| Failure::Transient(format!("cannot connect to {server}: {e}")))?;
         tcp.set_nodelay(true)
             .map_err(|e| Failure::Transient(format!("cannot set TCP_NODELAY: {e}")))?;
         let capture = Capture::new();
