@@ -31,24 +31,7 @@ PORT="$(free_port 2527)"
 SITE="$TMP/site"
 mkdir -p "$SITE"
 cp "$TMP/corpus/subscribers.toml" "$SITE/subscribers.toml"
-cat >"$SITE/feedpost.toml" <<TOML
-[site]
-title = "SOFA Weekly"
-base_url = "https://www.sofastack.tech/"
-language = "zh-CN"
-issues = "$TMP/corpus/issues"
-feeds = "feeds"
-subscribers = "subscribers.toml"
-
-[mail]
-from = "SOFA Weekly <weekly@example.org>"
-
-[smtp]
-host = "127.0.0.1"
-port = $PORT
-security = "none"
-concurrency = $CONCURRENCY
-TOML
+{ site_toml "$TMP/corpus/issues"; smtp_toml "$PORT" "$CONCURRENCY"; } >"$SITE/feedpost.toml"
 "$FEEDPOST" --config "$SITE/feedpost.toml" build >/dev/null 2>&1 || die "feedpost build failed"
 
 # run_once LABEL CAPTURE_ARGS... — prints the wall seconds of one publish; checks delivery.

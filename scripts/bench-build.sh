@@ -117,18 +117,7 @@ HTML
 FP="$TMP/feedpost"
 mkdir -p "$FP"
 cp "$TMP/corpus/subscribers.toml" "$FP/subscribers.toml"
-cat > "$FP/feedpost.toml" <<TOML
-[site]
-title = "SOFA Weekly"
-base_url = "https://www.sofastack.tech/"
-description = "SOFA WEEKLY | 每周精选，筛选每周精华问答，同步开源进展，欢迎留言互动。"
-language = "zh-CN"
-issues = "$TMP/corpus/issues"
-feeds = "feeds"
-subscribers = "subscribers.toml"
-[mail]
-from = "SOFA Weekly <weekly@example.org>"
-TOML
+site_toml "$TMP/corpus/issues" "$SOFA_DESCRIPTION" > "$FP/feedpost.toml"
 
 # --- measurements ------------------------------------------------------------------------------
 # Each run measures, back to back so all three see the same load on the machine:

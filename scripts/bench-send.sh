@@ -60,28 +60,9 @@ write_site() {
   local dir="$1" subs="$2" issues="$3" mode="$4"
   mkdir -p "$dir"
   cp "$subs" "$dir/subscribers.toml"
-  cat > "$dir/feedpost.toml" <<TOML
-[site]
-title = "SOFA Weekly"
-base_url = "https://www.sofastack.tech/"
-description = "SOFA WEEKLY | 每周精选，筛选每周精华问答，同步开源进展，欢迎留言互动。"
-language = "zh-CN"
-issues = "$issues"
-feeds = "feeds"
-subscribers = "subscribers.toml"
-
-[mail]
-from = "SOFA Weekly <weekly@example.org>"
-TOML
+  site_toml "$issues" "$SOFA_DESCRIPTION" > "$dir/feedpost.toml"
   if [ "$mode" = smtp ] || [ "$mode" = dkim ]; then
-    cat >> "$dir/feedpost.toml" <<TOML
-
-[smtp]
-host = "127.0.0.1"
-port = $PORT
-security = "none"
-concurrency = $CONCURRENCY
-TOML
+    smtp_toml "$PORT" "$CONCURRENCY" >> "$dir/feedpost.toml"
   fi
   if [ "$mode" = dkim ]; then
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$dir/dkim.pem" 2>/dev/null \

@@ -65,24 +65,7 @@ SITE="$TMP/site"
 mkdir -p "$SITE"
 cp "$TMP/corpus/subscribers.toml" "$SITE/subscribers.toml"
 config() {  # config [URL]: writes the site's feedpost.toml, with a [store] table for URL
-  cat > "$SITE/feedpost.toml" <<TOML
-[site]
-title = "SOFA Weekly"
-base_url = "https://www.sofastack.tech/"
-language = "zh-CN"
-issues = "$TMP/corpus/issues"
-feeds = "feeds"
-subscribers = "subscribers.toml"
-
-[mail]
-from = "SOFA Weekly <weekly@example.org>"
-
-[smtp]
-host = "127.0.0.1"
-port = $PORT
-security = "none"
-concurrency = $CONCURRENCY
-TOML
+  { site_toml "$TMP/corpus/issues"; smtp_toml "$PORT" "$CONCURRENCY"; } > "$SITE/feedpost.toml"
   if [ -n "${1:-}" ]; then printf '\n[store]\nurl = "%s"\n' "$1" >> "$SITE/feedpost.toml"; fi
   rm -f "$SITE"/*.sqlite "$SITE"/*.sqlite-wal "$SITE"/*.sqlite-shm
 }

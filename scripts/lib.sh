@@ -19,6 +19,12 @@
 #                                 waits (bounded) until it accepts; killed on exit
 #   sink_count DIR                messages the sink has received so far (its last "mesg=N")
 #   wait_sink_count DIR N SECS    wait until the sink has counted N messages, at most SECS seconds
+#   site_toml [ISSUES [DESCRIPTION]]
+#                                 print the [site] and [mail] tables of a bench site ("SOFA Weekly",
+#                                 zh-CN, From weekly@example.org); with ISSUES: issues = ISSUES,
+#                                 feeds = "feeds", subscribers = "subscribers.toml"; with
+#                                 DESCRIPTION: its description line (SOFA_DESCRIPTION: the seeds')
+#   smtp_toml PORT CONCURRENCY    print a blank line and an [smtp] table: 127.0.0.1:PORT, no TLS
 #   wall_secs CMD...              run CMD, set WALL=seconds (ns clock), RSS_KB=peak RSS and
 #                                 CPU_SECS=user+system CPU seconds (GNU time);
 #                                 CMD's stdout+stderr go to $WALL_LOG (default /dev/null); fails if CMD fails
@@ -168,6 +174,22 @@ wall_secs() {
   WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
   read -r RSS_KB CPU_U CPU_S < <(tail -n 1 "$TMP/.time.out")
   CPU_SECS=$(awk -v u="$CPU_U" -v s="$CPU_S" 'BEGIN { printf "%.2f", u + s }')
+}
+
+SOFA_DESCRIPTION="SOFA WEEKLY | 每周精选，筛选每周精华问答，同步开源进展，欢迎留言互动。"
+
+site_toml() {  # site_toml [ISSUES [DESCRIPTION]]
+  printf '[site]\ntitle = "SOFA Weekly"\nbase_url = "https://www.sofastack.tech/"\n'
+  if [ -n "${2:-}" ]; then printf 'description = "%s"\n' "$2"; fi
+  printf 'language = "zh-CN"\n'
+  if [ -n "${1:-}" ]; then
+    printf 'issues = "%s"\nfeeds = "feeds"\nsubscribers = "subscribers.toml"\n' "$1"
+  fi
+  printf '\n[mail]\nfrom = "SOFA Weekly <weekly@example.org>"\n'
+}
+
+smtp_toml() {  # smtp_toml PORT CONCURRENCY
+  printf '\n[smtp]\nhost = "127.0.0.1"\nport = %s\nsecurity = "none"\nconcurrency = %s\n' "$1" "$2"
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }

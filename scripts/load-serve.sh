@@ -54,20 +54,8 @@ import sys
 for i in range(int(sys.argv[1])):
     print(f'[[subscribers]]\nemail = "reader{i:05}@example.test"\nname = "读者 {i}"\n')
 PY
-cat >"$SITE/feedpost.toml" <<TOML
-[site]
-title = "SOFA Weekly"
-base_url = "https://www.sofastack.tech/"
-language = "zh-CN"
-
-[mail]
-from = "SOFA Weekly <weekly@example.org>"
-
-[smtp]
-host = "127.0.0.1"
-port = $PORT
-security = "none"
-concurrency = 8
+{ site_toml; smtp_toml "$PORT" 8; } >"$SITE/feedpost.toml"
+cat >>"$SITE/feedpost.toml" <<TOML
 
 [serve]
 listen = "127.0.0.1:0"

@@ -38,25 +38,7 @@ PORT="$(free_port "${SINK_PORT:-2526}")"
 # -D: append every transaction (with X-Rcpt-Args: records) to one dump file.
 start_sink "$PORT" "$TMP/sink" -D "$TMP/sink/dump/all"
 
-cat > "$SITE/feedpost.toml" <<TOML
-[site]
-title = "SOFA Weekly"
-base_url = "https://www.sofastack.tech/"
-description = "SOFA WEEKLY | 每周精选，筛选每周精华问答，同步开源进展，欢迎留言互动。"
-language = "zh-CN"
-issues = "$SEEDS"
-feeds = "feeds"
-subscribers = "subscribers.toml"
-
-[mail]
-from = "SOFA Weekly <weekly@example.org>"
-
-[smtp]
-host = "127.0.0.1"
-port = $PORT
-security = "none"
-concurrency = 16
-TOML
+{ site_toml "$SEEDS" "$SOFA_DESCRIPTION"; smtp_toml "$PORT" 16; } > "$SITE/feedpost.toml"
 
 fail=0
 # The summary line feedpost prints on stdout: "sent N, already sent N, skipped N, failed N".

@@ -152,26 +152,15 @@ mod tests {
         let s = Schedule::of(&listings, &mailed(&[]), at("2026-01-01T00:00:00Z"));
         assert_eq!(s.due, None);
         assert_eq!(s.next, Some(5));
-        assert_eq!(
-            from_now(listings[5].date, at("2026-11-17T08:00:00Z")),
-            "in 3 days"
-        );
-        assert_eq!(
-            from_now(listings[5].date, at("2026-11-20T08:00:00Z")),
-            "in 60 minutes"
-        );
-        assert_eq!(
-            from_now(listings[5].date, at("2026-11-19T08:00:00Z")),
-            "in 25 hours"
-        );
+        for (now, expected) in [
+            ("2026-11-17T08:00:00Z", "in 3 days"),
+            ("2026-11-20T08:00:00Z", "in 60 minutes"),
+            ("2026-11-19T08:00:00Z", "in 25 hours"),
+            ("2026-11-20T09:00:30Z", "now"),
+            ("2026-11-23T10:00:00Z", "3 days ago"),
+        ] {
+            assert_eq!(from_now(listings[5].date, at(now)), expected, "at {now}");
+        }
         assert_eq!(when(listings[5].date), "2026-11-20 09:00 UTC");
-        assert_eq!(
-            from_now(listings[5].date, at("2026-11-20T09:00:30Z")),
-            "now"
-        );
-        assert_eq!(
-            from_now(listings[5].date, at("2026-11-23T10:00:00Z")),
-            "3 days ago"
-        );
     }
 }

@@ -700,6 +700,19 @@ pub(crate) fn invalid(key: &str, message: String) -> Invalid {
     }
 }
 
+/// The [`Invalid`] for a `value` of the config `text` read with its span: `key` (`table.key`),
+/// the 1-based line where the value starts, and the message "`key` " followed by `message`
+/// (which says what is wrong and how to fix it). Shared by the `[serve]` and `[store]` tables.
+fn bad_value<T>(text: &str, value: &toml::Spanned<T>, key: &str, message: String) -> Invalid {
+    Invalid {
+        key: key.to_string(),
+        line: text
+            .get(..value.span().start)
+            .map(|before| before.matches('\n').count() + 1),
+        message: format!("`{key}` {message}"),
+    }
+}
+
 /// The 1-based line where `key` (`table.key`) is written in the TOML `text`, from the parser's
 /// spans.
 pub(crate) fn key_line(text: &str, key: &str) -> Option<usize> {

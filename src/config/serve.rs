@@ -11,7 +11,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
-use super::Invalid;
+use super::{bad_value, Invalid};
 
 /// `[serve]`: the subscription server (`feedpost serve`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +59,7 @@ impl RawServe {
         let listen = match &self.listen {
             None => DEFAULT_LISTEN.parse().expect("a valid default"),
             Some(value) => value.get_ref().trim().parse::<SocketAddr>().map_err(|_| {
-                bad(
+                bad_value(
                     text,
                     value,
                     "serve.listen",
@@ -89,7 +89,7 @@ impl RawServe {
         if let Some(list) = &self.trusted_proxies {
             for entry in list.get_ref() {
                 let ip = entry.trim().parse::<IpAddr>().map_err(|_| {
-                    bad(
+                    bad_value(
                         text,
                         list,
                         "serve.trusted_proxies",
@@ -113,7 +113,7 @@ fn public_url(text: &str, value: &Spanned<String>) -> Result<Url, Invalid> {
     let written = value.get_ref();
     let example = "such as `https://news.example.org/`";
     let mut url = Url::parse(written.trim()).map_err(|e| {
-        bad(
+        bad_value(
             text,
             value,
             "serve.public_url",
@@ -139,7 +139,7 @@ fn public_url(text: &str, value: &Spanned<String>) -> Result<Url, Invalid> {
         None
     };
     if let Some(problem) = problem {
-        return Err(bad(
+        return Err(bad_value(
             text,
             value,
             "serve.public_url",
@@ -167,7 +167,7 @@ fn ranged(
         .ok()
         .filter(|n| range.contains(n))
         .ok_or_else(|| {
-            bad(
+            bad_value(
                 text,
                 value,
                 key,
@@ -179,17 +179,6 @@ fn ranged(
                 ),
             )
         })
-}
-
-/// "`key` must …", on the line where the value starts in `text`.
-fn bad<T>(text: &str, value: &Spanned<T>, key: &str, message: String) -> Invalid {
-    Invalid {
-        key: key.to_string(),
-        line: text
-            .get(..value.span().start)
-            .map(|before| before.matches('\n').count() + 1),
-        message: format!("`{key}` {message}"),
-    }
 }
 
 #[cfg(test)]

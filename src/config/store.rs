@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::Invalid;
+use super::{bad_value, Invalid};
 
 /// The environment variable holding the PostgreSQL password (before libpq's `PGPASSWORD`).
 pub const PASSWORD_VAR: &str = "FEEDPOST_STORE_PASSWORD";
@@ -62,7 +62,7 @@ impl RawStore {
             None
         };
         if let Some(problem) = problem {
-            return Err(bad(text, &self.url, "store.url", problem));
+            return Err(bad_value(text, &self.url, "store.url", problem));
         }
         let lease = match &self.lease_seconds {
             None => crate::store::LEASE,
@@ -71,7 +71,7 @@ impl RawStore {
                 .filter(|n| (2..=86_400).contains(n))
                 .map(Duration::from_secs)
                 .ok_or_else(|| {
-                    bad(
+                    bad_value(
                         text,
                         value,
                         "store.lease_seconds",
@@ -138,17 +138,6 @@ pub fn redact(url: &str) -> String {
             }
             _ => url.to_string(),
         },
-    }
-}
-
-/// "`key` …", on the line where the value starts in `text`.
-fn bad<T>(text: &str, value: &Spanned<T>, key: &str, message: String) -> Invalid {
-    Invalid {
-        key: key.to_string(),
-        line: text
-            .get(..value.span().start)
-            .map(|before| before.matches('\n').count() + 1),
-        message: format!("`{key}` {message}"),
     }
 }
 

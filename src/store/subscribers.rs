@@ -173,6 +173,26 @@ pub enum Added {
     Suppressed,
 }
 
+impl Added {
+    /// What adding a subscriber does, from what the store knows of its address: `state`, the
+    /// subscriber's current state (`None` when the store has no such subscriber), and
+    /// `suppression`, the reason the address is on the suppression list (`None` when it is
+    /// not). An unsubscribe (state [`SubscriberState::Unsubscribed`] or reason
+    /// [`UNSUBSCRIBED`]) wins over any other suppression; a bounce or another reason
+    /// suppresses; otherwise a new address is [`Added::Added`] and a known one
+    /// [`Added::Updated`]. Both stores decide through this one function.
+    pub fn decide(state: Option<SubscriberState>, suppression: Option<&str>) -> Added {
+        match (state, suppression) {
+            (Some(SubscriberState::Unsubscribed), _) | (_, Some(UNSUBSCRIBED)) => {
+                Added::Unsubscribed
+            }
+            (Some(SubscriberState::Bounced), _) | (_, Some(_)) => Added::Suppressed,
+            (None, None) => Added::Added,
+            (Some(_), None) => Added::Updated,
+        }
+    }
+}
+
 /// What [`crate::store::Store::remove_subscriber`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Removed {

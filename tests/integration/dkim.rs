@@ -23,7 +23,7 @@ use lettre::Transport as _;
 
 use crate::check::{fixture_site, relative};
 use crate::support::smtp_server::{header, Faults, SmtpServer};
-use crate::support::{assert_delivered_once, issue, many_subscribers, readers, Site};
+use crate::support::{assert_delivered_once, many_subscribers, readers, Site};
 
 /// Verifies each message file with dkimpy against one TXT record; prints `pass` or `fail` and
 /// the path per file. Exit 3 when dkimpy or PyNaCl is missing.
@@ -385,15 +385,7 @@ fn publish_signs_every_message_and_each_verifies_as_the_loopback_server_received
         let site = Site::new()
             .smtp(server.port(), "concurrency = 4")
             .subscribers(&many_subscribers(12))
-            .issue(
-                "2024-03-08-weekly.md",
-                &issue(
-                    "SOFA Weekly | 第 8 期",
-                    "2024-03-08T15:00:00+08:00",
-                    &["SOFA Weekly"],
-                    "本周 **MOSN** 发布。\n",
-                ),
-            )
+            .weekly("本周 **MOSN** 发布。\n")
             .dkim(key)
             .env("FEEDPOST_NOW", "2024-03-09T08:00:00Z");
         site.run(&["publish"])

@@ -3,18 +3,10 @@
 //! `caused by: …`; a closed stdout never a panic.
 
 use crate::check::relative;
-use crate::support::{issue, Site};
+use crate::support::Site;
 
 fn site() -> Site {
-    Site::new().issue(
-        "2024-03-08-weekly.md",
-        &issue(
-            "SOFA Weekly | 第 8 期",
-            "2024-03-08T15:00:00+08:00",
-            &["SOFA Weekly"],
-            "短讯。\n",
-        ),
-    )
+    Site::new().weekly("短讯。\n")
 }
 
 const BROKEN: &str = "---\ntitle: \"Broken\"\ndate: next friday\n---\nx\n";

@@ -5,21 +5,13 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::support::smtp_server::{Faults, SmtpServer};
-use crate::support::{assert_delivered_once, issue, many_subscribers, readers, Output, Site};
+use crate::support::{assert_delivered_once, many_subscribers, readers, Output, Site};
 
 fn site(server: &SmtpServer, n: usize) -> Site {
     Site::new()
         .smtp(server.port(), "concurrency = 2")
         .subscribers(&many_subscribers(n))
-        .issue(
-            "2024-03-08-weekly.md",
-            &issue(
-                "SOFA Weekly | 第 8 期",
-                "2024-03-08T15:00:00+08:00",
-                &["SOFA Weekly"],
-                "短讯。\n",
-            ),
-        )
+        .weekly("短讯。\n")
 }
 
 #[test]

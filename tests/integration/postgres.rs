@@ -11,9 +11,10 @@ use feedpost::store::postgres::{Missing, PgStore};
 use feedpost::store::{Channel, Claim, NewDelivery, Outcome, Queue, State, Store};
 
 use crate::support::postgres::Postgres;
-use crate::support::smtp_server::{header, Faults, SmtpServer};
+use crate::support::smtp_server::{Faults, SmtpServer};
 use crate::support::{
-    assert_delivered_once, by_recipient, issue, many_subscribers, reader, readers, Site,
+    assert_delivered_once, assert_reached_with_one_message_id, by_recipient, many_subscribers,
+    reader, readers, Site,
 };
 
 const Q: Queue<'static> = Queue {
@@ -214,15 +215,7 @@ fn site(pg_url: &str, port: u16, n: usize, lease: u32) -> Site {
         .smtp(port, "concurrency = 4")
         .store(pg_url, &format!("lease_seconds = {lease}"))
         .subscribers(&many_subscribers(n))
-        .issue(
-            "2024-03-08-weekly.md",
-            &issue(
-                "SOFA Weekly | 第 8 期",
-                "2024-03-08T15:00:00+08:00",
-                &["SOFA Weekly"],
-                "短讯。\n",
-            ),
-        )
+        .weekly("短讯。\n")
 }
 
 fn spawn_publish(site: &Site) -> Child {
@@ -312,22 +305,7 @@ fn one_of_three_publishes_killed_mid_send_loses_nobody_and_repeats_only_its_mess
     // Nobody lost; every copy of a message carries the same Message-ID; the repeats are at most
     // what the dead sender had in flight (its connections).
     let received = server.received();
-    let copies = by_recipient(&received);
-    let mut want = readers(N);
-    want.sort();
-    assert!(
-        copies.keys().eq(want.iter()),
-        "every subscriber got the issue"
-    );
-    let mut repeats = 0;
-    for (to, msgs) in &copies {
-        let ids: BTreeSet<_> = msgs
-            .iter()
-            .map(|m| header(&m.data, "Message-ID").expect("Message-ID"))
-            .collect();
-        assert_eq!(ids.len(), 1, "{to}'s copies differ in Message-ID: {ids:?}");
-        repeats += msgs.len() - 1;
-    }
+    let repeats = assert_reached_with_one_message_id(&received, &readers(N));
     eprintln!("one of three killed: {repeats} repeated messages (bound: concurrency 4)");
     assert!(
         repeats <= 4,
@@ -584,15 +562,7 @@ fn store_copy_moves_a_sqlite_ledger_into_postgresql_and_publish_goes_on_from_it(
     let mut local = Site::new()
         .smtp(server.port(), "concurrency = 2")
         .subscribers(&many_subscribers(300))
-        .issue(
-            "2024-03-08-weekly.md",
-            &issue(
-                "SOFA Weekly | 第 8 期",
-                "2024-03-08T15:00:00+08:00",
-                &["SOFA Weekly"],
-                "短讯。\n",
-            ),
-        );
+        .weekly("短讯。\n");
     local.run(&["publish"]).success();
     local.run(&["subscribers", "suppress", "reader0001@example.test"]);
     let ledger = local.ledger();
@@ -648,15 +618,7 @@ fn the_hourly_cap_holds_across_three_publishes_sharing_the_store() {
         )
         .store(&pg.database(), "")
         .subscribers(&many_subscribers(1_000))
-        .issue(
-            "2024-03-08-weekly.md",
-            &issue(
-                "SOFA Weekly | 第 8 期",
-                "2024-03-08T15:00:00+08:00",
-                &["SOFA Weekly"],
-                "短讯。\n",
-            ),
-        );
+        .weekly("短讯。\n");
     site.run(&["store", "migrate"]).success();
     let children: Vec<Child> = (0..3).map(|_| spawn_publish(&site)).collect();
     let mut each = Vec::new();

@@ -15,15 +15,17 @@ fn site(server: &SmtpServer) -> Site {
             "{}[[subscribers]]\nemail = \"not an address\"\n",
             many_subscribers(6)
         ))
-        .issue(
-            "2024-03-01-weekly.md",
-            &issue(
-                "One",
-                "2024-03-01T15:00:00+08:00",
-                &["SOFA Weekly"],
-                "one\n",
-            ),
-        )
+        .issue("2024-03-01-weekly.md", &one())
+}
+
+/// The one issue these sites publish: "One", 2024-03-01.
+fn one() -> String {
+    issue(
+        "One",
+        "2024-03-01T15:00:00+08:00",
+        &["SOFA Weekly"],
+        "one\n",
+    )
 }
 
 fn faults() -> Faults {
@@ -122,15 +124,9 @@ fn publish_json_has_the_numbers_of_the_text_summary() {
 
 /// Two readers and one issue, and no `[smtp]` table: the outbox.
 fn outbox_site() -> Site {
-    Site::new().subscribers(&many_subscribers(2)).issue(
-        "2024-03-01-weekly.md",
-        &issue(
-            "One",
-            "2024-03-01T15:00:00+08:00",
-            &["SOFA Weekly"],
-            "one\n",
-        ),
-    )
+    Site::new()
+        .subscribers(&many_subscribers(2))
+        .issue("2024-03-01-weekly.md", &one())
 }
 
 #[test]

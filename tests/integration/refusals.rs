@@ -12,15 +12,7 @@ fn site(server: &SmtpServer, subscribers: &str) -> Site {
     Site::new()
         .smtp(server.port(), "concurrency = 3")
         .subscribers(subscribers)
-        .issue(
-            "2024-03-08-weekly.md",
-            &issue(
-                "SOFA Weekly | 第 8 期",
-                "2024-03-08T15:00:00+08:00",
-                &["SOFA Weekly"],
-                &"本周 **MOSN** 发布，社区问答与活动回顾。\n\n".repeat(40),
-            ),
-        )
+        .weekly(&"本周 **MOSN** 发布，社区问答与活动回顾。\n\n".repeat(40))
 }
 
 /// After a run the server stopped: nothing sent, nothing failed, nobody suppressed, everyone

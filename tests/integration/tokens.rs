@@ -15,15 +15,7 @@ fn site(port: u16) -> Site {
     Site::new()
         .smtp(port, "concurrency = 2")
         .subscribers(&many_subscribers(2))
-        .issue(
-            "2024-03-08-weekly.md",
-            &issue(
-                "SOFA Weekly | 第 8 期",
-                "2024-03-08T15:00:00+08:00",
-                &["SOFA Weekly"],
-                "短讯。\n",
-            ),
-        )
+        .weekly("短讯。\n")
 }
 
 #[test]

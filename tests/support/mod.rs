@@ -39,6 +39,20 @@ pub fn issue(title: &str, date: &str, tags: &[&str], body: &str) -> String {
     )
 }
 
+/// The file name of the weekly issue most tests publish (`issues/2024-03-08-weekly.md`).
+pub const WEEKLY: &str = "2024-03-08-weekly.md";
+
+/// The weekly issue most tests publish: [`issue`] "SOFA Weekly | 第 8 期" of
+/// 2024-03-08T15:00:00+08:00, tag "SOFA Weekly", with `body` (Markdown).
+pub fn weekly(body: &str) -> String {
+    issue(
+        "SOFA Weekly | 第 8 期",
+        "2024-03-08T15:00:00+08:00",
+        &["SOFA Weekly"],
+        body,
+    )
+}
+
 impl Site {
     /// An empty site with a Chinese-language config, no issues and no subscribers.
     pub fn new() -> Site {
@@ -124,6 +138,11 @@ impl Site {
     pub fn issue(self, name: &str, text: &str) -> Site {
         self.write(&format!("issues/{name}"), text);
         self
+    }
+
+    /// Writes the [`weekly`] issue with `body` as `issues/`[`WEEKLY`].
+    pub fn weekly(self, body: &str) -> Site {
+        self.issue(WEEKLY, &weekly(body))
     }
 
     /// Replaces the subscriber list.
@@ -337,7 +356,6 @@ pub fn assert_delivered_once(received: &[smtp_server::Received], expected: &[Str
     want.sort();
     let got: Vec<String> = copies.keys().cloned().collect();
     assert_eq!(got, want, "the recipients the server holds");
-    let mut extra = 0;
     for (to, msgs) in &copies {
         let answered = msgs.iter().filter(|m| !m.reply_lost).count();
         assert_eq!(
@@ -346,6 +364,37 @@ pub fn assert_delivered_once(received: &[smtp_server::Received], expected: &[Str
             "{to} got {answered} acknowledged copies ({} in all)",
             msgs.len()
         );
+    }
+    repeats_with_one_message_id(&copies)
+}
+
+/// Asserts the server holds at least one message for exactly the recipients `expected`
+/// (already lowercased, as [`readers`] makes them) — a publish killed with SIGKILL may repeat
+/// what it had in flight — and that every copy of a recipient's message carries the same
+/// Message-ID. Returns how many repeated copies there were.
+#[track_caller]
+pub fn assert_reached_with_one_message_id(
+    received: &[smtp_server::Received],
+    expected: &[String],
+) -> usize {
+    let copies = by_recipient(received);
+    let mut want = expected.to_vec();
+    want.sort();
+    assert!(
+        copies.keys().eq(want.iter()),
+        "every subscriber got the issue"
+    );
+    repeats_with_one_message_id(&copies)
+}
+
+/// Asserts every copy of a recipient's message in `copies` (from [`by_recipient`]) carries the
+/// same Message-ID; returns how many copies there are beyond the first of each recipient.
+#[track_caller]
+fn repeats_with_one_message_id(
+    copies: &std::collections::BTreeMap<String, Vec<&smtp_server::Received>>,
+) -> usize {
+    let mut extra = 0;
+    for (to, msgs) in copies {
         let ids: std::collections::BTreeSet<_> = msgs
             .iter()
             .map(|m| smtp_server::header(&m.data, "Message-ID").expect("Message-ID"))

@@ -39,16 +39,6 @@ async fn state_of(tx: &Transaction<'_>, key: &str) -> Result<Option<SubscriberSt
         .transpose()
 }
 
-async fn suppression(tx: &Transaction<'_>, key: &str) -> Result<Option<String>> {
-    Ok(tx
-        .query_opt(
-            "SELECT reason FROM suppressions WHERE address = $1",
-            &[&key],
-        )
-        .await?
-        .map(|r| r.get(0)))
-}
-
 /// See [`crate::store::Store::request_subscription`].
 pub(super) async fn request(
     tx: &Transaction<'_>,
@@ -58,7 +48,7 @@ pub(super) async fn request(
     let key = request.address.to_lowercase();
     let now = now.timestamp();
     lock(tx, &key).await?;
-    let suppressed_otherwise = suppression(tx, &key)
+    let suppressed_otherwise = super::suppressions::reason(tx, &key)
         .await?
         .is_some_and(|reason| reason != UNSUBSCRIBED);
     if suppressed_otherwise || state_of(tx, &key).await? == Some(SubscriberState::Bounced) {
@@ -247,16 +237,9 @@ pub(super) async fn add(
     let mut answers = Vec::with_capacity(new.len());
     for n in new {
         lock(tx, n.key).await?;
-        let suppression = suppression(tx, n.key).await?;
+        let suppression = super::suppressions::reason(tx, n.key).await?;
         let state = state_of(tx, n.key).await?;
-        let answer = match (state, suppression.as_deref()) {
-            (Some(SubscriberState::Unsubscribed), _) | (_, Some(UNSUBSCRIBED)) => {
-                Added::Unsubscribed
-            }
-            (Some(SubscriberState::Bounced), _) | (_, Some(_)) => Added::Suppressed,
-            (None, None) => Added::Added,
-            (Some(_), None) => Added::Updated,
-        };
+        let answer = Added::decide(state, suppression.as_deref());
         if matches!(answer, Added::Added | Added::Updated) {
             tx.execute(
                 "INSERT INTO subscribers

@@ -236,14 +236,7 @@ pub(super) fn add(
     for n in new {
         let suppression = super::suppressions::reason(&tx, n.key)?;
         let state = state_of(&tx, n.key)?;
-        let answer = match (state, suppression.as_deref()) {
-            (Some(SubscriberState::Unsubscribed), _) | (_, Some(UNSUBSCRIBED)) => {
-                Added::Unsubscribed
-            }
-            (Some(SubscriberState::Bounced), _) | (_, Some(_)) => Added::Suppressed,
-            (None, None) => Added::Added,
-            (Some(_), None) => Added::Updated,
-        };
+        let answer = Added::decide(state, suppression.as_deref());
         if matches!(answer, Added::Added | Added::Updated) {
             tx.prepare_cached(
                 "INSERT INTO subscribers
