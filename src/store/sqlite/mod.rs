@@ -44,7 +44,9 @@ pub use file::canonical_path;
 use lock::LedgerLock;
 
 /// A call on the ledger slower than this is logged at debug level: while it writes, it holds
-/// the write lock every other process (`feedpost serve` beside a publish) waits for.
+/// the write lock every other process (`feedpost serve` beside a publish) waits for. So is a
+/// call that waited longer than this for the store's one connection (requests of
+/// `feedpost serve` queue there).
 const SLOW_CALL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The ledger file as a [`Store`].
@@ -160,8 +162,16 @@ impl SqliteStore {
         blocking(|| {
             // A panic while the connection was held leaves no transaction open (rusqlite rolls
             // back on drop), so the connection is still good.
+            let queued = std::time::Instant::now();
             let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
             let started = std::time::Instant::now();
+            let waited = started - queued;
+            if waited > SLOW_CALL {
+                tracing::debug!(
+                    ms = waited.as_millis() as u64,
+                    "ledger: {what} waited for the connection"
+                );
+            }
             let result = f(&mut conn);
             let took = started.elapsed();
             if took > SLOW_CALL {
