@@ -15,7 +15,7 @@
 //!                                                                      └─► the feeds folder (ServeDir)
 //! ```
 //!
-//! The modules: `routes` (handlers), `pages` (HTML answers and [`Problem`](pages::Problem)s),
+//! The modules: `routes` (handlers), `pages` (HTML answers and `Problem`s),
 //! `client` (who is asking, flood limit), `files` (the feeds folder), `backend` (the seam),
 //! `mailer` (the confirmation queue).
 
@@ -189,7 +189,7 @@ impl<S: Subscriptions> Server<S> {
 }
 
 /// Starts the confirmation mail queue: emails handed to the returned sender are sent by
-/// `mailer`, [`MAIL_CONCURRENCY`] at a time, off the request path. The task ends when every
+/// `mailer`, `MAIL_CONCURRENCY` at a time, off the request path. The task ends when every
 /// sender is dropped and the queue is empty; a stopping server waits [`DRAIN_TIMEOUT`] for it.
 pub fn spawn_mailer<M: ConfirmationMailer>(
     mailer: M,

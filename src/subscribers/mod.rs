@@ -4,7 +4,7 @@
 //! per subscriber (see `subscribers.example.toml`). It is read one table at a time, so a bad entry
 //! is reported with its `file:line` and skipped while the rest go on, and memory stays small for
 //! lists of hundreds of thousands of subscribers. Suppressions (addresses that must not be mailed)
-//! live in the ledger, see [`crate::ledger`].
+//! live in the store, see [`crate::store::Store`].
 
 pub mod check;
 pub mod csv;

@@ -54,7 +54,7 @@ impl Transport for SmtpTransport {
 
     /// Opens a [`Session`]: the TCP connection and the greeting each within `smtp.timeout_secs`
     /// (so a silent server gets the greeting's hint, see [`Session::open`]), the whole opening
-    /// (EHLO, STARTTLS, the TLS handshake, AUTH) within [`OPENING_STEPS`] times that.
+    /// (EHLO, STARTTLS, the TLS handshake, AUTH) within `OPENING_STEPS` (4) times that.
     async fn connect(&self) -> Result<Box<dyn Connection>, Failure> {
         let smtp = &self.settings.smtp;
         let timeout = Duration::from_secs(smtp.timeout_secs) * OPENING_STEPS;

@@ -1,7 +1,7 @@
 //! `feedpost serve --local`: the editor's preview. The site is built as it is on disk with
-//! `base_url` at the local address (into a folder of its own: see [`build`]), served with its
+//! `base_url` at the local address (into a folder of its own: see `build`), served with its
 //! feeds and each issue's email, and built again on every change to the issues, the config or
-//! the subscriber list ([`watch`]), whereupon every open page reloads ([`live`]).
+//! the subscriber list (`watch`), whereupon every open page reloads (`live`).
 //!
 //! ```text
 //! files ─► watch (notify, debounced) ─► rebuild ─► snapshot + build id ─► /_feedpost/events ─► pages reload

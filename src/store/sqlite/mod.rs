@@ -1,12 +1,12 @@
 //! The default [`Store`]: one SQLite file beside the site (`mail.ledger`, "the ledger").
 //!
 //! What SQLite needs that another store would not is kept apart from the queries: opening the
-//! file and refusing what is not a ledger, and the PRAGMAs ([`file`]), the schema and its
-//! migrations ([`schema`]), the lock that lets one sender at a time in ([`lock`]), and the
-//! write-ahead log checkpointed on a thread of its own ([`checkpoint`]). The queries are grouped
-//! by what they keep: the queue ([`queue`]), the audience of a run ([`audience`]), issue
-//! records ([`issues`]), the suppression list ([`suppressions`]) and the subscribers with their
-//! requests ([`subscribers`]); each is a function of a connection, and [`SqliteStore`] is the
+//! file and refusing what is not a ledger, and the PRAGMAs (`file`), the schema and its
+//! migrations (`schema`), the lock that lets one sender at a time in (`lock`), and the
+//! write-ahead log checkpointed on a thread of its own (`checkpoint`). The queries are grouped
+//! by what they keep: the queue (`queue`), the audience of a run (`audience`), issue
+//! records (`issues`), the suppression list (`suppressions`) and the subscribers with their
+//! requests (`subscribers`); each is a function of a connection, and [`SqliteStore`] is the
 //! [`Store`] over them.
 //!
 //! Durability: WAL with `synchronous=NORMAL`, so every committed transition survives a killed
