@@ -164,13 +164,21 @@ fn rewrite<'a, 'b>(
     })
 }
 
-/// `url` made absolute against `base`, or the empty string when it is not safe to follow.
+/// `url` made absolute against `base`, or the empty string when it is not safe to follow (as
+/// [`absolute`] then [`is_safe_url`], parsing each URL once: a relative URL joined to `base` is
+/// checked on the joined URL's scheme, which is `base`'s unless the text hid a scheme from
+/// [`has_scheme`], e.g. behind a leading space).
 fn checked<'a>(url: CowStr<'a>, base: &Url) -> CowStr<'a> {
-    let url = absolute(url, base);
-    if is_safe_url(&url) {
-        url
-    } else {
-        CowStr::Borrowed("")
+    let s: &str = &url;
+    if s.starts_with('#') || (has_scheme(s) && is_safe_url(s)) {
+        return url;
+    }
+    if s.is_empty() || has_scheme(s) {
+        return CowStr::Borrowed("");
+    }
+    match base.join(s) {
+        Ok(joined) if SAFE_SCHEMES.contains(&joined.scheme()) => CowStr::from(String::from(joined)),
+        _ => CowStr::Borrowed(""),
     }
 }
 
@@ -429,6 +437,7 @@ mod tests {
         "[x](javascript:alert(document.domain))",
         "[x](JavaScript:alert(1))",
         "[x](<java\tscript:alert(1)>)",
+        "[x](< javascript:alert(1)>)",
         "[x](vbscript:msgbox(1))",
         "[x](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
         "![x](data:image/svg+xml;base64,PHN2Zz48L3N2Zz4=)",
