@@ -6,7 +6,7 @@ use crate::site::Site;
 
 /// The categories and tags of the issues published at `now` (not drafts, not dated later), one
 /// per spelling ignoring case (`Rust` and `rust` are one topic, spelled as its newest issue
-/// spells it), sorted ignoring case: the grouping [`crate::subscribers::Subscriber::wants`]
+/// spells it), sorted ignoring case: the grouping [`crate::subscribers::IssueTopics::wanted_by`]
 /// matches a subscriber's topics with.
 pub fn topics(site: &Site<'_>, now: DateTime<FixedOffset>) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();

@@ -40,23 +40,31 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// Whether this subscriber receives `issue`: no topics, or a topic equal (ignoring case) to one
-    /// of the issue's categories or tags.
-    pub fn wants(&self, issue: &Issue) -> bool {
-        wants(&self.topics, issue)
+    /// Whether this subscriber receives the issue whose topics are `issue` (see
+    /// [`IssueTopics::wanted_by`]).
+    pub fn wants(&self, issue: &IssueTopics) -> bool {
+        issue.wanted_by(&self.topics)
     }
 }
 
-/// Whether a reader with `topics` receives `issue`: no topics (every issue), or a topic equal,
-/// ignoring case, to one of the issue's categories or tags — the terms the subscription form
-/// offers (see [`crate::serve::topics()`]). The same rule for readers of the file and readers
-/// in the store.
-pub fn wants(topics: &[String], issue: &Issue) -> bool {
-    topics.is_empty()
-        || issue.terms().iter().any(|term| {
-            let term = term.to_lowercase();
-            topics.iter().any(|t| t.to_lowercase() == term)
-        })
+/// The topics an issue offers: its categories and tags ([`Issue::terms`]), lowercased once per
+/// issue rather than once per reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueTopics(Vec<String>);
+
+impl IssueTopics {
+    /// `issue`'s categories and tags, lowercased.
+    pub fn of(issue: &Issue) -> IssueTopics {
+        IssueTopics(issue.terms().iter().map(|t| t.to_lowercase()).collect())
+    }
+
+    /// Whether a reader with `topics` receives the issue: no topics (every issue), or a topic
+    /// equal, ignoring case, to one of the issue's categories or tags — the terms the
+    /// subscription form offers (see [`crate::serve::topics()`]). The same rule for readers of
+    /// the file and readers in the store.
+    pub fn wanted_by(&self, topics: &[String]) -> bool {
+        topics.is_empty() || topics.iter().any(|t| self.0.contains(&t.to_lowercase()))
+    }
 }
 
 /// An address as feedpost sends to it and compares it: `(address, key)`. The domain of

@@ -23,7 +23,7 @@ use crate::mail::IssueMail;
 use crate::store::{
     NewDelivery, NewSubscriber, Queue, Source, State, Store, SubscriberRow, SubscriberState,
 };
-use crate::subscribers::{self, normalize, EntryError, Reader, Subscriber};
+use crate::subscribers::{self, normalize, EntryError, IssueTopics, Reader, Subscriber};
 
 /// How many entries of the subscriber list are judged, queued and admitted at a time (one
 /// transaction each). Each transaction holds the store's write lock, which `feedpost serve`
@@ -45,8 +45,9 @@ pub(super) enum Entry {
 
 /// The entries of the subscriber list, judged against one issue, a chunk at a time; memory
 /// stays flat however long the list.
-pub(super) struct Entries<'i> {
-    issue: &'i Issue,
+pub(super) struct Entries {
+    /// The issue's topics, lowercased once.
+    topics: IssueTopics,
     path: PathBuf,
     reader: Option<Reader<BufReader<File>>>,
     /// Why the file could not be opened, returned by the first [`Entries::next`].
@@ -56,16 +57,16 @@ pub(super) struct Entries<'i> {
     report: bool,
 }
 
-impl<'i> Entries<'i> {
+impl Entries {
     /// Starts reading `config`'s subscriber list for `issue`.
-    pub(super) fn read(config: &Config, issue: &'i Issue) -> Entries<'i> {
+    pub(super) fn read(config: &Config, issue: &Issue) -> Entries {
         let path = config.site.subscribers.clone();
         let (reader, failed) = match subscribers::open(&path) {
             Ok(reader) => (Some(reader), None),
             Err(e) => (None, Some(e)),
         };
         Entries {
-            issue,
+            topics: IssueTopics::of(issue),
             path,
             reader,
             failed,
@@ -75,7 +76,7 @@ impl<'i> Entries<'i> {
     }
 
     /// Reads without reporting bad and repeated entries.
-    pub(super) fn quietly(mut self) -> Entries<'i> {
+    pub(super) fn quietly(mut self) -> Entries {
         self.report = false;
         self
     }
@@ -102,7 +103,7 @@ impl<'i> Entries<'i> {
                 )
             })?;
             chunk.push(judge(
-                self.issue,
+                &self.topics,
                 &self.path,
                 &mut self.seen,
                 self.report,
@@ -120,7 +121,7 @@ impl<'i> Entries<'i> {
 /// What `entry` of the file at `path` is for `issue`, reporting it when bad or repeated if
 /// `report`.
 fn judge(
-    issue: &Issue,
+    issue: &IssueTopics,
     path: &std::path::Path,
     seen: &mut Seen,
     report: bool,
@@ -297,7 +298,8 @@ impl OptIn {
 /// against an issue. A reader the file lists too was judged with the file's entry; it is taken
 /// again only when its own topics want the issue (the store's `admit` then counts it wanted).
 struct OptIns<'a> {
-    issue: &'a Issue,
+    /// The issue's topics, lowercased once.
+    topics: IssueTopics,
     in_file: &'a Seen,
     after: String,
     done: bool,
@@ -305,9 +307,9 @@ struct OptIns<'a> {
 }
 
 impl<'a> OptIns<'a> {
-    fn new(issue: &'a Issue, in_file: &'a Seen) -> OptIns<'a> {
+    fn new(issue: &Issue, in_file: &'a Seen) -> OptIns<'a> {
         OptIns {
-            issue,
+            topics: IssueTopics::of(issue),
             in_file,
             after: String::new(),
             done: false,
@@ -340,7 +342,7 @@ impl<'a> OptIns<'a> {
         if row.state != SubscriberState::Confirmed || row.source == Source::File {
             return None;
         }
-        let wants = subscribers::wants(&row.topics, self.issue);
+        let wants = self.topics.wanted_by(&row.topics);
         let in_file = self.in_file.contains(&row.address);
         if in_file && !wants {
             return None;
