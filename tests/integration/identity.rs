@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::smtp_server::{header, Faults, SmtpServer};
+use crate::support::smtp_server::{header, Faults, Received, SmtpServer};
 use crate::support::{assert_delivered_once, issue, many_subscribers, readers, Site};
 
 const BODY: &str = "本周 **MOSN** 发布。\n";
@@ -185,62 +185,18 @@ fn a_future_issue_needs_future_and_then_its_page_is_built_before_the_mail() {
     assert_eq!(server.received_count(), 2);
 }
 
-#[test]
-fn a_message_sent_again_in_a_later_run_is_byte_for_byte_the_same() {
-    // The server takes both messages but answers too late: the run defers them; the retry, a
-    // day later by the clock, sends them again — with the same bytes, Date included.
+/// Publishes an issue to two readers through a server that takes both messages but answers too
+/// late (the run defers them), then retries a day later by the clock with the server answering;
+/// returns each reader's two copies, first then second, and the site.
+fn sent_again_a_day_later(site: Site) -> (Vec<(String, [Received; 2])>, Site) {
     let server = SmtpServer::start(Faults::new().delay_reply(Duration::from_millis(2500)));
-    let site = Site::new()
+    let site = site
         .smtp(
             server.port(),
             "concurrency = 2\nmax_attempts = 1\ntimeout_secs = 1",
         )
         .subscribers(&many_subscribers(2))
         .issue("2024-03-08-weekly.md", &weekly(""));
-    let first = site.env("FEEDPOST_NOW", "2024-03-09T08:00:00Z");
-    first.run(&["publish"]).failure();
-    assert_eq!(first.status()["counts"]["deferred"], 2);
-    server.set_faults(Faults::new());
-    let path = first.path().join("issues/2024-03-08-weekly.md");
-    let mut retry = first.command(&["retry", path.to_str().unwrap()]);
-    retry.env("FEEDPOST_NOW", "2024-03-10T08:00:00Z");
-    let out = retry.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let received = server.received();
-    assert_eq!(received.len(), 4);
-    for to in readers(2) {
-        let copies: Vec<_> = received
-            .iter()
-            .filter(|m| m.rcpt_to == [to.clone()])
-            .collect();
-        assert_eq!(copies.len(), 2, "{to}");
-        assert_eq!(
-            header(&copies[0].data, "Date").unwrap(),
-            "Sat, 09 Mar 2024 08:00:00 +0000",
-            "the Date of the publish start"
-        );
-        assert!(copies[0].data == copies[1].data, "{to}'s copies differ");
-    }
-    assert_eq!(first.status()["counts"]["sent"], 2);
-}
-
-#[test]
-fn a_signed_message_sent_again_in_a_later_run_is_byte_for_byte_the_same() {
-    // As above, with DKIM: the signature's `t=` is the publish start, as the `Date` is, so the
-    // copy sent again a day later carries the same signature.
-    let server = SmtpServer::start(Faults::new().delay_reply(Duration::from_millis(2500)));
-    let site = Site::new()
-        .smtp(
-            server.port(),
-            "concurrency = 2\nmax_attempts = 1\ntimeout_secs = 1",
-        )
-        .subscribers(&many_subscribers(2))
-        .issue("2024-03-08-weekly.md", &weekly(""))
-        .dkim(&crate::dkim::keys()[1].1);
     site.cmd(&["publish"])
         .env("FEEDPOST_NOW", "2024-03-09T08:00:00Z")
         .run()
@@ -254,14 +210,46 @@ fn a_signed_message_sent_again_in_a_later_run_is_byte_for_byte_the_same() {
         .success();
     let received = server.received();
     assert_eq!(received.len(), 4);
-    for to in readers(2) {
-        let copies: Vec<_> = received
-            .iter()
-            .filter(|m| m.rcpt_to == [to.clone()])
-            .collect();
-        assert_eq!(copies.len(), 2, "{to}");
-        let signature = header(&copies[0].data, "DKIM-Signature").expect("signed");
+    let copies = readers(2)
+        .into_iter()
+        .map(|to| {
+            let copies: Vec<Received> = received
+                .iter()
+                .filter(|m| m.rcpt_to == [to.clone()])
+                .cloned()
+                .collect();
+            let pair: [Received; 2] = copies
+                .try_into()
+                .unwrap_or_else(|c: Vec<_>| panic!("{to} got {} copies, not 2", c.len()));
+            (to, pair)
+        })
+        .collect();
+    (copies, site)
+}
+
+#[test]
+fn a_message_sent_again_in_a_later_run_is_byte_for_byte_the_same() {
+    // The retry sends both messages again — with the same bytes, Date included.
+    let (copies, site) = sent_again_a_day_later(Site::new());
+    for (to, [first, second]) in copies {
+        assert_eq!(
+            header(&first.data, "Date").unwrap(),
+            "Sat, 09 Mar 2024 08:00:00 +0000",
+            "the Date of the publish start"
+        );
+        assert!(first.data == second.data, "{to}'s copies differ");
+    }
+    assert_eq!(site.status()["counts"]["sent"], 2);
+}
+
+#[test]
+fn a_signed_message_sent_again_in_a_later_run_is_byte_for_byte_the_same() {
+    // As above, with DKIM: the signature's `t=` is the publish start, as the `Date` is, so the
+    // copy sent again a day later carries the same signature.
+    let (copies, _) = sent_again_a_day_later(Site::new().dkim(&crate::dkim::keys()[1].1));
+    for (to, [first, second]) in copies {
+        let signature = header(&first.data, "DKIM-Signature").expect("signed");
         assert!(signature.contains("t=1709971200;"), "{signature}");
-        assert!(copies[0].data == copies[1].data, "{to}'s copies differ");
+        assert!(first.data == second.data, "{to}'s copies differ");
     }
 }
