@@ -364,7 +364,7 @@ async fn export(config: &Config) -> Result<Ran> {
 }
 
 /// Warns once per topic that is none of the site's categories or tags (compared ignoring
-/// case, as [`subscribers::wants`] does): a typo would quietly leave the reader without issues.
+/// case, as [`subscribers::IssueTopics::wanted_by`] does): a typo would quietly leave the reader without issues.
 /// `topics` are `(topic, where: file and line)`. A site that cannot be loaded is not checked.
 fn warn_unknown_topics<'a>(
     config: &Config,

@@ -1,6 +1,6 @@
 //! The audience of one issue: (the entries of `subscribers.toml` ∪ the confirmed readers of
 //! the store who came by the web, `subscribers add` or `import`) − unsubscribed − bounced −
-//! suppressed, filtered by topics ([`crate::subscribers::wants`]).
+//! suppressed, filtered by topics ([`crate::subscribers::IssueTopics::wanted_by`]).
 //!
 //! The file is read in chunks, each entry judged (bad, repeated, not wanting the issue's
 //! topics, wanting it) and read into the store (source `file`, so `status` and `subscribers
