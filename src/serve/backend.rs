@@ -8,13 +8,15 @@
 //! `MemorySubscriptions` and a mailer that hands the mail to the test.
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use anyhow::Context;
 use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
 use url::Url;
 
-use crate::store::Store;
 pub use crate::store::{Confirmed, Requested, SubscriptionRequest as Request, Unsubscribed};
+use crate::store::{Store, SubscriptionChange, SubscriptionChanged};
 
 /// Where subscription requests, confirmations and unsubscribes are recorded: the store of
 /// subscribers ([`StoreSubscriptions`] in `feedpost serve`). The handlers run each call as a
@@ -61,21 +63,48 @@ pub trait Subscriptions: Send + Sync + 'static {
 /// How often, at most, lapsed requests are deleted, in seconds.
 const PURGE_EVERY: i64 = 60;
 
+/// The most subscriber changes the writer of [`StoreSubscriptions`] hands to the store at once.
+const MOST_CHANGES_AT_ONCE: usize = 256;
+
 /// The [`Store`] as the server's backend: every call is the store's subscriber operation of the
 /// same name ([`Store::request_subscription`], [`Store::confirm_subscription`],
 /// [`Store::unsubscribe`]); lapsed requests are purged at most once a minute, on the next
 /// request.
+///
+/// A store that writes one transaction at a time ([`Store::batches_subscriptions`]: SQLite)
+/// gets the changes through a writer task: the changes of requests that arrive while a batch is
+/// being written queue up and go to the store together ([`Store::change_subscriptions`]), up to
+/// [`MOST_CHANGES_AT_ONCE`] in one transaction. Under load, and beside a publish that holds the
+/// write lock a few milliseconds at a time, a request then waits for at most one batch and one
+/// lock rather than for every request ahead of it one by one. Each batch is written in a task
+/// of its own, so a panic fails that batch's requests (500 pages) and the writer goes on.
 pub struct StoreSubscriptions {
-    store: Box<dyn Store>,
+    store: Arc<dyn Store>,
+    /// Where changes queue for the writer task, when the store batches them.
+    writer: Option<mpsc::UnboundedSender<Queued>>,
     /// When lapsed requests were last purged, Unix seconds.
     last_purge: Mutex<i64>,
 }
 
+/// A change waiting for the writer, and where its answer goes.
+struct Queued {
+    change: SubscriptionChange,
+    answer: oneshot::Sender<anyhow::Result<SubscriptionChanged>>,
+}
+
 impl StoreSubscriptions {
-    /// The backend over `store`.
+    /// The backend over `store`. Must be called inside a Tokio runtime when the store batches
+    /// subscriber changes: the writer task starts here, and ends when the backend is dropped.
     pub fn new(store: Box<dyn Store>) -> StoreSubscriptions {
+        let store: Arc<dyn Store> = Arc::from(store);
+        let writer = store.batches_subscriptions().then(|| {
+            let (sender, queue) = mpsc::unbounded_channel();
+            tokio::spawn(write_batches(Arc::clone(&store), queue));
+            sender
+        });
         StoreSubscriptions {
             store,
+            writer,
             last_purge: Mutex::new(0),
         }
     }
@@ -90,6 +119,57 @@ impl StoreSubscriptions {
             false
         }
     }
+
+    /// Makes `change` through the writer task; `None` when the store takes changes one by one.
+    async fn queue(
+        &self,
+        change: SubscriptionChange,
+    ) -> Option<anyhow::Result<SubscriptionChanged>> {
+        let writer = self.writer.as_ref()?;
+        let (answer, answered) = oneshot::channel();
+        if writer.send(Queued { change, answer }).is_err() {
+            return Some(Err(anyhow::anyhow!(
+                "internal error: the store's writer task has stopped"
+            )));
+        }
+        Some(answered.await.unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "internal error: the store's writer task dropped a change unanswered"
+            ))
+        }))
+    }
+}
+
+/// The writer task of [`StoreSubscriptions`]: takes whatever changes have queued (at least one,
+/// at most [`MOST_CHANGES_AT_ONCE`]), makes them in one call of
+/// [`Store::change_subscriptions`], answers each, and goes on until every sender is dropped.
+async fn write_batches(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<Queued>) {
+    let mut batch = Vec::with_capacity(MOST_CHANGES_AT_ONCE);
+    while queue.recv_many(&mut batch, MOST_CHANGES_AT_ONCE).await > 0 {
+        let (changes, answers): (Vec<_>, Vec<_>) =
+            batch.drain(..).map(|q| (q.change, q.answer)).unzip();
+        let store = Arc::clone(&store);
+        let made = tokio::spawn(async move { store.change_subscriptions(&changes).await }).await;
+        match made {
+            // An answer missing from a short reply is dropped: its request gets an error.
+            Ok(made) => answers.into_iter().zip(made).for_each(|(answer, made)| {
+                let _ = answer.send(made);
+            }),
+            Err(e) => answers.into_iter().for_each(|answer| {
+                let _ = answer.send(Err(anyhow::anyhow!(
+                    "internal error: recording subscription changes failed: {e}"
+                )));
+            }),
+        }
+    }
+}
+
+/// The answer `made` to a change of one kind, or an internal error if it is another kind's.
+fn expect<T>(
+    made: anyhow::Result<SubscriptionChanged>,
+    kind: impl FnOnce(SubscriptionChanged) -> Option<T>,
+) -> anyhow::Result<T> {
+    kind(made?).context("internal error: the store answered a change with another kind's answer")
 }
 
 impl Subscriptions for StoreSubscriptions {
@@ -97,15 +177,42 @@ impl Subscriptions for StoreSubscriptions {
         if self.purge_due(now) {
             self.store.purge_lapsed_requests(now).await?;
         }
-        self.store.request_subscription(request, now).await
+        match self
+            .queue(SubscriptionChange::Request(request.clone(), now))
+            .await
+        {
+            Some(made) => expect(made, |made| match made {
+                SubscriptionChanged::Requested(r) => Some(r),
+                _ => None,
+            }),
+            None => self.store.request_subscription(request, now).await,
+        }
     }
 
     async fn confirm(&self, address: &str, now: DateTime<Utc>) -> anyhow::Result<Confirmed> {
-        self.store.confirm_subscription(address, now).await
+        match self
+            .queue(SubscriptionChange::Confirm(address.to_string(), now))
+            .await
+        {
+            Some(made) => expect(made, |made| match made {
+                SubscriptionChanged::Confirmed(c) => Some(c),
+                _ => None,
+            }),
+            None => self.store.confirm_subscription(address, now).await,
+        }
     }
 
     async fn unsubscribe(&self, address: &str, now: DateTime<Utc>) -> anyhow::Result<Unsubscribed> {
-        self.store.unsubscribe(address, now).await
+        match self
+            .queue(SubscriptionChange::Unsubscribe(address.to_string(), now))
+            .await
+        {
+            Some(made) => expect(made, |made| match made {
+                SubscriptionChanged::Unsubscribed(u) => Some(u),
+                _ => None,
+            }),
+            None => self.store.unsubscribe(address, now).await,
+        }
     }
 }
 

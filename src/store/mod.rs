@@ -51,7 +51,8 @@ use serde::Serialize;
 
 pub use subscribers::{
     Added, Confirmed, NewSubscriber, Removed, Requested, Source, SubscriberCounts, SubscriberRow,
-    SubscriberState, SubscriptionRequest, Unsubscribed, UNSUBSCRIBED,
+    SubscriberState, SubscriptionChange, SubscriptionChanged, SubscriptionRequest, Unsubscribed,
+    UNSUBSCRIBED,
 };
 
 use crate::config::Config;
@@ -564,6 +565,49 @@ pub trait Store: Send + Sync {
     /// Deletes requests that lapsed before `now`, and the `pending` subscribers left with no
     /// request; returns how many subscribers went.
     async fn purge_lapsed_requests(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    /// Makes `changes` in order, each as the operation of the same name would
+    /// ([`Store::request_subscription`], [`Store::confirm_subscription`],
+    /// [`Store::unsubscribe`]), and answers each in order: one failing change fails alone,
+    /// having changed nothing. A store that writes one transaction at a time makes them all in
+    /// one (see [`Store::batches_subscriptions`]); by default they are made one by one.
+    ///
+    /// # Errors
+    /// An answer is an error when its change could not be made; when the batch as a whole could
+    /// not be written (its transaction did not begin or commit), every answer is.
+    async fn change_subscriptions(
+        &self,
+        changes: &[SubscriptionChange],
+    ) -> Vec<Result<SubscriptionChanged>> {
+        let mut answers = Vec::with_capacity(changes.len());
+        for change in changes {
+            answers.push(match change {
+                SubscriptionChange::Request(request, now) => self
+                    .request_subscription(request, *now)
+                    .await
+                    .map(SubscriptionChanged::Requested),
+                SubscriptionChange::Confirm(key, now) => self
+                    .confirm_subscription(key, *now)
+                    .await
+                    .map(SubscriptionChanged::Confirmed),
+                SubscriptionChange::Unsubscribe(key, now) => self
+                    .unsubscribe(key, *now)
+                    .await
+                    .map(SubscriptionChanged::Unsubscribed),
+            });
+        }
+        answers
+    }
+
+    /// Whether subscriber changes arriving together are best made together
+    /// ([`Store::change_subscriptions`]): true for a store with one connection that writes
+    /// one transaction at a time (SQLite), where every change waits for the one before it and
+    /// for any publish writing beside it. `feedpost serve` then queues the changes of
+    /// concurrent requests and hands them over in batches. False by default: a store with a
+    /// pool of connections takes concurrent changes as they come.
+    fn batches_subscriptions(&self) -> bool {
+        false
+    }
 
     /// The subscriber `key` (lowercased), if the store has it.
     async fn subscriber(&self, key: &str) -> Result<Option<SubscriberRow>>;

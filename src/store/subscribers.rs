@@ -284,3 +284,26 @@ pub enum Unsubscribed {
     /// It already was.
     AlreadyUnsubscribed,
 }
+
+/// One change `feedpost serve` makes to a subscriber, with the time (UTC) it was asked at: the
+/// input of [`crate::store::Store::change_subscriptions`], which makes several in one go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriptionChange {
+    /// [`crate::store::Store::request_subscription`].
+    Request(SubscriptionRequest, DateTime<Utc>),
+    /// [`crate::store::Store::confirm_subscription`] of a key (lowercased).
+    Confirm(String, DateTime<Utc>),
+    /// [`crate::store::Store::unsubscribe`] of a key (lowercased).
+    Unsubscribe(String, DateTime<Utc>),
+}
+
+/// What a [`SubscriptionChange`] did: the answer of the operation of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionChanged {
+    /// The answer to [`SubscriptionChange::Request`].
+    Requested(Requested),
+    /// The answer to [`SubscriptionChange::Confirm`].
+    Confirmed(Confirmed),
+    /// The answer to [`SubscriptionChange::Unsubscribe`].
+    Unsubscribed(Unsubscribed),
+}

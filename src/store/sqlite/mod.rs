@@ -37,7 +37,8 @@ use chrono::{DateTime, Utc};
 use super::{
     Added, Channel, Claim, Confirmed, Counts, DeliveryRow, EarlierIssue, Enqueued, IssueRecord,
     NewDelivery, NewSubscriber, Outcome, Queue, Recorded, Removed, Requested, Settled, State,
-    Store, SubscriberCounts, SubscriberRow, SubscriptionRequest, Suppression, Unsubscribed,
+    Store, SubscriberCounts, SubscriberRow, SubscriptionChange, SubscriptionChanged,
+    SubscriptionRequest, Suppression, Unsubscribed,
 };
 use checkpoint::Checkpointer;
 pub use file::canonical_path;
@@ -313,6 +314,32 @@ impl Store for SqliteStore {
 
     async fn unsubscribe(&self, key: &str, now: DateTime<Utc>) -> Result<Unsubscribed> {
         self.with("unsubscribe", |c| subscribers::unsubscribe(c, key, now))
+    }
+
+    async fn change_subscriptions(
+        &self,
+        changes: &[SubscriptionChange],
+    ) -> Vec<Result<SubscriptionChanged>> {
+        let what = "record subscription changes";
+        match self.with(what, |c| subscribers::change_all(c, changes)) {
+            Ok(answers) => answers
+                .into_iter()
+                .map(|answer| {
+                    answer.with_context(|| {
+                        format!("ledger `{}`: failed to {what}", self.path.display())
+                    })
+                })
+                .collect(),
+            // anyhow errors are not Clone: every change gets the batch's error as text.
+            Err(e) => changes
+                .iter()
+                .map(|_| Err(anyhow::anyhow!("{e:#}")))
+                .collect(),
+        }
+    }
+
+    fn batches_subscriptions(&self) -> bool {
+        true
     }
 
     async fn purge_lapsed_requests(&self, now: DateTime<Utc>) -> Result<u64> {

@@ -19,7 +19,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::store::{
     Added, Confirmed, NewSubscriber, Removed, Requested, Source, SubscriberCounts, SubscriberRow,
-    SubscriberState, SubscriptionRequest, Unsubscribed, UNSUBSCRIBED,
+    SubscriberState, SubscriptionChange, SubscriptionChanged, SubscriptionRequest, Unsubscribed,
+    UNSUBSCRIBED,
 };
 
 /// The tables, created on every open (`IF NOT EXISTS`), by [`super::schema`].
@@ -71,11 +72,19 @@ pub(super) fn request(
     request: &SubscriptionRequest,
     now: DateTime<Utc>,
 ) -> Result<Requested> {
+    in_transaction(conn, |tx| request_in(tx, request, now))
+}
+
+/// [`request`] inside the caller's transaction.
+fn request_in(
+    tx: &Connection,
+    request: &SubscriptionRequest,
+    now: DateTime<Utc>,
+) -> Result<Requested> {
     let key = request.address.to_lowercase();
     let now = now.timestamp();
     let topics = serde_json::to_string(&request.topics)?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if suppressed_otherwise(&tx, &key)? || state_of(&tx, &key)? == Some(SubscriberState::Bounced) {
+    if suppressed_otherwise(tx, &key)? || state_of(tx, &key)? == Some(SubscriberState::Bounced) {
         return Ok(Requested::Suppressed);
     }
     tx.prepare_cached(
@@ -97,14 +106,17 @@ pub(super) fn request(
          VALUES (?1, ?2, NULL, '[]', 'pending', 'web', ?3, ?3)",
     )?
     .execute(params![key, request.address, now])?;
-    tx.commit()?;
     Ok(Requested::MailConfirmation)
 }
 
 /// See [`crate::store::Store::confirm_subscription`].
 pub(super) fn confirm(conn: &mut Connection, key: &str, now: DateTime<Utc>) -> Result<Confirmed> {
+    in_transaction(conn, |tx| confirm_in(tx, key, now))
+}
+
+/// [`confirm`] inside the caller's transaction.
+fn confirm_in(tx: &Connection, key: &str, now: DateTime<Utc>) -> Result<Confirmed> {
     let now = now.timestamp();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let request: Option<(String, Option<String>, String)> = tx
         .prepare_cached(
             "SELECT email, name, topics FROM subscription_requests
@@ -130,12 +142,11 @@ pub(super) fn confirm(conn: &mut Connection, key: &str, now: DateTime<Utc>) -> R
                 .execute(params![key, UNSUBSCRIBED])?;
             Confirmed::Confirmed
         }
-        None if state_of(&tx, key)? == Some(SubscriberState::Confirmed) => {
+        None if state_of(tx, key)? == Some(SubscriberState::Confirmed) => {
             Confirmed::AlreadyConfirmed
         }
         None => Confirmed::NoRequest,
     };
-    tx.commit()?;
     Ok(outcome)
 }
 
@@ -145,11 +156,15 @@ pub(super) fn unsubscribe(
     key: &str,
     now: DateTime<Utc>,
 ) -> Result<Unsubscribed> {
+    in_transaction(conn, |tx| unsubscribe_in(tx, key, now))
+}
+
+/// [`unsubscribe`] inside the caller's transaction.
+fn unsubscribe_in(tx: &Connection, key: &str, now: DateTime<Utc>) -> Result<Unsubscribed> {
     let now = now.timestamp();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.prepare_cached("DELETE FROM subscription_requests WHERE address = ?1")?
         .execute(params![key])?;
-    let outcome = if state_of(&tx, key)? == Some(SubscriberState::Unsubscribed) {
+    let outcome = if state_of(tx, key)? == Some(SubscriberState::Unsubscribed) {
         Unsubscribed::AlreadyUnsubscribed
     } else {
         tx.prepare_cached(
@@ -169,8 +184,49 @@ pub(super) fn unsubscribe(
          VALUES (?1, ?2, NULL, ?3)",
     )?
     .execute(params![key, UNSUBSCRIBED, now])?;
-    tx.commit()?;
     Ok(outcome)
+}
+
+/// See [`crate::store::Store::change_subscriptions`]: every change in one write transaction,
+/// each inside a savepoint of its own, so a change that fails is rolled back alone and the
+/// others are kept. `Err` when the transaction could not begin or commit (then nothing was
+/// made).
+pub(super) fn change_all(
+    conn: &mut Connection,
+    changes: &[SubscriptionChange],
+) -> Result<Vec<Result<SubscriptionChanged>>> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut answers = Vec::with_capacity(changes.len());
+    for change in changes {
+        let savepoint = tx.savepoint()?;
+        let answer = match change {
+            SubscriptionChange::Request(request, now) => {
+                request_in(&savepoint, request, *now).map(SubscriptionChanged::Requested)
+            }
+            SubscriptionChange::Confirm(key, now) => {
+                confirm_in(&savepoint, key, *now).map(SubscriptionChanged::Confirmed)
+            }
+            SubscriptionChange::Unsubscribe(key, now) => {
+                unsubscribe_in(&savepoint, key, *now).map(SubscriptionChanged::Unsubscribed)
+            }
+        };
+        if answer.is_ok() {
+            savepoint.commit()?;
+        } // else dropped: rolled back to where this change began.
+        answers.push(answer);
+    }
+    tx.commit()?;
+    Ok(answers)
+}
+
+/// Runs `f` in a write transaction of its own (`BEGIN IMMEDIATE`: the write lock is taken
+/// first, so the reads `f` makes cannot go stale before its writes) and commits what it did
+/// when it returns `Ok`.
+fn in_transaction<T>(conn: &mut Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let answer = f(&tx)?;
+    tx.commit()?;
+    Ok(answer)
 }
 
 /// See [`crate::store::Store::purge_lapsed_requests`].
@@ -619,6 +675,133 @@ mod tests {
         let l = SqliteStore::open(&path).unwrap();
         assert_eq!(state(&l, "a@x.org"), None);
         assert_eq!(state(&l, "b@x.org").as_deref(), Some("pending"));
+    }
+
+    #[test]
+    fn a_batch_of_changes_answers_each_and_a_failing_change_is_rolled_back_alone() {
+        let (_dir, l) = ledger();
+        // A subscriber row the database refuses: the change fails after its request was
+        // written, which its savepoint must take back.
+        l.with("refuse", |c| {
+            c.execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON subscribers
+                 WHEN NEW.address = 'refused@x.org'
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        l.request_subscription(&request("c@x.org", &[], at(0)), at(0))
+            .unwrap();
+        let changes = [
+            SubscriptionChange::Request(request("A@x.org", &["rust"], at(1)), at(1)),
+            SubscriptionChange::Request(request("refused@x.org", &[], at(1)), at(1)),
+            SubscriptionChange::Confirm("a@x.org".into(), at(1)),
+            SubscriptionChange::Confirm("c@x.org".into(), at(1)),
+            SubscriptionChange::Unsubscribe("c@x.org".into(), at(2)),
+            SubscriptionChange::Unsubscribe("c@x.org".into(), at(2)),
+        ];
+        let answers = l.with("t", |c| change_all(c, &changes)).unwrap();
+        let answers: Vec<_> = answers
+            .into_iter()
+            .map(|a| a.map_err(|e| format!("{e:#}")))
+            .collect();
+        assert_eq!(
+            answers[0],
+            Ok(SubscriptionChanged::Requested(Requested::MailConfirmation))
+        );
+        assert!(
+            answers[1]
+                .as_ref()
+                .unwrap_err()
+                .contains("refused by the test"),
+            "{answers:?}"
+        );
+        assert_eq!(
+            answers[2],
+            Ok(SubscriptionChanged::Confirmed(Confirmed::Confirmed))
+        );
+        assert_eq!(
+            answers[3],
+            Ok(SubscriptionChanged::Confirmed(Confirmed::Confirmed))
+        );
+        assert_eq!(
+            answers[4],
+            Ok(SubscriptionChanged::Unsubscribed(
+                Unsubscribed::Unsubscribed
+            ))
+        );
+        assert_eq!(
+            answers[5],
+            Ok(SubscriptionChanged::Unsubscribed(
+                Unsubscribed::AlreadyUnsubscribed
+            ))
+        );
+        // Each change saw the ones before it; the refused one left nothing behind.
+        let a = l.web_subscriber("a@x.org").unwrap().unwrap();
+        assert_eq!(
+            (a.state.as_str(), a.email.as_str()),
+            ("confirmed", "A@x.org")
+        );
+        assert_eq!(a.topics, ["rust"]);
+        assert_eq!(state(&l, "c@x.org").as_deref(), Some("unsubscribed"));
+        assert_eq!(state(&l, "refused@x.org"), None);
+        let requests: i64 = l
+            .with("count", |c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM subscription_requests WHERE address = 'refused@x.org'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(requests, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_backend_answers_concurrent_requests_each_with_its_own_answer() {
+        use crate::serve::{Confirmed as C, StoreSubscriptions, Subscriptions};
+        use std::sync::Arc;
+        let (_dir, path) = crate::store::sqlite::testing::ledger_path();
+        let subs = Arc::new(StoreSubscriptions::new(Box::new(
+            SqliteStore::open(&path).unwrap(),
+        )));
+        let now = Utc::now();
+        // 200 readers at once: odd ones ask and confirm, even ones ask and leave.
+        let readers = (0..200).map(|i| {
+            let subs = Arc::clone(&subs);
+            tokio::spawn(async move {
+                let address = format!("reader{i}@x.org");
+                let asked = subs.request(&request(&address, &[], now), now).await?;
+                assert_eq!(asked, Requested::MailConfirmation);
+                if i % 2 == 1 {
+                    assert_eq!(subs.confirm(&address, now).await?, C::Confirmed);
+                    assert_eq!(subs.confirm(&address, now).await?, C::AlreadyConfirmed);
+                } else {
+                    assert_eq!(
+                        subs.unsubscribe(&address, now).await?,
+                        Unsubscribed::Unsubscribed
+                    );
+                    assert_eq!(subs.confirm(&address, now).await?, C::NoRequest);
+                }
+                anyhow::Ok(())
+            })
+        });
+        for reader in readers.collect::<Vec<_>>() {
+            reader.await.unwrap().unwrap();
+        }
+        let l = SqliteStore::open(&path).unwrap();
+        for i in 0..200 {
+            let want = if i % 2 == 1 {
+                "confirmed"
+            } else {
+                "unsubscribed"
+            };
+            assert_eq!(
+                state(&l, &format!("reader{i}@x.org")).as_deref(),
+                Some(want)
+            );
+        }
     }
 
     fn new<'a>(key: &'a str, topics: &'a [String], source: Source) -> NewSubscriber<'a> {
