@@ -205,6 +205,12 @@ pub fn parse(split: &Split<'_>) -> Result<RawFrontMatter, FrontMatterError> {
             if split.front_matter.trim().is_empty() {
                 return Ok(RawFrontMatter::default());
             }
+            // Most front matter deserializes as it is, in one pass; the rest (a tagged value, a
+            // mistake) goes the long way below, which converts what it can and names the bad
+            // key and its line.
+            if let Ok(fm) = serde_norway::from_str::<RawFrontMatter>(split.front_matter) {
+                return Ok(fm);
+            }
             let value: serde_norway::Value =
                 serde_norway::from_str(split.front_matter).map_err(|e| {
                     // From the byte index, not libyaml's line: YAML also breaks lines at a
@@ -474,6 +480,18 @@ mod tests {
         let s = split("---\ntitle: x\r\r\r\rtags: [\n---\n").unwrap();
         let e = parse(&s).unwrap_err();
         assert_eq!(e.line, 2, "{e:?}");
+    }
+
+    #[test]
+    fn scalars_where_text_is_expected_load_as_written() {
+        let s = split("---\ntitle: 2020.10\ndate: 2020-05-15\nslug: true\n---\n").unwrap();
+        let fm = parse(&s).unwrap();
+        assert_eq!(fm.title.as_deref(), Some("2020.10"));
+        assert_eq!(fm.date.as_deref(), Some("2020-05-15"));
+        assert_eq!(fm.slug.as_deref(), Some("true"));
+        // A tagged value goes the long way, which still loads it as text.
+        let s = split("---\ntitle: x\ndate: !!timestamp 2020-05-15\n---\n").unwrap();
+        assert_eq!(parse(&s).unwrap().date.as_deref(), Some("2020-05-15"));
     }
 
     #[test]
