@@ -552,8 +552,10 @@ pub trait Store: Send + Sync {
     ) -> Result<Requested>;
 
     /// Confirms the latest request of `key` (lowercased) if it has not expired at `now`: the
-    /// subscriber becomes `confirmed` with the request's spelling, name and topics, its request
-    /// is deleted, and a suppression of reason [`UNSUBSCRIBED`] is lifted (never a bounce's).
+    /// subscriber becomes `confirmed` with the request's spelling, name and topics and source
+    /// `web` (the reader's own opt-in: it stays when the editor's file no longer lists the
+    /// address, and the file no longer sets its name and topics), its request is deleted, and a
+    /// suppression of reason [`UNSUBSCRIBED`] is lifted (never a bounce's).
     async fn confirm_subscription(&self, key: &str, now: DateTime<Utc>) -> Result<Confirmed>;
 
     /// Unsubscribes `key` (lowercased) at `now` whatever its state — also an address the store

@@ -106,7 +106,7 @@ pub(super) async fn confirm(
                  VALUES ($1, $2, $3, $4, 'confirmed', 'web', $5, $5, $5)
                  ON CONFLICT (address) DO UPDATE SET
                      email = excluded.email, name = excluded.name, topics = excluded.topics,
-                     state = 'confirmed', updated_at = $5, confirmed_at = $5",
+                     state = 'confirmed', source = 'web', updated_at = $5, confirmed_at = $5",
                 &[&key, &email, &name, &topics, &now],
             )
             .await?;

@@ -133,7 +133,7 @@ fn confirm_in(tx: &Connection, key: &str, now: DateTime<Utc>) -> Result<Confirme
                  VALUES (?1, ?2, ?3, ?4, 'confirmed', 'web', ?5, ?5, ?5)
                  ON CONFLICT (address) DO UPDATE SET
                      email = excluded.email, name = excluded.name, topics = excluded.topics,
-                     state = 'confirmed', updated_at = ?5, confirmed_at = ?5",
+                     state = 'confirmed', source = 'web', updated_at = ?5, confirmed_at = ?5",
             )?
             .execute(params![key, email, name, topics, now])?;
             tx.prepare_cached("DELETE FROM subscription_requests WHERE address = ?1")?
@@ -913,5 +913,25 @@ mod tests {
             (Source::Web, vec!["Rust".to_string()])
         );
         assert_eq!(state(&l, "g@x.org").as_deref(), Some("unsubscribed"));
+        // g comes back by the web and confirms: the reader's own opt-in, which outlives the
+        // file's entry.
+        l.request_subscription(&request("g@x.org", &["SOFA"], at(3)), at(3))
+            .unwrap();
+        l.confirm_subscription("g@x.org", at(3)).unwrap();
+        let run3 = [new("w@x.org", &[], Source::File)];
+        assert!(l
+            .with("t", |c| list_file(c, &run3, 3, at(4)))
+            .unwrap()
+            .is_empty());
+        assert_eq!(l.with("t", |c| prune_file(c, 3)).unwrap(), 0);
+        let g = l.web_subscriber("g@x.org").unwrap().unwrap();
+        assert_eq!(
+            (g.state, g.source, g.topics),
+            (
+                SubscriberState::Confirmed,
+                Source::Web,
+                vec!["SOFA".to_string()]
+            )
+        );
     }
 }
