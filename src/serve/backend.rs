@@ -74,10 +74,10 @@ const MOST_CHANGES_AT_ONCE: usize = 256;
 /// A store that writes one transaction at a time ([`Store::batches_subscriptions`]: SQLite)
 /// gets the changes through a writer task: the changes of requests that arrive while a batch is
 /// being written queue up and go to the store together ([`Store::change_subscriptions`]), up to
-/// [`MOST_CHANGES_AT_ONCE`] in one transaction. Under load, and beside a publish that holds the
-/// write lock a few milliseconds at a time, a request then waits for at most one batch and one
-/// lock rather than for every request ahead of it one by one. Each batch is written in a task
-/// of its own, so a panic fails that batch's requests (500 pages) and the writer goes on.
+/// 256 in one transaction. Under load, and beside a publish that holds the write lock a few
+/// milliseconds at a time, a request then waits for at most one batch and one lock rather than
+/// for every request ahead of it one by one. Each batch is written in a task of its own, so a
+/// panic fails that batch's requests (500 pages) and the writer goes on.
 pub struct StoreSubscriptions {
     store: Arc<dyn Store>,
     /// Where changes queue for the writer task, when the store batches them.
