@@ -639,8 +639,10 @@ pub trait Store: Send + Sync {
     /// Reads entries of the editor's `subscribers.toml` into the store (each with
     /// [`Source::File`]) during the run stamped `run` (Unix milliseconds, the same for every
     /// call of one run): a new address becomes `confirmed`; a confirmed file subscriber takes
-    /// the file's spelling, name and topics; every other subscriber (web, CLI, import;
-    /// pending, unsubscribed, bounced) is left as it is, only marked as listed. Returns the keys
+    /// the file's spelling, name and topics, and so does a `pending` one, which becomes a
+    /// confirmed file subscriber (the file mails it; its request still waits for the reader's
+    /// confirmation); every other subscriber (confirmed by web, CLI or import; unsubscribed,
+    /// bounced) is left as it is, only marked as listed. Returns the keys
     /// among `listed` that must receive nothing: unsubscribed or bounced.
     async fn list_file_subscribers(
         &self,

@@ -523,6 +523,29 @@ mod subscribers {
             let first = s.subscribers("", 2).await.unwrap();
             let rest = s.subscribers(&first[1].address, 10).await.unwrap();
             assert_eq!(first.len() + rest.len(), counts.total() as usize);
+            // A reader pending on the web whom the file lists is confirmed by the file (with
+            // its name and topics) until it confirms its own request.
+            s.request_subscription(&request("p@x.org", &["Rust"], at(8)), at(8))
+                .await
+                .unwrap();
+            s.list_file_subscribers(&[file("f1@x.org"), file("p@x.org")], 3, at(9))
+                .await
+                .unwrap();
+            let p = s.subscriber("p@x.org").await.unwrap().unwrap();
+            assert_eq!(
+                (p.state, p.source, p.name.as_deref(), &p.topics),
+                (SubscriberState::Confirmed, Source::File, Some("F"), &topics)
+            );
+            s.confirm_subscription("p@x.org", at(10)).await.unwrap();
+            let p = s.subscriber("p@x.org").await.unwrap().unwrap();
+            assert_eq!(
+                (p.state, p.source, p.topics),
+                (
+                    SubscriberState::Confirmed,
+                    Source::Web,
+                    vec!["Rust".to_string()]
+                )
+            );
         });
     }
 

@@ -316,7 +316,10 @@ pub(super) async fn list_file(
             topics.push(serde_json::to_string(n.topics)?);
         }
     }
-    let file_confirmed = "subscribers.source = 'file' AND subscribers.state = 'confirmed'";
+    // As in the SQLite store: a confirmed file subscriber, or one still pending on the web,
+    // takes the file's word; every CASE reads the row as it was before this update.
+    let file_confirmed = "(subscribers.state = 'pending' \
+         OR (subscribers.source = 'file' AND subscribers.state = 'confirmed'))";
     let stmt = tx
         .prepare_cached(&format!(
             "INSERT INTO subscribers
@@ -335,7 +338,13 @@ pub(super) async fn list_file(
                      THEN $5 ELSE subscribers.updated_at END,
                  email = CASE WHEN {file_confirmed} THEN excluded.email ELSE subscribers.email END,
                  name = CASE WHEN {file_confirmed} THEN excluded.name ELSE subscribers.name END,
-                 topics = CASE WHEN {file_confirmed} THEN excluded.topics ELSE subscribers.topics END
+                 topics = CASE WHEN {file_confirmed} THEN excluded.topics ELSE subscribers.topics END,
+                 confirmed_at = CASE WHEN subscribers.state = 'pending'
+                     THEN $5 ELSE subscribers.confirmed_at END,
+                 source = CASE WHEN subscribers.state = 'pending'
+                     THEN 'file' ELSE subscribers.source END,
+                 state = CASE WHEN subscribers.state = 'pending'
+                     THEN 'confirmed' ELSE subscribers.state END
              RETURNING address, state"
         ))
         .await?;

@@ -352,7 +352,10 @@ pub(super) fn list_file(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut blocked = Vec::new();
     {
-        // A confirmed subscriber of the file takes the file's word; any other is only marked.
+        // A confirmed subscriber of the file takes the file's word, and so does one still
+        // pending on the web (the file mails it: it is confirmed, by the editor; its request
+        // waits, and confirming it makes it the reader's own). Any other is only marked. Every
+        // CASE reads the row as it was before this update.
         let mut upsert = tx.prepare_cached(
             "INSERT INTO subscribers
                  (address, email, name, topics, state, source, created_at, updated_at,
@@ -360,16 +363,20 @@ pub(super) fn list_file(
              VALUES (?1, ?2, ?3, ?4, 'confirmed', 'file', ?5, ?5, ?5, ?6)
              ON CONFLICT (address) DO UPDATE SET
                  listed_run = ?6,
-                 updated_at = CASE WHEN source = 'file' AND state = 'confirmed'
-                     AND (email IS NOT excluded.email OR name IS NOT excluded.name
-                          OR topics IS NOT excluded.topics)
+                 updated_at = CASE WHEN state = 'pending'
+                     OR (source = 'file' AND state = 'confirmed'
+                         AND (email IS NOT excluded.email OR name IS NOT excluded.name
+                              OR topics IS NOT excluded.topics))
                      THEN ?5 ELSE updated_at END,
-                 email = CASE WHEN source = 'file' AND state = 'confirmed'
+                 email = CASE WHEN state = 'pending' OR (source = 'file' AND state = 'confirmed')
                      THEN excluded.email ELSE email END,
-                 name = CASE WHEN source = 'file' AND state = 'confirmed'
+                 name = CASE WHEN state = 'pending' OR (source = 'file' AND state = 'confirmed')
                      THEN excluded.name ELSE name END,
-                 topics = CASE WHEN source = 'file' AND state = 'confirmed'
-                     THEN excluded.topics ELSE topics END",
+                 topics = CASE WHEN state = 'pending' OR (source = 'file' AND state = 'confirmed')
+                     THEN excluded.topics ELSE topics END,
+                 confirmed_at = CASE WHEN state = 'pending' THEN ?5 ELSE confirmed_at END,
+                 source = CASE WHEN state = 'pending' THEN 'file' ELSE source END,
+                 state = CASE WHEN state = 'pending' THEN 'confirmed' ELSE state END",
         )?;
         let mut state = tx.prepare_cached("SELECT state FROM subscribers WHERE address = ?1")?;
         for n in listed {
@@ -877,6 +884,48 @@ mod tests {
         assert_eq!(
             (counts.confirmed, counts.unsubscribed, counts.pending),
             (1, 1, 0)
+        );
+    }
+
+    #[test]
+    fn a_pending_reader_the_file_lists_is_confirmed_by_the_file_until_it_confirms_itself() {
+        let (_dir, l) = ledger();
+        l.request_subscription(&request("p@x.org", &["Rust"], at(0)), at(0))
+            .unwrap();
+        assert_eq!(state(&l, "p@x.org").as_deref(), Some("pending"));
+        // The editor's file lists it: mailed, so confirmed, with the file's name and topics.
+        let sofa = vec!["SOFA".to_string()];
+        let listed = [NewSubscriber {
+            name: Some("From the file"),
+            ..new("p@x.org", &sofa, Source::File)
+        }];
+        assert!(l
+            .with("t", |c| list_file(c, &listed, 1, at(1)))
+            .unwrap()
+            .is_empty());
+        let p = l.web_subscriber("p@x.org").unwrap().unwrap();
+        assert_eq!(
+            (p.state, p.source, p.name.as_deref(), p.topics.clone()),
+            (
+                SubscriberState::Confirmed,
+                Source::File,
+                Some("From the file"),
+                sofa.clone()
+            )
+        );
+        // Its request still waits: confirming it makes the subscription the reader's own.
+        assert_eq!(
+            l.confirm_subscription("p@x.org", at(2)).unwrap(),
+            Confirmed::Confirmed
+        );
+        let p = l.web_subscriber("p@x.org").unwrap().unwrap();
+        assert_eq!(
+            (p.state, p.source, p.topics),
+            (
+                SubscriberState::Confirmed,
+                Source::Web,
+                vec!["Rust".to_string()]
+            )
         );
     }
 
