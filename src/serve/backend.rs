@@ -68,8 +68,8 @@ const MOST_CHANGES_AT_ONCE: usize = 256;
 
 /// The [`Store`] as the server's backend: every call is the store's subscriber operation of the
 /// same name ([`Store::request_subscription`], [`Store::confirm_subscription`],
-/// [`Store::unsubscribe`]); lapsed requests are purged at most once a minute, on the next
-/// request.
+/// [`Store::unsubscribe`]), made through [`Store::change_subscriptions`]; lapsed requests are
+/// purged at most once a minute, on the next request.
 ///
 /// A store that writes one transaction at a time ([`Store::batches_subscriptions`]: SQLite)
 /// gets the changes through a writer task: the changes of requests that arrive while a batch is
@@ -120,23 +120,24 @@ impl StoreSubscriptions {
         }
     }
 
-    /// Makes `change` through the writer task; `None` when the store takes changes one by one.
-    async fn queue(
-        &self,
-        change: SubscriptionChange,
-    ) -> Option<anyhow::Result<SubscriptionChanged>> {
-        let writer = self.writer.as_ref()?;
+    /// Makes `change`: through the writer task when the store batches changes, else at once.
+    async fn change(&self, change: SubscriptionChange) -> anyhow::Result<SubscriptionChanged> {
+        let Some(writer) = &self.writer else {
+            let mut made = self
+                .store
+                .change_subscriptions(std::slice::from_ref(&change))
+                .await;
+            return made
+                .pop()
+                .context("internal error: the store answered no change")?;
+        };
         let (answer, answered) = oneshot::channel();
-        if writer.send(Queued { change, answer }).is_err() {
-            return Some(Err(anyhow::anyhow!(
-                "internal error: the store's writer task has stopped"
-            )));
-        }
-        Some(answered.await.unwrap_or_else(|_| {
-            Err(anyhow::anyhow!(
-                "internal error: the store's writer task dropped a change unanswered"
-            ))
-        }))
+        writer
+            .send(Queued { change, answer })
+            .map_err(|_| anyhow::anyhow!("internal error: the store's writer task has stopped"))?;
+        answered.await.map_err(|_| {
+            anyhow::anyhow!("internal error: the store's writer task dropped a change unanswered")
+        })?
     }
 }
 
@@ -164,12 +165,9 @@ async fn write_batches(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver
     }
 }
 
-/// The answer `made` to a change of one kind, or an internal error if it is another kind's.
-fn expect<T>(
-    made: anyhow::Result<SubscriptionChanged>,
-    kind: impl FnOnce(SubscriptionChanged) -> Option<T>,
-) -> anyhow::Result<T> {
-    kind(made?).context("internal error: the store answered a change with another kind's answer")
+/// The error for a change answered with another kind's answer (`made`): a store's bug.
+fn mismatched(made: SubscriptionChanged) -> anyhow::Error {
+    anyhow::anyhow!("internal error: the store answered a change with {made:?}")
 }
 
 impl Subscriptions for StoreSubscriptions {
@@ -178,40 +176,31 @@ impl Subscriptions for StoreSubscriptions {
             self.store.purge_lapsed_requests(now).await?;
         }
         match self
-            .queue(SubscriptionChange::Request(request.clone(), now))
-            .await
+            .change(SubscriptionChange::Request(request.clone(), now))
+            .await?
         {
-            Some(made) => expect(made, |made| match made {
-                SubscriptionChanged::Requested(r) => Some(r),
-                _ => None,
-            }),
-            None => self.store.request_subscription(request, now).await,
+            SubscriptionChanged::Requested(requested) => Ok(requested),
+            other => Err(mismatched(other)),
         }
     }
 
     async fn confirm(&self, address: &str, now: DateTime<Utc>) -> anyhow::Result<Confirmed> {
         match self
-            .queue(SubscriptionChange::Confirm(address.to_string(), now))
-            .await
+            .change(SubscriptionChange::Confirm(address.to_string(), now))
+            .await?
         {
-            Some(made) => expect(made, |made| match made {
-                SubscriptionChanged::Confirmed(c) => Some(c),
-                _ => None,
-            }),
-            None => self.store.confirm_subscription(address, now).await,
+            SubscriptionChanged::Confirmed(confirmed) => Ok(confirmed),
+            other => Err(mismatched(other)),
         }
     }
 
     async fn unsubscribe(&self, address: &str, now: DateTime<Utc>) -> anyhow::Result<Unsubscribed> {
         match self
-            .queue(SubscriptionChange::Unsubscribe(address.to_string(), now))
-            .await
+            .change(SubscriptionChange::Unsubscribe(address.to_string(), now))
+            .await?
         {
-            Some(made) => expect(made, |made| match made {
-                SubscriptionChanged::Unsubscribed(u) => Some(u),
-                _ => None,
-            }),
-            None => self.store.unsubscribe(address, now).await,
+            SubscriptionChanged::Unsubscribed(unsubscribed) => Ok(unsubscribed),
+            other => Err(mismatched(other)),
         }
     }
 }

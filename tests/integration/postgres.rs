@@ -550,6 +550,38 @@ mod subscribers {
     }
 
     #[test]
+    fn the_server_backend_makes_changes_one_by_one_on_a_pool() {
+        use feedpost::serve::{StoreSubscriptions, Subscriptions};
+        let Some(pg) = Postgres::start() else { return };
+        let url = pg.database();
+        runtime().block_on(async {
+            let s = store(&url, std::time::Duration::from_secs(300)).await;
+            assert!(!s.batches_subscriptions());
+            let subs = StoreSubscriptions::new(Box::new(s));
+            let now = Utc::now();
+            assert_eq!(
+                subs.request(&request("B@x.org", &["Rust"], now), now)
+                    .await
+                    .unwrap(),
+                Requested::MailConfirmation
+            );
+            assert_eq!(
+                subs.confirm("b@x.org", now).await.unwrap(),
+                Confirmed::Confirmed
+            );
+            assert_eq!(
+                subs.unsubscribe("b@x.org", now).await.unwrap(),
+                Unsubscribed::Unsubscribed
+            );
+            let check = store(&url, std::time::Duration::from_secs(300)).await;
+            assert_eq!(
+                state(&check, "b@x.org").await,
+                Some(SubscriberState::Unsubscribed)
+            );
+        });
+    }
+
+    #[test]
     fn two_stores_racing_subscribe_and_unsubscribe_on_one_address_end_consistent() {
         let Some(pg) = Postgres::start() else { return };
         let url = pg.database();

@@ -180,7 +180,12 @@ impl SqliteStore {
             }
             result
         })
-        .with_context(|| format!("ledger `{}`: failed to {what}", self.path.display()))
+        .with_context(|| self.failed(what))
+    }
+
+    /// The context of an error while doing `what`: it names the ledger file.
+    fn failed(&self, what: &str) -> String {
+        format!("ledger `{}`: failed to {what}", self.path.display())
     }
 }
 
@@ -324,11 +329,7 @@ impl Store for SqliteStore {
         match self.with(what, |c| subscribers::change_all(c, changes)) {
             Ok(answers) => answers
                 .into_iter()
-                .map(|answer| {
-                    answer.with_context(|| {
-                        format!("ledger `{}`: failed to {what}", self.path.display())
-                    })
-                })
+                .map(|answer| answer.with_context(|| self.failed(what)))
                 .collect(),
             // anyhow errors are not Clone: every change gets the batch's error as text.
             Err(e) => changes

@@ -356,28 +356,25 @@ pub(super) fn list_file(
         // pending on the web (the file mails it: it is confirmed, by the editor; its request
         // waits, and confirming it makes it the reader's own). Any other is only marked. Every
         // CASE reads the row as it was before this update.
-        let mut upsert = tx.prepare_cached(
+        let takes_file = "(state = 'pending' OR (source = 'file' AND state = 'confirmed'))";
+        let mut upsert = tx.prepare_cached(&format!(
             "INSERT INTO subscribers
                  (address, email, name, topics, state, source, created_at, updated_at,
                   confirmed_at, listed_run)
              VALUES (?1, ?2, ?3, ?4, 'confirmed', 'file', ?5, ?5, ?5, ?6)
              ON CONFLICT (address) DO UPDATE SET
                  listed_run = ?6,
-                 updated_at = CASE WHEN state = 'pending'
-                     OR (source = 'file' AND state = 'confirmed'
-                         AND (email IS NOT excluded.email OR name IS NOT excluded.name
-                              OR topics IS NOT excluded.topics))
+                 updated_at = CASE WHEN {takes_file}
+                     AND (state = 'pending' OR email IS NOT excluded.email
+                          OR name IS NOT excluded.name OR topics IS NOT excluded.topics)
                      THEN ?5 ELSE updated_at END,
-                 email = CASE WHEN state = 'pending' OR (source = 'file' AND state = 'confirmed')
-                     THEN excluded.email ELSE email END,
-                 name = CASE WHEN state = 'pending' OR (source = 'file' AND state = 'confirmed')
-                     THEN excluded.name ELSE name END,
-                 topics = CASE WHEN state = 'pending' OR (source = 'file' AND state = 'confirmed')
-                     THEN excluded.topics ELSE topics END,
+                 email = CASE WHEN {takes_file} THEN excluded.email ELSE email END,
+                 name = CASE WHEN {takes_file} THEN excluded.name ELSE name END,
+                 topics = CASE WHEN {takes_file} THEN excluded.topics ELSE topics END,
                  confirmed_at = CASE WHEN state = 'pending' THEN ?5 ELSE confirmed_at END,
                  source = CASE WHEN state = 'pending' THEN 'file' ELSE source END,
-                 state = CASE WHEN state = 'pending' THEN 'confirmed' ELSE state END",
-        )?;
+                 state = CASE WHEN state = 'pending' THEN 'confirmed' ELSE state END"
+        ))?;
         let mut state = tx.prepare_cached("SELECT state FROM subscribers WHERE address = ?1")?;
         for n in listed {
             upsert.execute(params![
